@@ -1,0 +1,160 @@
+import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
+import { crc32 } from 'node:zlib';
+
+const ALPHABET = '0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz';
+const SECRET_LENGTH = 43;
+const CHECKSUM_LENGTH = 6;
+const BODY_LENGTH = SECRET_LENGTH + CHECKSUM_LENGTH;
+/** Characters of the secret shown in lists, after the prefix and `_`. */
+export const DISPLAY_SECRET_CHARS = 8;
+
+const PREFIX_PATTERN = /^[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*$/;
+const NATIVE_PATTERN = /^([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)_([A-Za-z0-9]{49})$/;
+const PRINTABLE_PATTERN = /^[\x21-\x7e]{16,256}$/;
+
+/** The parts of a key in Keyward's native `{prefix}_{secret}{checksum}` shape. */
+export interface ParsedKey {
+  prefix: string;
+  secret: string;
+  checksum: string;
+}
+
+/**
+ * How a presented string should be treated before any look-up:
+ * `native` (Keyward shape, checksum correct), `foreign` (an imported key of some other printable form,
+ * looked up by hash), or `invalid` (reject at once with `INVALID_FORMAT`).
+ */
+export type KeyShape = 'native' | 'foreign' | 'invalid';
+
+function toBase62(value: bigint | number, width: number): string {
+  let n = BigInt(value);
+  let out = '';
+  while (n > 0n) {
+    out = ALPHABET.charAt(Number(n % 62n)) + out;
+    n /= 62n;
+  }
+  return out.padStart(width, '0');
+}
+
+// The checksum is on every verification, so it avoids BigInt: a CRC32 fits comfortably in a double.
+function checksumOf(prefixAndSecret: string): string {
+  let n = crc32(prefixAndSecret);
+  let out = '';
+  while (n > 0) {
+    out = ALPHABET.charAt(n % 62) + out;
+    n = Math.floor(n / 62);
+  }
+  return out.padStart(CHECKSUM_LENGTH, '0');
+}
+
+/**
+ * Whether `prefix` is a valid key prefix: `[a-z][a-z0-9]*` segments joined by `_`, 1–20 characters.
+ *
+ * @example
+ * isValidPrefix('sk_live'); // true
+ * isValidPrefix('Live');    // false
+ */
+export function isValidPrefix(prefix: string): boolean {
+  return prefix.length >= 1 && prefix.length <= 20 && PREFIX_PATTERN.test(prefix);
+}
+
+/**
+ * Generates a new key `{prefix}_{secret}{checksum}` from 32 CSPRNG bytes.
+ *
+ * @example
+ * const key = generateKey('kw'); // 'kw_3xY…' (52 characters)
+ */
+export function generateKey(prefix = 'kw'): string {
+  if (!isValidPrefix(prefix)) throw new TypeError('invalid key prefix');
+  const secret = toBase62(BigInt(`0x${randomBytes(32).toString('hex')}`), SECRET_LENGTH);
+  const head = `${prefix}_${secret}`;
+  return head + checksumOf(head);
+}
+
+/**
+ * Splits a native key into prefix, secret and checksum; `null` if it is not in the native shape or its
+ * checksum does not match.
+ *
+ * @example
+ * parseKey(generateKey('sk_live'))?.prefix; // 'sk_live'
+ * parseKey('sk_live_tampered');             // null
+ */
+export function parseKey(key: string): ParsedKey | null {
+  const match = NATIVE_PATTERN.exec(key);
+  if (!match) return null;
+  const prefix = match[1] ?? '';
+  const body = match[2] ?? '';
+  if (prefix.length > 20) return null;
+  const secret = body.slice(0, SECRET_LENGTH);
+  const checksum = body.slice(SECRET_LENGTH);
+  if (checksumOf(`${prefix}_${secret}`) !== checksum) return null;
+  return { prefix, secret, checksum };
+}
+
+/**
+ * Whether `key` is a native Keyward key with a correct checksum. Cheap: no hashing, no I/O.
+ *
+ * @example
+ * isWellFormed(generateKey()); // true
+ */
+export function isWellFormed(key: string): boolean {
+  return parseKey(key) !== null;
+}
+
+/**
+ * Classifies a presented string (see {@link KeyShape}). A string in the native shape with a bad
+ * checksum, or anything outside 16–256 printable characters, is `invalid`.
+ *
+ * @example
+ * classifyKey(generateKey());           // 'native'
+ * classifyKey('a-legacy-token-0123456'); // 'foreign'
+ * classifyKey('short');                 // 'invalid'
+ */
+export function classifyKey(key: string): KeyShape {
+  if (key.length > 256 || key.length < 16) return 'invalid';
+  const match = NATIVE_PATTERN.exec(key);
+  if (match && (match[1]?.length ?? 0) <= 20 && (match[2]?.length ?? 0) === BODY_LENGTH) {
+    return parseKey(key) ? 'native' : 'invalid';
+  }
+  return PRINTABLE_PATTERN.test(key) ? 'foreign' : 'invalid';
+}
+
+/**
+ * The display prefix of a key, safe to show in lists: for a native key the prefix, `_` and the first 8
+ * characters of the secret; for any other key its first 12 characters.
+ *
+ * @example
+ * displayPrefix('kw_AbCdEfGh…'); // 'kw_AbCdEfGh'
+ */
+export function displayPrefix(key: string): string {
+  const parsed = parseKey(key);
+  if (parsed) return `${parsed.prefix}_${parsed.secret.slice(0, DISPLAY_SECRET_CHARS)}`;
+  return key.slice(0, 12);
+}
+
+/**
+ * SHA-256 of the whole key, lower-case hex (64 characters): what Keyward stores and looks keys up by.
+ * Use it to own records by key without ever storing the key.
+ *
+ * @example
+ * await db.sessions.insert({ ownerKeyHash: hashApiKey(presentedKey) });
+ */
+export function hashApiKey(key: string): string {
+  return createHash('sha256').update(key, 'utf8').digest('hex');
+}
+
+const HEX_SHA256 = /^[0-9a-f]{64}$/;
+
+/**
+ * Whether `key` hashes to `storedHash`, compared in constant time.
+ *
+ * @example
+ * if (!verifyApiKeyHash(presentedKey, row.ownerKeyHash)) throw new Error('not yours');
+ */
+export function verifyApiKeyHash(key: string, storedHash: string): boolean {
+  const actual = createHash('sha256').update(key, 'utf8').digest();
+  const wellFormed = HEX_SHA256.test(storedHash);
+  // Compare against a same-length buffer either way, so a malformed stored hash takes the same time.
+  const expected = wellFormed ? Buffer.from(storedHash, 'hex') : Buffer.alloc(actual.length);
+  return timingSafeEqual(actual, expected) && wellFormed;
+}

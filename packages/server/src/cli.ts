@@ -1,0 +1,143 @@
+#!/usr/bin/env node
+import { Command, InvalidArgumentError } from 'commander';
+import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
+import { createContainer } from './container.js';
+import { apiKeyView } from './http/schemas.js';
+import { startServer } from './server.js';
+import type { Caller } from './services/principal.js';
+import { migrateDown, migrateUp, migrationStatus } from './store/migrator.js';
+
+const operator: Caller = { principal: { kind: 'system', name: 'cli' }, ip: null };
+
+function out(line: string): void {
+  process.stdout.write(`${line}\n`);
+}
+
+function fail(message: string): never {
+  process.stderr.write(`keyward: ${message}\n`);
+  process.exit(1);
+}
+
+function config(): Config {
+  loadDotEnv();
+  try {
+    return loadConfig();
+  } catch (error) {
+    if (error instanceof ConfigError) fail(`invalid configuration: ${error.message}`);
+    throw error;
+  }
+}
+
+/** Runs `work` against a migrated database, then closes it. */
+async function withContainer<T>(work: (c: ReturnType<typeof createContainer>) => Promise<T>, migrate = true): Promise<T> {
+  const container = createContainer(config());
+  try {
+    if (migrate) await migrateUp(container.db.db);
+    return await work(container);
+  } finally {
+    await container.close();
+  }
+}
+
+function isoDate(value: string): string {
+  if (Number.isNaN(Date.parse(value))) throw new InvalidArgumentError('expected an ISO 8601 date, e.g. 2027-01-01T00:00:00Z');
+  return value;
+}
+
+const program = new Command()
+  .name('keyward')
+  .description('Keyward: self-hosted API key service. Configuration comes from the environment or ./.env (see README).')
+  .showHelpAfterError();
+
+program
+  .command('serve')
+  .description('Migrate the database, create the first admin key if none exists, and serve the HTTP API (PORT, HOST)')
+  .action(async () => {
+    const cfg = config();
+    const server = await startServer(cfg);
+    out(`Keyward listening on ${server.url}  (docs: ${server.url}/docs)`);
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      out(`${signal} received: flushing and shutting down`);
+      await server.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
+  });
+
+const migrate = program.command('migrate').description('Apply, revert or list database migrations (DATABASE_URL)');
+migrate
+  .command('up')
+  .description('Apply every pending migration')
+  .action(async () => {
+    const applied = await withContainer((c) => migrateUp(c.db.db), false);
+    out(applied.length ? `applied: ${applied.join(', ')}` : 'already up to date');
+  });
+migrate
+  .command('down')
+  .description('Revert the most recent migration')
+  .action(async () => {
+    const reverted = await withContainer((c) => migrateDown(c.db.db), false);
+    out(reverted.length ? `reverted: ${reverted.join(', ')}` : 'nothing to revert');
+  });
+migrate
+  .command('status')
+  .description('List migrations and whether each is applied')
+  .action(async () => {
+    const list = await withContainer((c) => migrationStatus(c.db.db), false);
+    for (const m of list) out(`${m.executedAt ? 'applied' : 'pending'}  ${m.name}${m.executedAt ? `  ${m.executedAt.toISOString()}` : ''}`);
+  });
+
+program
+  .command('admin')
+  .description('Manage admin keys')
+  .command('create')
+  .description('Create an admin key and print it once')
+  .requiredOption('--name <name>', 'a name for the key')
+  .option('--expires <iso>', 'expiry date (ISO 8601)', isoDate)
+  .action(async (opts: { name: string; expires?: string }) => {
+    const created = await withContainer((c) =>
+      c.keys.create(operator, { name: opts.name, isAdmin: true, expiresAt: opts.expires ? Date.parse(opts.expires) : null }),
+    );
+    if (!created.ok) fail(`${created.code}${created.detail ? `: ${created.detail}` : ''}`);
+    out(`Admin key "${created.value.record.name}" (id ${created.value.record.id}). Save it now: it will not be shown again.`);
+    out(created.value.key);
+  });
+
+const keys = program.command('keys').description('List and revoke keys');
+keys
+  .command('list')
+  .description('List keys (never the key itself): id, prefix, status, name')
+  .option('--include-inactive', 'include deactivated and revoked keys')
+  .option('--user <id>', 'only this user’s keys')
+  .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 100)
+  .action(async (opts: { includeInactive?: boolean; user?: string; limit: number }) => {
+    const page = await withContainer((c) =>
+      c.keys.list(operator, {
+        includeInactive: opts.includeInactive ?? false,
+        limit: opts.limit,
+        ...(opts.user ? { userId: opts.user } : {}),
+      }),
+    );
+    if (!page.ok) fail(page.code);
+    for (const key of page.value.items) {
+      const v = apiKeyView(key);
+      out([v.id, v.key_prefix, v.status, v.is_admin ? 'admin' : '-', v.name].join('\t'));
+    }
+  });
+keys
+  .command('revoke')
+  .description('Revoke a key permanently')
+  .argument('<id>', 'key id')
+  .action(async (id: string) => {
+    const revoked = await withContainer((c) => c.keys.revoke(operator, id));
+    if (!revoked.ok) fail(revoked.code);
+    out(`revoked ${revoked.value.id} (${revoked.value.keyPrefix}…)`);
+  });
+
+program.parseAsync().catch((error: unknown) => {
+  fail(error instanceof Error ? error.message : String(error));
+});

@@ -1,0 +1,228 @@
+import { existsSync } from 'node:fs';
+import { classifyKey, isValidPrefix } from '@keyward/sdk';
+
+export interface RateLimitSetting {
+  limit: number;
+  windowSeconds: number;
+}
+
+export interface TierSetting {
+  /** Most keys a user of this tier may hold; `null` for unlimited. */
+  maxKeys: number | null;
+  /** Default rate limit for this tier's keys when a key has none of its own. */
+  rateLimit: RateLimitSetting | null;
+  /** Scopes a user may grant their own keys; `null` means the default rule (see SPEC §4). */
+  scopes: string[] | null;
+}
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+
+export interface Config {
+  port: number;
+  host: string;
+  databaseUrl: string;
+  redisUrl: string | null;
+  keyPrefix: string;
+  initialAdminKey: string | null;
+  requireApiKey: boolean;
+  tiers: Record<string, TierSetting>;
+  defaultTier: string;
+  maxKeysPerUser: number | null;
+  jwtSecret: string | null;
+  jwtJwksUrl: string | null;
+  jwtIssuer: string | null;
+  jwtAudience: string | null;
+  logLevel: LogLevel;
+  bodyLimitBytes: number;
+  trustProxy: boolean;
+  cacheMaxEntries: number;
+  cacheTtlMs: number;
+  cacheNegativeTtlMs: number;
+  cacheStaleTtlMs: number;
+  lastUsedFlushMs: number;
+  usageFlushMs: number;
+  usageRetentionDays: number;
+  rateLimitFailMode: 'open' | 'closed';
+  authFailuresPerMinute: number;
+}
+
+export class ConfigError extends Error {
+  constructor(
+    readonly variable: string,
+    problem: string,
+  ) {
+    super(`${variable}: ${problem}`);
+    this.name = 'ConfigError';
+  }
+}
+
+type Env = Record<string, string | undefined>;
+
+export const DEFAULT_TIERS: Record<string, TierSetting> = {
+  free: { maxKeys: 3, rateLimit: { limit: 60, windowSeconds: 60 }, scopes: null },
+  pro: { maxKeys: 10, rateLimit: { limit: 600, windowSeconds: 60 }, scopes: null },
+  enterprise: { maxKeys: null, rateLimit: null, scopes: null },
+};
+
+function raw(env: Env, name: string): string | undefined {
+  const value = env[name];
+  return value === undefined || value.trim() === '' ? undefined : value.trim();
+}
+
+// Secrets are never echoed back in an error; other values are, so the operator sees what was read.
+function shown(name: string, value: string): string {
+  return /KEY|SECRET/.test(name) ? '' : ` (got "${value}")`;
+}
+
+function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (!/^\d+$/.test(value) || Number(value) < min || Number(value) > max) {
+    throw new ConfigError(name, `must be an integer from ${min} to ${max}${shown(name, value)}`);
+  }
+  return Number(value);
+}
+
+function optionalInteger(env: Env, name: string, min: number): number | null {
+  return raw(env, name) === undefined ? null : integer(env, name, 0, min);
+}
+
+function boolean(env: Env, name: string, fallback: boolean): boolean {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (/^(1|true|yes|on)$/i.test(value)) return true;
+  if (/^(0|false|no|off)$/i.test(value)) return false;
+  throw new ConfigError(name, `must be true or false${shown(name, value)}`);
+}
+
+function oneOf<T extends string>(env: Env, name: string, allowed: readonly T[], fallback: T): T {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const found = allowed.find((a) => a === value.toLowerCase());
+  if (!found) throw new ConfigError(name, `must be one of ${allowed.join(', ')}${shown(name, value)}`);
+  return found;
+}
+
+function url(env: Env, name: string, protocols: readonly string[]): string | null {
+  const value = raw(env, name);
+  if (value === undefined) return null;
+  let parsed: URL;
+  try {
+    parsed = new URL(value);
+  } catch {
+    throw new ConfigError(name, `must be a URL (${protocols.join(', ')})${shown(name, value)}`);
+  }
+  if (!protocols.includes(parsed.protocol)) {
+    throw new ConfigError(name, `must use ${protocols.join(' or ')}${shown(name, value)}`);
+  }
+  return value;
+}
+
+function databaseUrl(env: Env): string {
+  const value = raw(env, 'DATABASE_URL') ?? 'sqlite:./data/keyward.db';
+  if (/^sqlite:.+/.test(value) || /^postgres(ql)?:\/\/.+/.test(value)) return value;
+  throw new ConfigError('DATABASE_URL', `must be sqlite:PATH or postgres://…${shown('DATABASE_URL', value)}`);
+}
+
+function parseRateLimit(name: string, value: unknown): RateLimitSetting | null {
+  if (value === null || value === undefined) return null;
+  const v = value as { limit?: unknown; window_seconds?: unknown };
+  if (
+    typeof v !== 'object' ||
+    !Number.isInteger(v.limit) ||
+    !Number.isInteger(v.window_seconds) ||
+    (v.limit as number) < 1 ||
+    (v.window_seconds as number) < 1
+  ) {
+    throw new ConfigError(name, 'rate_limit must be {"limit": n >= 1, "window_seconds": n >= 1}');
+  }
+  return { limit: v.limit as number, windowSeconds: v.window_seconds as number };
+}
+
+function tiers(env: Env): Record<string, TierSetting> {
+  const value = raw(env, 'TIERS');
+  if (value === undefined) return DEFAULT_TIERS;
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(value);
+  } catch {
+    throw new ConfigError('TIERS', 'must be JSON like {"free": {"max_keys": 3, "rate_limit": {...}, "scopes": [...]}}');
+  }
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.keys(parsed).length === 0) {
+    throw new ConfigError('TIERS', 'must be a non-empty JSON object of tier name to settings');
+  }
+  const out: Record<string, TierSetting> = {};
+  for (const [tier, setting] of Object.entries(parsed as Record<string, unknown>)) {
+    if (!/^[a-z][a-z0-9_-]{0,31}$/.test(tier)) throw new ConfigError('TIERS', `tier name "${tier}" must match [a-z][a-z0-9_-]*`);
+    const s = (setting ?? {}) as { max_keys?: unknown; rate_limit?: unknown; scopes?: unknown };
+    if (s.max_keys !== undefined && s.max_keys !== null && !(Number.isInteger(s.max_keys) && (s.max_keys as number) >= 0)) {
+      throw new ConfigError('TIERS', `${tier}.max_keys must be a non-negative integer or null`);
+    }
+    if (s.scopes !== undefined && s.scopes !== null && !(Array.isArray(s.scopes) && s.scopes.every((x) => typeof x === 'string'))) {
+      throw new ConfigError('TIERS', `${tier}.scopes must be a list of strings`);
+    }
+    out[tier] = {
+      maxKeys: (s.max_keys as number | null | undefined) ?? null,
+      rateLimit: parseRateLimit('TIERS', s.rate_limit),
+      scopes: (s.scopes as string[] | null | undefined) ?? null,
+    };
+  }
+  return out;
+}
+
+/**
+ * Reads and validates the configuration. Throws a {@link ConfigError} naming the first bad variable.
+ * Secrets (`INITIAL_ADMIN_KEY`, `JWT_SECRET`) are never echoed in an error.
+ */
+export function loadConfig(env: Env = process.env): Config {
+  const keyPrefix = raw(env, 'KEY_PREFIX') ?? 'kw';
+  if (!isValidPrefix(keyPrefix)) {
+    throw new ConfigError('KEY_PREFIX', `must be [a-z][a-z0-9]* segments joined by _, 1-20 chars (got "${keyPrefix}")`);
+  }
+  const initialAdminKey = raw(env, 'INITIAL_ADMIN_KEY') ?? null;
+  if (initialAdminKey !== null && classifyKey(initialAdminKey) === 'invalid') {
+    throw new ConfigError('INITIAL_ADMIN_KEY', 'must be 16-256 printable characters without spaces, with a valid checksum if in kw_ shape');
+  }
+  const jwtSecret = raw(env, 'JWT_SECRET') ?? null;
+  if (jwtSecret !== null && jwtSecret.length < 32) {
+    throw new ConfigError('JWT_SECRET', 'must be at least 32 characters');
+  }
+  const tierTable = tiers(env);
+  const defaultTier = raw(env, 'DEFAULT_TIER') ?? ('free' in tierTable ? 'free' : (Object.keys(tierTable)[0] ?? 'free'));
+  if (!(defaultTier in tierTable)) {
+    throw new ConfigError('DEFAULT_TIER', `must name a tier in TIERS (got "${defaultTier}")`);
+  }
+  return {
+    port: integer(env, 'PORT', 8080, 0, 65535),
+    host: raw(env, 'HOST') ?? '127.0.0.1',
+    databaseUrl: databaseUrl(env),
+    redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    keyPrefix,
+    initialAdminKey,
+    requireApiKey: boolean(env, 'REQUIRE_API_KEY', true),
+    tiers: tierTable,
+    defaultTier,
+    maxKeysPerUser: optionalInteger(env, 'MAX_KEYS_PER_USER', 0),
+    jwtSecret,
+    jwtJwksUrl: url(env, 'JWT_JWKS_URL', ['https:', 'http:']),
+    jwtIssuer: raw(env, 'JWT_ISSUER') ?? null,
+    jwtAudience: raw(env, 'JWT_AUDIENCE') ?? null,
+    logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
+    bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 64 * 1024, 1024),
+    trustProxy: boolean(env, 'TRUST_PROXY', false),
+    cacheMaxEntries: integer(env, 'CACHE_MAX_ENTRIES', 10_000, 0),
+    cacheTtlMs: integer(env, 'CACHE_TTL_MS', 30_000, 0),
+    cacheNegativeTtlMs: integer(env, 'CACHE_NEGATIVE_TTL_MS', 2_000, 0),
+    cacheStaleTtlMs: integer(env, 'CACHE_STALE_TTL_MS', 300_000, 0),
+    lastUsedFlushMs: integer(env, 'LAST_USED_FLUSH_MS', 5_000, 10),
+    usageFlushMs: integer(env, 'USAGE_FLUSH_MS', 1_000, 10),
+    usageRetentionDays: integer(env, 'USAGE_RETENTION_DAYS', 90, 0),
+    rateLimitFailMode: oneOf(env, 'RATE_LIMIT_FAIL_MODE', ['open', 'closed'] as const, 'open'),
+    authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 60, 0),
+  };
+}
+
+/** Loads `.env` from the working directory into `process.env` (values already set win), if the file exists. */
+export function loadDotEnv(path = '.env'): void {
+  if (existsSync(path)) process.loadEnvFile(path);
+}

@@ -1,0 +1,74 @@
+// Domain records as the services see them: camelCase, parsed JSON, times in epoch milliseconds.
+
+export type HashScheme = 'sha256' | 'bcrypt';
+export type RefillInterval = 'day' | 'month';
+
+export interface RateLimit {
+  limit: number;
+  windowSeconds: number;
+}
+
+export interface Quota {
+  remaining: number;
+  refill: { amount: number; interval: RefillInterval } | null;
+  lastRefillAt: number | null;
+}
+
+export interface ApiKey {
+  id: string;
+  name: string;
+  description: string | null;
+  keyHash: string;
+  keyPrefix: string;
+  hashScheme: HashScheme;
+  userId: string | null;
+  isAdmin: boolean;
+  scopes: string[];
+  metadata: Record<string, unknown>;
+  isActive: boolean;
+  createdAt: number;
+  createdBy: string;
+  updatedAt: number;
+  lastUsedAt: number | null;
+  expiresAt: number | null;
+  revokedAt: number | null;
+  rolledFrom: string | null;
+  rateLimit: RateLimit | null;
+  quota: Quota | null;
+}
+
+export interface User {
+  id: string;
+  externalId: string;
+  email: string | null;
+  tier: string;
+  createdAt: number;
+  updatedAt: number;
+}
+
+export type KeyStatus = 'active' | 'inactive' | 'revoked' | 'expired';
+
+export function keyStatus(key: ApiKey, now = Date.now()): KeyStatus {
+  if (key.revokedAt !== null) return 'revoked';
+  if (!key.isActive) return 'inactive';
+  if (key.expiresAt !== null && key.expiresAt <= now) return 'expired';
+  return 'active';
+}
+
+/** Who did something, as the audit log records it. */
+export interface Actor {
+  type: 'api_key' | 'user' | 'system';
+  id: string;
+}
+
+export interface AuditEntry {
+  id: string;
+  actorType: string;
+  actorId: string | null;
+  action: string;
+  targetType: string;
+  targetId: string | null;
+  changes: Record<string, unknown>;
+  ip: string | null;
+  createdAt: number;
+}

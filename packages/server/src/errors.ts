@@ -1,0 +1,95 @@
+/**
+ * The one catalogue of error codes. Every error Keyward answers carries one of these codes, and the
+ * code alone decides the HTTP status. Tests assert codes, never message text.
+ */
+export const ERRORS = {
+  INVALID_REQUEST: { status: 400, title: 'The request is not valid' },
+  KEY_LIMIT_REACHED: { status: 400, title: 'The key limit for this tier is reached' },
+  INVALID_COST: { status: 400, title: 'The cost must be a non-negative integer' },
+  AUTH_REQUIRED: { status: 401, title: 'An API key or token is required' },
+  INVALID_CREDENTIALS: { status: 401, title: 'The API key or token is not valid' },
+  KEY_EXPIRED: { status: 401, title: 'The API key has expired' },
+  KEY_DISABLED: { status: 401, title: 'The API key is deactivated' },
+  KEY_REVOKED: { status: 401, title: 'The API key is revoked' },
+  FORBIDDEN: { status: 403, title: 'This credential is not allowed to do that' },
+  NOT_FOUND: { status: 404, title: 'No such route' },
+  KEY_NOT_FOUND: { status: 404, title: 'No such API key' },
+  USER_NOT_FOUND: { status: 404, title: 'No such user' },
+  METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
+  KEY_IS_REVOKED: { status: 409, title: 'The API key is revoked and cannot change state' },
+  USER_EXISTS: { status: 409, title: 'A user with this external id exists' },
+  PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
+  UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be application/json' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  INTERNAL_ERROR: { status: 500, title: 'Internal error' },
+  SERVICE_UNAVAILABLE: { status: 503, title: 'The service is temporarily unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>;
+
+export type ErrorCode = keyof typeof ERRORS;
+
+export function statusOf(code: ErrorCode): number {
+  return ERRORS[code].status;
+}
+
+/** One field-level validation problem, named by its JSON path (e.g. `body.expires_at`). */
+export interface FieldError {
+  field: string;
+  message: string;
+}
+
+/** RFC 9457 problem details, with Keyward's stable `code`. */
+export interface Problem {
+  type: string;
+  title: string;
+  status: number;
+  code: ErrorCode;
+  detail?: string;
+  instance?: string;
+  errors?: FieldError[];
+}
+
+export function problem(code: ErrorCode, detail?: string, errors?: FieldError[]): Problem {
+  const { status, title } = ERRORS[code];
+  return {
+    type: `https://keyward.dev/problems/${code.toLowerCase().replaceAll('_', '-')}`,
+    title,
+    status,
+    code,
+    ...(detail === undefined ? {} : { detail }),
+    ...(errors === undefined ? {} : { errors }),
+  };
+}
+
+/**
+ * A failure that a route turns into problem+json. Services return failures as values; this is thrown only
+ * at the HTTP edge (by `fail`) or by plumbing such as authentication hooks.
+ */
+export class ProblemError extends Error {
+  constructor(
+    readonly code: ErrorCode,
+    readonly detail?: string,
+    readonly errors?: FieldError[],
+    readonly headers?: Record<string, string>,
+  ) {
+    super(detail ?? ERRORS[code].title);
+    this.name = 'ProblemError';
+  }
+}
+
+/** An expected failure from a service: a value, not an exception. */
+export interface Failure<C extends ErrorCode = ErrorCode> {
+  ok: false;
+  code: C;
+  detail?: string;
+  errors?: FieldError[];
+}
+
+export type Result<T, C extends ErrorCode = ErrorCode> = { ok: true; value: T } | Failure<C>;
+
+export function ok<T>(value: T): { ok: true; value: T } {
+  return { ok: true, value };
+}
+
+export function err<C extends ErrorCode>(code: C, detail?: string, errors?: FieldError[]): Failure<C> {
+  return { ok: false, code, ...(detail === undefined ? {} : { detail }), ...(errors === undefined ? {} : { errors }) };
+}

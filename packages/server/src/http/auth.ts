@@ -1,0 +1,46 @@
+import type { FastifyInstance, FastifyRequest } from 'fastify';
+import { ProblemError } from '../errors.js';
+import type { Authenticator } from '../services/auth.js';
+import type { Caller } from '../services/principal.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by the authentication hook on every route that requires a credential. */
+    caller: Caller | null;
+  }
+}
+
+/** The credential in `Authorization: Bearer …` or `X-API-Key: …`; `undefined` when none was sent. */
+export function credentialOf(request: FastifyRequest): string | undefined {
+  const header = request.headers.authorization;
+  if (typeof header === 'string' && header !== '') {
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    // A non-Bearer Authorization header is a credential we cannot read, not a missing one.
+    return match?.[1] ?? '\u0000';
+  }
+  const apiKey = request.headers['x-api-key'];
+  return typeof apiKey === 'string' ? apiKey.trim() : undefined;
+}
+
+export const WWW_AUTHENTICATE = 'Bearer realm="keyward"';
+
+/** The authenticated caller of a route that required authentication. */
+export function callerOf(request: FastifyRequest): Caller {
+  if (request.caller === null) throw new ProblemError('AUTH_REQUIRED', undefined, undefined, { 'www-authenticate': WWW_AUTHENTICATE });
+  return request.caller;
+}
+
+/**
+ * Adds an `onRequest` hook to the given scope that authenticates every request in it; a failure is a 401
+ * problem with `WWW-Authenticate`. Routes then read `callerOf(request)`.
+ */
+export function requireAuthentication(app: FastifyInstance, authenticator: Authenticator): void {
+  app.addHook('onRequest', async (request) => {
+    const result = await authenticator.authenticate(credentialOf(request));
+    if (!result.ok) {
+      const error = result.code === 'AUTH_REQUIRED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
+      throw new ProblemError(result.code, result.detail, undefined, { 'www-authenticate': error });
+    }
+    request.caller = { principal: result.value, ip: request.ip };
+  });
+}

@@ -1,0 +1,188 @@
+import { Type } from '@fastify/type-provider-typebox';
+import type { KeyService } from '../../services/key-service.js';
+import { callerOf } from '../auth.js';
+import { unwrap } from '../problem.js';
+import {
+  ApiKeyResponse,
+  apiKeyView,
+  CreatedKeyResponse,
+  CreateKeyBody,
+  IdParams,
+  KeyListResponse,
+  ListKeysQuery,
+  msOrNull,
+  problems,
+  toQuotaInput,
+  UpdateKeyBody,
+} from '../schemas.js';
+import { type App, SECURED } from '../types.js';
+
+const tags = ['API keys'];
+
+export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
+  const { keys } = deps;
+
+  app.post(
+    '/v1/api-keys',
+    {
+      schema: {
+        tags,
+        summary: 'Create an API key',
+        description:
+          'Creates a key and returns it once, in `key`. Only an admin may create admin keys; a key holding `keyward:keys:write` may grant only scopes it holds, and on a user-owned key only for that user.',
+        security: SECURED,
+        body: CreateKeyBody,
+        response: { 201: CreatedKeyResponse, ...problems(400, 401, 403) },
+      },
+    },
+    async (request, reply) => {
+      const b = request.body;
+      const issued = unwrap(
+        await keys.create(callerOf(request), {
+          name: b.name,
+          description: b.description,
+          isAdmin: b.is_admin,
+          scopes: b.scopes,
+          expiresAt: msOrNull(b.expires_at),
+          metadata: b.metadata,
+          userId: b.user_id,
+          prefix: b.prefix,
+          rateLimit: b.rate_limit && { limit: b.rate_limit.limit, windowSeconds: b.rate_limit.window_seconds },
+          quota: toQuotaInput(b.quota),
+        }),
+      );
+      reply.header('cache-control', 'no-store');
+      return reply.code(201).send({ key: issued.key, ...apiKeyView(issued.record) });
+    },
+  );
+
+  app.get(
+    '/v1/api-keys',
+    {
+      schema: {
+        tags,
+        summary: 'List API keys',
+        description: 'Newest first. Deactivated and revoked keys are left out unless `include_inactive=true`.',
+        security: SECURED,
+        querystring: ListKeysQuery,
+        response: { 200: KeyListResponse, ...problems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const q = request.query;
+      const page = unwrap(
+        await keys.list(callerOf(request), {
+          includeInactive: q.include_inactive ?? false,
+          ...(q.user_id === undefined ? {} : { userId: q.user_id }),
+          ...(q.limit === undefined ? {} : { limit: q.limit }),
+          ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
+        }),
+      );
+      return { data: page.items.map((k) => apiKeyView(k)), next_cursor: page.nextCursor };
+    },
+  );
+
+  app.get(
+    '/v1/api-keys/verify/current',
+    {
+      schema: {
+        tags,
+        summary: 'The calling key',
+        description: 'Any valid key may read its own record (never its hash).',
+        security: SECURED,
+        response: { 200: ApiKeyResponse, ...problems(401, 403) },
+      },
+    },
+    async (request) => {
+      const { principal } = callerOf(request);
+      if (principal.kind !== 'key')
+        return unwrap({ ok: false, code: 'FORBIDDEN', detail: 'this route reads the calling API key; sign in with one' });
+      return apiKeyView(principal.key);
+    },
+  );
+
+  app.get(
+    '/v1/api-keys/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Get an API key',
+        security: SECURED,
+        params: IdParams,
+        response: { 200: ApiKeyResponse, ...problems(401, 403, 404) },
+      },
+    },
+    async (request) => apiKeyView(unwrap(await keys.get(callerOf(request), request.params.id))),
+  );
+
+  app.patch(
+    '/v1/api-keys/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Update an API key',
+        description: 'Changes name, description, scopes, metadata, expiry, rate limit or quota. `null` clears an optional field.',
+        security: SECURED,
+        params: IdParams,
+        body: UpdateKeyBody,
+        response: { 200: ApiKeyResponse, ...problems(400, 401, 403, 404, 409) },
+      },
+    },
+    async (request) => {
+      const b = request.body;
+      const updated = unwrap(
+        await keys.update(callerOf(request), request.params.id, {
+          ...(b.name === undefined ? {} : { name: b.name }),
+          ...(b.description === undefined ? {} : { description: b.description }),
+          ...(b.scopes === undefined ? {} : { scopes: b.scopes }),
+          ...(b.metadata === undefined ? {} : { metadata: b.metadata }),
+          ...(b.expires_at === undefined ? {} : { expiresAt: msOrNull(b.expires_at) ?? null }),
+          ...(b.rate_limit === undefined
+            ? {}
+            : { rateLimit: b.rate_limit && { limit: b.rate_limit.limit, windowSeconds: b.rate_limit.window_seconds } }),
+          ...(b.quota === undefined ? {} : { quota: toQuotaInput(b.quota) ?? null }),
+        }),
+      );
+      return apiKeyView(updated);
+    },
+  );
+
+  const transitions = [
+    ['deactivate', 'Deactivate an API key', 'The key stops verifying (`DISABLED`) until activated again.'],
+    ['activate', 'Activate an API key', 'Re-enables a deactivated key. A revoked key cannot be activated (409).'],
+    ['revoke', 'Revoke an API key', 'Permanent: a revoked key never verifies again and cannot be activated.'],
+  ] as const;
+  for (const [action, summary, description] of transitions) {
+    app.post(
+      `/v1/api-keys/:id/${action}`,
+      {
+        schema: {
+          tags,
+          summary,
+          description,
+          security: SECURED,
+          params: IdParams,
+          response: { 200: ApiKeyResponse, ...problems(401, 403, 404, 409) },
+        },
+      },
+      async (request) => apiKeyView(unwrap(await keys[action](callerOf(request), request.params.id))),
+    );
+  }
+
+  app.delete(
+    '/v1/api-keys/:id',
+    {
+      schema: {
+        tags,
+        summary: 'Delete an API key',
+        security: SECURED,
+        params: IdParams,
+        response: { 204: Type.Null({ description: 'Deleted' }), ...problems(401, 403, 404) },
+      },
+    },
+    async (request, reply) => {
+      unwrap(await keys.remove(callerOf(request), request.params.id));
+      return reply.code(204).send(null);
+    },
+  );
+}

@@ -1,0 +1,196 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import type { ApiKey } from '../domain.js';
+import { keyStatus } from '../domain.js';
+import type { QuotaInput } from '../services/key-service.js';
+
+// Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
+
+const Iso = (description: string) => Type.String({ format: 'date-time', description });
+const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
+
+export const Id = Type.String({ minLength: 1, maxLength: 64, description: 'Resource id (UUIDv7)' });
+export const IdParams = Type.Object({ id: Id }, { additionalProperties: false });
+
+export const Scope = Type.String({
+  minLength: 1,
+  maxLength: 128,
+  pattern: '^[A-Za-z0-9_.:*/-]+$',
+  description: 'A scope such as `inventory:read`; `inventory:*` and `*` are wildcards',
+});
+export const Scopes = Type.Array(Scope, { maxItems: 100 });
+export const Metadata = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
+  maxProperties: 50,
+  description: 'Free-form JSON object stored with the key (never a secret)',
+});
+export const RateLimitBody = Type.Object(
+  {
+    limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
+    window_seconds: Type.Integer({ minimum: 1, maximum: 31_536_000 }),
+  },
+  { additionalProperties: false, description: 'At most `limit` verifications per `window_seconds`' },
+);
+export const QuotaBody = Type.Object(
+  {
+    remaining: Type.Integer({ minimum: 0, maximum: Number.MAX_SAFE_INTEGER }),
+    refill: Type.Optional(
+      Nullable(
+        Type.Object(
+          {
+            amount: Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER }),
+            interval: Type.Union([Type.Literal('day'), Type.Literal('month')]),
+          },
+          { additionalProperties: false },
+        ),
+      ),
+    ),
+  },
+  { additionalProperties: false, description: 'Verifications left; optionally refilled each day or month' },
+);
+
+export const Name = Type.String({ minLength: 1, maxLength: 200 });
+export const Description = Type.String({ maxLength: 2000 });
+
+export const CreateKeyBody = Type.Object(
+  {
+    name: Name,
+    description: Type.Optional(Nullable(Description)),
+    is_admin: Type.Optional(Type.Boolean()),
+    scopes: Type.Optional(Scopes),
+    expires_at: Type.Optional(Nullable(Iso('When the key stops working; must be in the future'))),
+    metadata: Type.Optional(Metadata),
+    user_id: Type.Optional(Nullable(Id)),
+    prefix: Type.Optional(
+      Type.String({
+        minLength: 1,
+        maxLength: 20,
+        pattern: '^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*$',
+        description: 'Key prefix, e.g. `sk_live`',
+      }),
+    ),
+    rate_limit: Type.Optional(Nullable(RateLimitBody)),
+    quota: Type.Optional(Nullable(QuotaBody)),
+  },
+  { additionalProperties: false },
+);
+export type CreateKeyBody = Static<typeof CreateKeyBody>;
+
+export const UpdateKeyBody = Type.Object(
+  {
+    name: Type.Optional(Name),
+    description: Type.Optional(Nullable(Description)),
+    scopes: Type.Optional(Scopes),
+    metadata: Type.Optional(Metadata),
+    expires_at: Type.Optional(Nullable(Iso('When the key stops working; null for never'))),
+    rate_limit: Type.Optional(Nullable(RateLimitBody)),
+    quota: Type.Optional(Nullable(QuotaBody)),
+  },
+  { additionalProperties: false, minProperties: 1 },
+);
+export type UpdateKeyBody = Static<typeof UpdateKeyBody>;
+
+export const ListKeysQuery = Type.Object(
+  {
+    include_inactive: Type.Optional(Type.Boolean({ default: false })),
+    user_id: Type.Optional(Id),
+    limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
+    cursor: Type.Optional(Type.String({ maxLength: 200 })),
+  },
+  { additionalProperties: false },
+);
+
+export const ApiKeyResponse = Type.Object({
+  id: Type.String(),
+  name: Type.String(),
+  description: Nullable(Type.String()),
+  key_prefix: Type.String({ description: 'The prefix and first characters of the key, safe to display' }),
+  hash_scheme: Type.String(),
+  user_id: Nullable(Type.String()),
+  is_admin: Type.Boolean(),
+  scopes: Type.Array(Type.String()),
+  metadata: Type.Record(Type.String(), Type.Unknown()),
+  is_active: Type.Boolean(),
+  status: Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('revoked'), Type.Literal('expired')]),
+  created_at: Type.String({ format: 'date-time' }),
+  created_by: Type.String(),
+  updated_at: Type.String({ format: 'date-time' }),
+  last_used_at: Nullable(Type.String({ format: 'date-time' })),
+  expires_at: Nullable(Type.String({ format: 'date-time' })),
+  revoked_at: Nullable(Type.String({ format: 'date-time' })),
+  rolled_from: Nullable(Type.String()),
+  rate_limit: Nullable(Type.Object({ limit: Type.Integer(), window_seconds: Type.Integer() })),
+  quota: Nullable(
+    Type.Object({
+      remaining: Type.Integer(),
+      refill: Nullable(Type.Object({ amount: Type.Integer(), interval: Type.String() })),
+      last_refill_at: Nullable(Type.String({ format: 'date-time' })),
+    }),
+  ),
+});
+export type ApiKeyResponse = Static<typeof ApiKeyResponse>;
+
+export const CreatedKeyResponse = Type.Intersect([
+  Type.Object({ key: Type.String({ description: 'The API key. Shown once: store it now, it cannot be retrieved again' }) }),
+  ApiKeyResponse,
+]);
+
+export const KeyListResponse = Type.Object({
+  data: Type.Array(ApiKeyResponse),
+  next_cursor: Nullable(Type.String({ description: 'Pass as `cursor` for the next page; null on the last page' })),
+});
+
+export const ProblemResponse = Type.Object(
+  {
+    type: Type.String(),
+    title: Type.String(),
+    status: Type.Integer(),
+    code: Type.String({ description: 'Stable error code, e.g. `KEY_NOT_FOUND`' }),
+    detail: Type.Optional(Type.String()),
+    instance: Type.Optional(Type.String()),
+    errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
+  },
+  { $id: 'Problem', description: 'RFC 9457 problem details' },
+);
+
+/** The error responses a route may give, by status, for the OpenAPI document. */
+export function problems(...statuses: number[]): Record<number, typeof ProblemResponse> {
+  return Object.fromEntries(statuses.map((s) => [s, ProblemResponse]));
+}
+
+export const iso = (ms: number): string => new Date(ms).toISOString();
+export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+export const msOrNull = (value: string | null | undefined): number | null | undefined =>
+  value === undefined || value === null ? value : Date.parse(value);
+
+export function toQuotaInput(quota: Static<typeof QuotaBody> | null | undefined): QuotaInput | null | undefined {
+  return quota === undefined || quota === null ? quota : { remaining: quota.remaining, refill: quota.refill ?? null };
+}
+
+/** The public view of a key: every stored field but the hash. */
+export function apiKeyView(key: ApiKey, now = Date.now()): ApiKeyResponse {
+  return {
+    id: key.id,
+    name: key.name,
+    description: key.description,
+    key_prefix: key.keyPrefix,
+    hash_scheme: key.hashScheme,
+    user_id: key.userId,
+    is_admin: key.isAdmin,
+    scopes: key.scopes,
+    metadata: key.metadata,
+    is_active: key.isActive,
+    status: keyStatus(key, now),
+    created_at: iso(key.createdAt),
+    created_by: key.createdBy,
+    updated_at: iso(key.updatedAt),
+    last_used_at: isoOrNull(key.lastUsedAt),
+    expires_at: isoOrNull(key.expiresAt),
+    revoked_at: isoOrNull(key.revokedAt),
+    rolled_from: key.rolledFrom,
+    rate_limit: key.rateLimit && { limit: key.rateLimit.limit, window_seconds: key.rateLimit.windowSeconds },
+    quota: key.quota && {
+      remaining: key.quota.remaining,
+      refill: key.quota.refill,
+      last_refill_at: isoOrNull(key.quota.lastRefillAt),
+    },
+  };
+}

@@ -1,0 +1,46 @@
+import { err, ok, type Result } from '../errors.js';
+import type { Principal } from './principal.js';
+import type { Verifier } from './verifier.js';
+
+export type AuthFailureCode = 'AUTH_REQUIRED' | 'INVALID_CREDENTIALS' | 'KEY_EXPIRED' | 'KEY_DISABLED' | 'KEY_REVOKED';
+export type AuthResult = Result<Principal, AuthFailureCode>;
+
+/** Signs a user in from a JWT; absent until JWT settings are configured. */
+export type JwtAuthenticator = (token: string) => Promise<AuthResult>;
+
+export interface Authenticator {
+  /** Resolves a presented credential (an API key or a JWT) to a principal, or says why not (all 401s). */
+  authenticate(credential: string | undefined): Promise<AuthResult>;
+}
+
+// A JWT is three base64url segments; its header always starts with `{"` (eyJ). Keys never contain dots
+// in the native shape, so the two are told apart by form alone.
+const JWT_SHAPE = /^eyJ[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*\.[A-Za-z0-9_-]*$/;
+
+export function looksLikeJwt(credential: string): boolean {
+  return JWT_SHAPE.test(credential);
+}
+
+export function createAuthenticator(deps: { verifier: Verifier; jwt?: JwtAuthenticator | null }): Authenticator {
+  return {
+    async authenticate(credential) {
+      if (credential === undefined || credential === '') return err('AUTH_REQUIRED');
+      if (looksLikeJwt(credential)) {
+        return deps.jwt ? deps.jwt(credential) : err('INVALID_CREDENTIALS', 'JWT sign-in is not configured');
+      }
+      const checked = await deps.verifier.check(credential);
+      switch (checked.code) {
+        case 'VALID':
+          return ok({ kind: 'key', key: checked.key });
+        case 'EXPIRED':
+          return err('KEY_EXPIRED');
+        case 'DISABLED':
+          return err('KEY_DISABLED');
+        case 'REVOKED':
+          return err('KEY_REVOKED');
+        default:
+          return err('INVALID_CREDENTIALS');
+      }
+    },
+  };
+}

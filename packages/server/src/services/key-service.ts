@@ -1,0 +1,364 @@
+import { displayPrefix, generateKey, hashApiKey } from '@keyward/sdk';
+import { v7 as uuidv7 } from 'uuid';
+import type { Config, TierSetting } from '../config.js';
+import type { ApiKey, Quota, RateLimit, RefillInterval } from '../domain.js';
+import { err, type Failure, ok, type Result } from '../errors.js';
+import {
+  countKeysOfUser,
+  countUsableAdminKeys,
+  deleteKey,
+  findKeyByHash,
+  findKeyById,
+  insertKey,
+  listKeys,
+  updateKey,
+} from '../store/api-keys.repository.js';
+import type { Db } from '../store/database.js';
+import type { Executor } from '../store/schema.js';
+import { findUserById, findUserForUpdate } from '../store/users.repository.js';
+import { audit, diff } from './audit.js';
+import { type Caller, hasScopes, isAdmin, keyReach, type Principal } from './principal.js';
+
+export interface QuotaInput {
+  remaining: number;
+  refill?: { amount: number; interval: RefillInterval } | null;
+}
+
+export interface CreateKeyInput {
+  name: string;
+  description?: string | null;
+  isAdmin?: boolean;
+  scopes?: string[];
+  expiresAt?: number | null;
+  metadata?: Record<string, unknown>;
+  userId?: string | null;
+  prefix?: string;
+  rateLimit?: RateLimit | null;
+  quota?: QuotaInput | null;
+}
+
+export interface UpdateKeyInput {
+  name?: string;
+  description?: string | null;
+  scopes?: string[];
+  metadata?: Record<string, unknown>;
+  expiresAt?: number | null;
+  rateLimit?: RateLimit | null;
+  quota?: QuotaInput | null;
+}
+
+export interface ListKeysInput {
+  includeInactive?: boolean;
+  userId?: string;
+  limit?: number;
+  cursor?: string;
+}
+
+export interface Page<T> {
+  items: T[];
+  nextCursor: string | null;
+}
+
+/** A key just created or rolled: the plaintext, which is returned exactly once and never stored. */
+export interface IssuedKey {
+  key: string;
+  record: ApiKey;
+}
+
+export interface KeyServiceDeps {
+  db: Db;
+  config: Pick<Config, 'keyPrefix' | 'tiers' | 'defaultTier' | 'maxKeysPerUser'>;
+  /** Called after every committed change to a key (cache invalidation, cross-instance notification). */
+  onKeyChanged?: (key: ApiKey) => void;
+  now?: () => number;
+}
+
+export type KeyService = ReturnType<typeof createKeyService>;
+
+const UPDATABLE = ['name', 'description', 'scopes', 'metadata', 'expiresAt', 'rateLimit', 'quota'] as const;
+
+export function encodeCursor(id: string): string {
+  return Buffer.from(id, 'utf8').toString('base64url');
+}
+
+export function decodeCursor(cursor: string): string | null {
+  const id = Buffer.from(cursor, 'base64url').toString('utf8');
+  return /^[0-9a-f-]{36}$/.test(id) ? id : null;
+}
+
+function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
+  return err('INVALID_REQUEST', `${field}: ${message}`, [{ field, message }]);
+}
+
+/** Scopes a user may give their own keys: the tier's list, or anything outside `keyward:` plus keys:read|write. */
+export function tierAllowsScopes(tier: TierSetting | undefined, scopes: readonly string[]): boolean {
+  if (tier?.scopes) return hasScopes(tier.scopes, scopes);
+  return scopes.every((s) => !s.startsWith('keyward:') || s === 'keyward:keys:read' || s === 'keyward:keys:write');
+}
+
+function toQuota(input: QuotaInput | null | undefined, now: number): Quota | null | undefined {
+  if (input === undefined || input === null) return input;
+  return { remaining: input.remaining, refill: input.refill ?? null, lastRefillAt: input.refill ? now : null };
+}
+
+export function createKeyService({ db: { db, dialect }, config, onKeyChanged = () => {}, now = Date.now }: KeyServiceDeps) {
+  function checkExpiry(expiresAt: number | null | undefined): Failure<'INVALID_REQUEST'> | null {
+    if (expiresAt !== undefined && expiresAt !== null && expiresAt <= now()) {
+      return invalid('body.expires_at', 'must be in the future');
+    }
+    return null;
+  }
+
+  /** No escalation: a non-admin key may grant only scopes it holds itself; a user only what the tier allows. */
+  function checkGrant(principal: Principal, scopes: readonly string[], tierName: string | null): Failure | null {
+    if (isAdmin(principal)) return null;
+    if (principal.kind === 'key' && !hasScopes(principal.key.scopes, scopes)) {
+      return err('FORBIDDEN', 'a key may grant only scopes it holds itself');
+    }
+    if (tierName !== null && !tierAllowsScopes(config.tiers[tierName], scopes)) {
+      return invalid('body.scopes', `holds a scope the ${tierName} tier does not allow`);
+    }
+    return null;
+  }
+
+  function tierLimit(tierName: string): number | null {
+    const tierMax = config.tiers[tierName]?.maxKeys ?? null;
+    const cap = config.maxKeysPerUser;
+    if (cap === null) return tierMax;
+    return tierMax === null ? cap : Math.min(tierMax, cap);
+  }
+
+  async function loadReachable(caller: Caller, id: string, mode: 'read' | 'write'): Promise<Result<ApiKey>> {
+    const reach = keyReach(caller.principal, mode);
+    if (reach === null) return err('FORBIDDEN', 'this credential may not manage keys');
+    const key = await findKeyById(db, id);
+    // Another user's key is reported as unknown to a user-scoped caller, so ids do not leak.
+    if (!key || (!reach.all && key.userId !== reach.userId)) return err('KEY_NOT_FOUND');
+    if (mode === 'write' && key.isAdmin && !isAdmin(caller.principal)) {
+      return err('FORBIDDEN', 'only an admin may change an admin key');
+    }
+    return ok(key);
+  }
+
+  async function change(
+    caller: Caller,
+    id: string,
+    action: 'key.update' | 'key.deactivate' | 'key.activate' | 'key.revoke',
+    decide: (key: ApiKey) => Result<Partial<ApiKey> | null>,
+  ): Promise<Result<ApiKey>> {
+    const loaded = await loadReachable(caller, id, 'write');
+    if (!loaded.ok) return loaded;
+    const outcome = await db.transaction().execute(async (trx): Promise<Result<ApiKey>> => {
+      // Re-read inside the transaction so the decision sees the committed state.
+      const current = await findKeyById(trx, id);
+      if (!current) return err('KEY_NOT_FOUND');
+      const decided = decide(current);
+      if (!decided.ok) return decided;
+      if (decided.value === null) return ok(current);
+      const at = now();
+      const updated = await updateKey(trx, id, { ...decided.value, updatedAt: at });
+      if (!updated) return err('KEY_NOT_FOUND');
+      const changes = diff(current, decided.value, [...UPDATABLE, 'isActive', 'revokedAt']);
+      await audit(trx, caller, action, { type: 'api_key', id }, changes, at);
+      return ok(updated);
+    });
+    if (outcome.ok) onKeyChanged(outcome.value);
+    return outcome;
+  }
+
+  return {
+    /**
+     * Creates a key and returns its plaintext once. Enforces grants, tier scopes and the tier key limit.
+     * `plaintext` is for the operator only (bootstrap with `INITIAL_ADMIN_KEY`, imports): HTTP never sets it.
+     */
+    async create(caller: Caller, input: CreateKeyInput, plaintext?: string): Promise<Result<IssuedKey>> {
+      const { principal } = caller;
+      const reach = keyReach(principal, 'write');
+      if (reach === null) return err('FORBIDDEN', 'this credential may not create keys');
+      const wantsAdmin = input.isAdmin ?? false;
+      if (wantsAdmin && !isAdmin(principal)) return err('FORBIDDEN', 'only an admin may create an admin key');
+      let userId = input.userId ?? null;
+      if (!reach.all) {
+        if (userId !== null && userId !== reach.userId) return err('FORBIDDEN', 'may create keys only for its own user');
+        userId = reach.userId;
+      }
+      if (wantsAdmin && userId !== null) return invalid('body.is_admin', 'an admin key cannot belong to a user');
+      const expiry = checkExpiry(input.expiresAt);
+      if (expiry) return expiry;
+      const scopes = [...new Set(input.scopes ?? [])];
+
+      const key = plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
+      const at = now();
+      const record: ApiKey = {
+        id: uuidv7(),
+        name: input.name,
+        description: input.description ?? null,
+        keyHash: hashApiKey(key),
+        keyPrefix: displayPrefix(key),
+        hashScheme: 'sha256',
+        userId,
+        isAdmin: wantsAdmin,
+        scopes,
+        metadata: input.metadata ?? {},
+        isActive: true,
+        createdAt: at,
+        createdBy: principal.kind === 'system' ? principal.name : principal.kind === 'key' ? principal.key.id : principal.user.id,
+        updatedAt: at,
+        lastUsedAt: null,
+        expiresAt: input.expiresAt ?? null,
+        revokedAt: null,
+        rolledFrom: null,
+        rateLimit: input.rateLimit ?? null,
+        quota: toQuota(input.quota, at) ?? null,
+      };
+
+      const outcome = await db.transaction().execute(async (trx): Promise<Result<IssuedKey>> => {
+        let tierName: string | null = null;
+        if (userId !== null) {
+          // Locks the user row (PostgreSQL) so the count below and the insert are one decision.
+          const user = await findUserForUpdate(trx, userId, dialect);
+          if (!user) return invalid('body.user_id', 'no such user');
+          // Admins and the operator may give a user's key any scope; the user and their keys only the tier's.
+          tierName = isAdmin(principal) ? null : user.tier;
+          const limit = tierLimit(user.tier);
+          if (limit !== null && (await countKeysOfUser(trx, userId)) >= limit) {
+            return err('KEY_LIMIT_REACHED', `the ${user.tier} tier allows ${limit} keys`);
+          }
+        }
+        const denied = checkGrant(principal, scopes, tierName);
+        if (denied) return denied;
+        await insertKey(trx, record);
+        await audit(
+          trx,
+          caller,
+          'key.create',
+          { type: 'api_key', id: record.id },
+          {
+            name: record.name,
+            key_prefix: record.keyPrefix,
+            is_admin: record.isAdmin,
+            scopes: record.scopes,
+            user_id: record.userId,
+            expires_at: record.expiresAt,
+          },
+          at,
+        );
+        return ok({ key, record });
+      });
+      if (outcome.ok) onKeyChanged(outcome.value.record);
+      return outcome;
+    },
+
+    /**
+     * On a database with no usable admin key, creates one: from `initialKey` (stored hashed) or generated.
+     * Returns the generated plaintext so the caller can print it once; `null` when nothing was created.
+     */
+    async bootstrap(initialKey: string | null): Promise<{ generated: string | null; record: ApiKey } | null> {
+      if ((await countUsableAdminKeys(db, now())) > 0) return null;
+      // A configured key that exists but was deactivated or revoked is not brought back to life.
+      if (initialKey !== null && (await findKeyByHash(db, hashApiKey(initialKey)))) return null;
+      const caller: Caller = { principal: { kind: 'system', name: 'bootstrap' }, ip: null };
+      const created = await this.create(caller, { name: 'Initial admin key', isAdmin: true }, initialKey ?? undefined);
+      if (!created.ok) throw new Error(`bootstrap failed: ${created.code}`);
+      await db
+        .transaction()
+        .execute((trx) =>
+          audit(
+            trx,
+            caller,
+            'admin.bootstrap',
+            { type: 'api_key', id: created.value.record.id },
+            { source: initialKey ? 'INITIAL_ADMIN_KEY' : 'generated' },
+          ),
+        );
+      return { generated: initialKey === null ? created.value.key : null, record: created.value.record };
+    },
+
+    async list(caller: Caller, input: ListKeysInput): Promise<Result<Page<ApiKey>>> {
+      const reach = keyReach(caller.principal, 'read');
+      if (reach === null) return err('FORBIDDEN', 'this credential may not list keys');
+      if (!reach.all && input.userId !== undefined && input.userId !== reach.userId) {
+        return err('FORBIDDEN', 'may list only its own user’s keys');
+      }
+      const before = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
+      if (before === null) return invalid('querystring.cursor', 'is not a cursor from a previous page');
+      const limit = input.limit ?? 20;
+      const rows = await listKeys(db, {
+        includeInactive: input.includeInactive ?? false,
+        userId: reach.all ? input.userId : reach.userId,
+        limit,
+        before,
+      });
+      const items = rows.slice(0, limit);
+      const last = items.at(-1);
+      return ok({ items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null });
+    },
+
+    async get(caller: Caller, id: string): Promise<Result<ApiKey>> {
+      return loadReachable(caller, id, 'read');
+    },
+
+    async update(caller: Caller, id: string, input: UpdateKeyInput): Promise<Result<ApiKey>> {
+      const expiry = checkExpiry(input.expiresAt);
+      if (expiry) return expiry;
+      if (input.scopes !== undefined) {
+        const loaded = await loadReachable(caller, id, 'write');
+        if (!loaded.ok) return loaded;
+        const tierName = loaded.value.userId === null || isAdmin(caller.principal) ? null : await userTier(db, loaded.value.userId);
+        const denied = checkGrant(caller.principal, input.scopes, tierName);
+        if (denied) return denied;
+      }
+      return change(caller, id, 'key.update', (current) => {
+        if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
+        const changes: Partial<ApiKey> = {};
+        if (input.name !== undefined) changes.name = input.name;
+        if (input.description !== undefined) changes.description = input.description;
+        if (input.scopes !== undefined) changes.scopes = [...new Set(input.scopes)];
+        if (input.metadata !== undefined) changes.metadata = input.metadata;
+        if (input.expiresAt !== undefined) changes.expiresAt = input.expiresAt;
+        if (input.rateLimit !== undefined) changes.rateLimit = input.rateLimit;
+        const quota = toQuota(input.quota, now());
+        if (quota !== undefined) changes.quota = quota;
+        return ok(changes);
+      });
+    },
+
+    async deactivate(caller: Caller, id: string): Promise<Result<ApiKey>> {
+      return change(caller, id, 'key.deactivate', (k) => {
+        if (k.revokedAt !== null) return err('KEY_IS_REVOKED');
+        return ok(k.isActive ? { isActive: false } : null);
+      });
+    },
+
+    /** Re-enables a deactivated key. A revoked key can never be activated. */
+    async activate(caller: Caller, id: string): Promise<Result<ApiKey>> {
+      return change(caller, id, 'key.activate', (k) => {
+        if (k.revokedAt !== null) return err('KEY_IS_REVOKED');
+        return ok(k.isActive ? null : { isActive: true });
+      });
+    },
+
+    /** Permanently revokes a key. Revoking a revoked key changes nothing. */
+    async revoke(caller: Caller, id: string): Promise<Result<ApiKey>> {
+      return change(caller, id, 'key.revoke', (k) => ok(k.revokedAt !== null ? null : { isActive: false, revokedAt: now() }));
+    },
+
+    async remove(caller: Caller, id: string): Promise<Result<ApiKey>> {
+      const loaded = await loadReachable(caller, id, 'write');
+      if (!loaded.ok) return loaded;
+      const key = loaded.value;
+      const removed = await db.transaction().execute(async (trx) => {
+        if (!(await deleteKey(trx, id))) return false;
+        await audit(trx, caller, 'key.delete', { type: 'api_key', id }, { name: key.name, key_prefix: key.keyPrefix });
+        return true;
+      });
+      if (!removed) return err('KEY_NOT_FOUND');
+      onKeyChanged(key);
+      return ok(key);
+    },
+  };
+}
+
+async function userTier(db: Executor, userId: string): Promise<string | null> {
+  return (await findUserById(db, userId))?.tier ?? null;
+}

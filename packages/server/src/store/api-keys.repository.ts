@@ -1,0 +1,171 @@
+import type { ApiKey, HashScheme, RefillInterval } from '../domain.js';
+import type { ApiKeyRow, ApiKeyUpdate, Executor, NewApiKeyRow } from './schema.js';
+
+export function toApiKey(row: ApiKeyRow): ApiKey {
+  return {
+    id: row.id,
+    name: row.name,
+    description: row.description,
+    keyHash: row.key_hash,
+    keyPrefix: row.key_prefix,
+    hashScheme: row.hash_scheme as HashScheme,
+    userId: row.user_id,
+    isAdmin: Boolean(row.is_admin),
+    scopes: JSON.parse(row.scopes) as string[],
+    metadata: JSON.parse(row.metadata) as Record<string, unknown>,
+    isActive: Boolean(row.is_active),
+    createdAt: row.created_at,
+    createdBy: row.created_by,
+    updatedAt: row.updated_at,
+    lastUsedAt: row.last_used_at,
+    expiresAt: row.expires_at,
+    revokedAt: row.revoked_at,
+    rolledFrom: row.rolled_from,
+    rateLimit:
+      row.rate_limit_limit === null || row.rate_limit_window_seconds === null
+        ? null
+        : { limit: row.rate_limit_limit, windowSeconds: row.rate_limit_window_seconds },
+    quota:
+      row.quota_remaining === null
+        ? null
+        : {
+            remaining: row.quota_remaining,
+            refill:
+              row.quota_refill_amount === null || row.quota_refill_interval === null
+                ? null
+                : { amount: row.quota_refill_amount, interval: row.quota_refill_interval as RefillInterval },
+            lastRefillAt: row.quota_last_refill_at,
+          },
+  };
+}
+
+/** The columns for the given fields of a key; only fields present in `key` are returned. */
+export function toApiKeyColumns(key: Partial<ApiKey>): ApiKeyUpdate {
+  const columns: ApiKeyUpdate = {};
+  if (key.id !== undefined) columns.id = key.id;
+  if (key.name !== undefined) columns.name = key.name;
+  if (key.description !== undefined) columns.description = key.description;
+  if (key.keyHash !== undefined) columns.key_hash = key.keyHash;
+  if (key.keyPrefix !== undefined) columns.key_prefix = key.keyPrefix;
+  if (key.hashScheme !== undefined) columns.hash_scheme = key.hashScheme;
+  if (key.userId !== undefined) columns.user_id = key.userId;
+  if (key.isAdmin !== undefined) columns.is_admin = key.isAdmin;
+  if (key.scopes !== undefined) columns.scopes = JSON.stringify(key.scopes);
+  if (key.metadata !== undefined) columns.metadata = JSON.stringify(key.metadata);
+  if (key.isActive !== undefined) columns.is_active = key.isActive;
+  if (key.createdAt !== undefined) columns.created_at = key.createdAt;
+  if (key.createdBy !== undefined) columns.created_by = key.createdBy;
+  if (key.updatedAt !== undefined) columns.updated_at = key.updatedAt;
+  if (key.lastUsedAt !== undefined) columns.last_used_at = key.lastUsedAt;
+  if (key.expiresAt !== undefined) columns.expires_at = key.expiresAt;
+  if (key.revokedAt !== undefined) columns.revoked_at = key.revokedAt;
+  if (key.rolledFrom !== undefined) columns.rolled_from = key.rolledFrom;
+  if (key.rateLimit !== undefined) {
+    columns.rate_limit_limit = key.rateLimit?.limit ?? null;
+    columns.rate_limit_window_seconds = key.rateLimit?.windowSeconds ?? null;
+  }
+  if (key.quota !== undefined) {
+    columns.quota_remaining = key.quota?.remaining ?? null;
+    columns.quota_refill_amount = key.quota?.refill?.amount ?? null;
+    columns.quota_refill_interval = key.quota?.refill?.interval ?? null;
+    columns.quota_last_refill_at = key.quota?.lastRefillAt ?? null;
+  }
+  return columns;
+}
+
+export async function insertKey(db: Executor, key: ApiKey): Promise<void> {
+  await db
+    .insertInto('api_keys')
+    .values(toApiKeyColumns(key) as NewApiKeyRow)
+    .execute();
+}
+
+export async function findKeyById(db: Executor, id: string): Promise<ApiKey | undefined> {
+  const row = await db.selectFrom('api_keys').selectAll().where('id', '=', id).executeTakeFirst();
+  return row && toApiKey(row);
+}
+
+export async function findKeyByHash(db: Executor, keyHash: string): Promise<ApiKey | undefined> {
+  const row = await db.selectFrom('api_keys').selectAll().where('key_hash', '=', keyHash).executeTakeFirst();
+  return row && toApiKey(row);
+}
+
+/** Imported bcrypt keys are found by their stored look-up prefix, then checked against the hash. */
+export async function findKeysByPrefix(db: Executor, keyPrefix: string, scheme: HashScheme): Promise<ApiKey[]> {
+  const rows = await db
+    .selectFrom('api_keys')
+    .selectAll()
+    .where('key_prefix', '=', keyPrefix)
+    .where('hash_scheme', '=', scheme)
+    .limit(10)
+    .execute();
+  return rows.map(toApiKey);
+}
+
+export interface KeyListFilter {
+  includeInactive: boolean;
+  userId?: string | undefined;
+  /** Only keys not owned by a user (admin and service keys). */
+  ownerless?: boolean;
+  limit: number;
+  /** Return keys older than this id (ids are UUIDv7, so they sort by creation). */
+  before?: string | undefined;
+}
+
+/** Newest first; fetches `limit + 1` rows so the caller can tell whether a next page exists. */
+export async function listKeys(db: Executor, filter: KeyListFilter): Promise<ApiKey[]> {
+  let query = db
+    .selectFrom('api_keys')
+    .selectAll()
+    .orderBy('id', 'desc')
+    .limit(filter.limit + 1);
+  if (!filter.includeInactive) query = query.where('is_active', '=', true);
+  if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
+  if (filter.ownerless) query = query.where('user_id', 'is', null);
+  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+  return (await query.execute()).map(toApiKey);
+}
+
+export async function updateKey(db: Executor, id: string, changes: Partial<ApiKey>): Promise<ApiKey | undefined> {
+  const row = await db.updateTable('api_keys').set(toApiKeyColumns(changes)).where('id', '=', id).returningAll().executeTakeFirst();
+  return row && toApiKey(row);
+}
+
+export async function deleteKey(db: Executor, id: string): Promise<boolean> {
+  const result = await db.deleteFrom('api_keys').where('id', '=', id).executeTakeFirst();
+  return result.numDeletedRows > 0n;
+}
+
+/** Keys a user holds that count against the tier limit: not revoked (deactivated keys still count). */
+export async function countKeysOfUser(db: Executor, userId: string): Promise<number> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('user_id', '=', userId)
+    .where('revoked_at', 'is', null)
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+export async function countUsableAdminKeys(db: Executor, now: number): Promise<number> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .where('is_admin', '=', true)
+    .where('is_active', '=', true)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+/** Writes coalesced `last_used_at` values: one statement per key, all in the caller's transaction. */
+export async function setLastUsed(db: Executor, lastUsed: ReadonlyMap<string, number>): Promise<void> {
+  for (const [id, at] of lastUsed) {
+    await db
+      .updateTable('api_keys')
+      .set({ last_used_at: at })
+      .where('id', '=', id)
+      .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
+      .execute();
+  }
+}
