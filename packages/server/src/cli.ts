@@ -1,9 +1,12 @@
 #!/usr/bin/env node
+import { createReadStream } from 'node:fs';
+import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
 import { createContainer } from './container.js';
 import { apiKeyView } from './http/schemas.js';
 import { startServer } from './server.js';
+import type { ImportScheme } from './services/import-service.js';
 import type { Caller } from './services/principal.js';
 import { migrateDown, migrateUp, migrationStatus } from './store/migrator.js';
 
@@ -137,6 +140,47 @@ keys
     if (!revoked.ok) fail(revoked.code);
     out(`revoked ${revoked.value.id} (${revoked.value.keyPrefix}…)`);
   });
+
+program
+  .command('import')
+  .description(
+    'Import existing keys from a JSON Lines file, one key per line: {"key": …} (plaintext: hashed on import), ' +
+      '{"key_hash": sha256-hex} or {"key_hash": bcrypt, "lookup_prefix": "amos_1a2b3c4d"}; optional name, description, ' +
+      'scopes, metadata, expires_at, is_admin, user_external_id. Imported keys verify at once and are upgraded to ' +
+      'SHA-256 on first use; re-running skips keys already present.',
+  )
+  .argument('<file>', 'JSON Lines file')
+  .requiredOption('--scheme <scheme>', 'plaintext | sha256 | bcrypt', (v) => {
+    if (v !== 'plaintext' && v !== 'sha256' && v !== 'bcrypt') throw new InvalidArgumentError('expected plaintext, sha256 or bcrypt');
+    return v;
+  })
+  .action(async (file: string, opts: { scheme: ImportScheme }) => {
+    const total = await countLines(file);
+    const bar = progressBar(total);
+    const outcome = await withContainer((c) =>
+      c.importer.importRecords(operator, createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY }), opts.scheme, bar),
+    );
+    process.stderr.write('\n');
+    for (const e of outcome.errors.slice(0, 20)) process.stderr.write(`line ${e.line}: ${e.message}\n`);
+    if (outcome.errors.length > 20) process.stderr.write(`… and ${outcome.errors.length - 20} more\n`);
+    out(`imported ${outcome.imported}, skipped ${outcome.skipped} already present, ${outcome.errors.length} rejected`);
+    if (outcome.errors.length > 0) process.exitCode = 1;
+  });
+
+async function countLines(file: string): Promise<number> {
+  let n = 0;
+  for await (const _ of createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY })) n += 1;
+  return n;
+}
+
+// A one-line progress bar on stderr (only when it is a terminal-like stream); small enough not to need a library.
+function progressBar(total: number): (done: number) => void {
+  return (done) => {
+    const width = 30;
+    const filled = total === 0 ? width : Math.round((done / total) * width);
+    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} lines`);
+  };
+}
 
 program.parseAsync().catch((error: unknown) => {
   fail(error instanceof Error ? error.message : String(error));

@@ -1,6 +1,7 @@
 import type { Config } from './config.js';
 import { type Authenticator, createAuthenticator } from './services/auth.js';
 import { createHealthService, type HealthService } from './services/health.js';
+import { createImportService, type ImportService } from './services/import-service.js';
 import { createKeyService, type KeyService } from './services/key-service.js';
 import { createVerifier, type Verifier } from './services/verifier.js';
 import { type Db, openDatabase } from './store/database.js';
@@ -12,6 +13,7 @@ export interface Container {
   verifier: Verifier;
   authenticator: Authenticator;
   keys: KeyService;
+  importer: ImportService;
   health: HealthService;
   /** Flushes buffered work and closes connections. */
   close(): Promise<void>;
@@ -22,6 +24,7 @@ export function createContainer(config: Config, overrides: { db?: Db } = {}): Co
   const verifier = createVerifier({ db: db.db });
   const authenticator = createAuthenticator({ verifier });
   const keys = createKeyService({ db, config });
+  const importer = createImportService({ db });
   const health = createHealthService({ db });
   return {
     config,
@@ -29,6 +32,7 @@ export function createContainer(config: Config, overrides: { db?: Db } = {}): Co
     verifier,
     authenticator,
     keys,
+    importer,
     health,
     async close() {
       await db.close();
