@@ -7,6 +7,7 @@ import { createContainer } from './container.js';
 import { apiKeyView } from './http/schemas.js';
 import { startServer } from './server.js';
 import type { ImportScheme } from './services/import-service.js';
+import { mintDevToken } from './services/jwt.js';
 import type { Caller } from './services/principal.js';
 import { migrateDown, migrateUp, migrationStatus } from './store/migrator.js';
 
@@ -158,7 +159,12 @@ program
     const total = await countLines(file);
     const bar = progressBar(total);
     const outcome = await withContainer((c) =>
-      c.importer.importRecords(operator, createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY }), opts.scheme, bar),
+      c.importer.importRecords(
+        operator,
+        createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY }),
+        opts.scheme,
+        bar,
+      ),
     );
     process.stderr.write('\n');
     for (const e of outcome.errors.slice(0, 20)) process.stderr.write(`line ${e.line}: ${e.message}\n`);
@@ -181,6 +187,70 @@ function progressBar(total: number): (done: number) => void {
     process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} lines`);
   };
 }
+
+const usersCommand = program
+  .command('users')
+  .description('Manage end users of the host product: they sign in with a JWT whose `sub` is their external id');
+usersCommand
+  .command('create')
+  .description('Create a user and print its id (an unknown JWT sub is also created on first sign-in, with the default tier)')
+  .requiredOption('--external-id <id>', "the user's id in your product: the `sub` claim of their JWT")
+  .option('--email <email>', 'contact email')
+  .option('--tier <tier>', 'a tier named in TIERS (default: DEFAULT_TIER, normally free)')
+  .action(async (opts: { externalId: string; email?: string; tier?: string }) => {
+    const created = await withContainer((c) =>
+      c.users.create(operator, {
+        externalId: opts.externalId,
+        ...(opts.email === undefined ? {} : { email: opts.email }),
+        ...(opts.tier === undefined ? {} : { tier: opts.tier }),
+      }),
+    );
+    if (!created.ok) fail(`${created.code}${created.detail ? `: ${created.detail}` : ''}`);
+    out(`created user ${created.value.id} (external id ${created.value.externalId}, tier ${created.value.tier})`);
+  });
+usersCommand
+  .command('set-tier')
+  .description("Change a user's tier; its key limit applies from their next key on (existing keys are kept)")
+  .argument('<user>', 'the Keyward user id or the external id')
+  .argument('<tier>', 'a tier named in TIERS (default tiers: free, pro, enterprise)')
+  .action(async (ref: string, tier: string) => {
+    const updated = await withContainer(async (c) => {
+      const found = await c.users.find(operator, ref);
+      return found.ok ? c.users.update(operator, found.value.id, { tier }) : found;
+    });
+    if (!updated.ok) fail(`${updated.code}${updated.detail ? `: ${updated.detail}` : ''}`);
+    out(`user ${updated.value.id} (external id ${updated.value.externalId}) is now on the ${updated.value.tier} tier`);
+  });
+
+const DURATION_UNITS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 };
+
+function duration(value: string): number {
+  const match = /^(\d+)\s*([smhd]?)$/.exec(value.trim());
+  const seconds = match ? Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN) : Number.NaN;
+  if (!Number.isSafeInteger(seconds) || seconds < 1) throw new InvalidArgumentError('expected a duration such as 90s, 15m, 1h or 7d');
+  return seconds;
+}
+
+program
+  .command('token')
+  .description(
+    'Print a development JWT for a user, signed HS256 with JWT_SECRET (and carrying JWT_ISSUER / JWT_AUDIENCE when set). ' +
+      'Use it as `Authorization: Bearer <token>` on /v1/users/me routes. Creates nothing: an unknown user is provisioned on first use.',
+  )
+  .requiredOption('--user <external-id>', "the user's external id (the JWT `sub`), not the Keyward user id")
+  .option('--ttl <duration>', 'lifetime of the token: 90s, 15m, 1h, 7d (default: 1h)', duration)
+  .action(async (opts: { user: string; ttl?: number }) => {
+    const cfg = config();
+    if (cfg.jwtSecret === null) {
+      fail('JWT_SECRET is not set; `keyward token` signs with it. Set JWT_SECRET (32+ characters) to the value the server uses.');
+    }
+    const token = await mintDevToken(
+      { jwtSecret: cfg.jwtSecret, jwtIssuer: cfg.jwtIssuer, jwtAudience: cfg.jwtAudience },
+      opts.user,
+      opts.ttl ?? 3600,
+    );
+    out(token);
+  });
 
 program.parseAsync().catch((error: unknown) => {
   fail(error instanceof Error ? error.message : String(error));

@@ -22,6 +22,8 @@ export interface Config {
   host: string;
   databaseUrl: string;
   redisUrl: string | null;
+  /** Prefix of every Redis key and channel Keyward uses (`REDIS_PREFIX`), so deployments can share a Redis. */
+  redisPrefix: string;
   keyPrefix: string;
   initialAdminKey: string | null;
   requireApiKey: boolean;
@@ -44,6 +46,12 @@ export interface Config {
   usageRetentionDays: number;
   rateLimitFailMode: 'open' | 'closed';
   authFailuresPerMinute: number;
+  /** Usage rows written per batch at most; a full batch is flushed at once (`USAGE_BATCH_SIZE`). */
+  usageBatchSize: number;
+  /** Usage rows held in memory at most; more are dropped and counted (`USAGE_BUFFER_MAX`). */
+  usageBufferMax: number;
+  /** A Redis command not answered within this is a Redis failure (`REDIS_TIMEOUT_MS`). */
+  redisTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -71,7 +79,9 @@ function raw(env: Env, name: string): string | undefined {
 
 // Secrets are never echoed back in an error; other values are, so the operator sees what was read.
 function shown(name: string, value: string): string {
-  return /KEY|SECRET/.test(name) ? '' : ` (got "${value}")`;
+  if (/SECRET|ADMIN_KEY|PASSWORD|TOKEN/.test(name)) return '';
+  // A password inside a connection URL (postgres://user:pass@…) is a secret too.
+  return ` (got "${value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, '$1:***@')}")`;
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -122,6 +132,13 @@ function databaseUrl(env: Env): string {
   const value = raw(env, 'DATABASE_URL') ?? 'sqlite:./data/keyward.db';
   if (/^sqlite:.+/.test(value) || /^postgres(ql)?:\/\/.+/.test(value)) return value;
   throw new ConfigError('DATABASE_URL', `must be sqlite:PATH or postgres://…${shown('DATABASE_URL', value)}`);
+}
+
+function redisPrefix(env: Env): string {
+  const value = raw(env, 'REDIS_PREFIX') ?? 'keyward:';
+  if (!/^[A-Za-z0-9_:.-]{1,64}$/.test(value))
+    throw new ConfigError('REDIS_PREFIX', `must be 1-64 of [A-Za-z0-9_:.-]${shown('REDIS_PREFIX', value)}`);
+  return value;
 }
 
 function parseRateLimit(name: string, value: unknown): RateLimitSetting | null {
@@ -197,6 +214,7 @@ export function loadConfig(env: Env = process.env): Config {
     host: raw(env, 'HOST') ?? '127.0.0.1',
     databaseUrl: databaseUrl(env),
     redisUrl: url(env, 'REDIS_URL', ['redis:', 'rediss:']),
+    redisPrefix: redisPrefix(env),
     keyPrefix,
     initialAdminKey,
     requireApiKey: boolean(env, 'REQUIRE_API_KEY', true),
@@ -219,6 +237,9 @@ export function loadConfig(env: Env = process.env): Config {
     usageRetentionDays: integer(env, 'USAGE_RETENTION_DAYS', 90, 0),
     rateLimitFailMode: oneOf(env, 'RATE_LIMIT_FAIL_MODE', ['open', 'closed'] as const, 'open'),
     authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 60, 0),
+    usageBatchSize: integer(env, 'USAGE_BATCH_SIZE', 500, 1, 100_000),
+    usageBufferMax: integer(env, 'USAGE_BUFFER_MAX', 50_000, 1),
+    redisTimeoutMs: integer(env, 'REDIS_TIMEOUT_MS', 500, 10, 60_000),
   };
 }
 

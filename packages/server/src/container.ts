@@ -1,40 +1,130 @@
 import type { Config } from './config.js';
+import { type AuditService, createAuditService } from './services/audit-service.js';
 import { type Authenticator, createAuthenticator } from './services/auth.js';
+import { type BruteForceGuard, createBruteForceGuard } from './services/brute-force-guard.js';
 import { createHealthService, type HealthService } from './services/health.js';
 import { createImportService, type ImportService } from './services/import-service.js';
+import { createInvalidation, type Invalidation } from './services/invalidation.js';
+import { createJwtAuthenticator } from './services/jwt.js';
+import { createKeyCache, type KeyCache } from './services/key-cache.js';
 import { createKeyService, type KeyService } from './services/key-service.js';
+import { createLastUsedRecorder, type LastUsedRecorder } from './services/last-used.js';
+import { createMetrics, type Metrics } from './services/metrics.js';
+import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './services/rate-limiter.js';
+import { createSelfService, type SelfService } from './services/self-service.js';
+import { createUsageAnalytics, type UsageAnalytics } from './services/usage-analytics.js';
+import { createUsageRecorder, type UsageRecorder } from './services/usage-recorder.js';
+import { createUserService, type UserService } from './services/user-service.js';
 import { createVerifier, type Verifier } from './services/verifier.js';
+import { setLastUsed } from './store/api-keys.repository.js';
 import { type Db, openDatabase } from './store/database.js';
+import { closeRedis, openRedis, type Redis } from './store/redis.js';
 
 /** Everything the application is made of, built once here and passed down as typed arguments. */
 export interface Container {
   config: Config;
   db: Db;
   verifier: Verifier;
+  /** Key records by hash, shared by the verify endpoint and authentication. */
+  keyCache: KeyCache;
+  /** Keeps every instance's key cache in step (Redis pub/sub, PostgreSQL LISTEN/NOTIFY, or local). */
+  invalidation: Invalidation;
+  lastUsed: LastUsedRecorder;
   authenticator: Authenticator;
   keys: KeyService;
+  users: UserService;
+  selfService: SelfService;
   importer: ImportService;
   health: HealthService;
+  /** This container's Prometheus registry and instruments (never prom-client's global registry). */
+  metrics: Metrics;
+  /** The connection rate limits use; null without `REDIS_URL`. */
+  redis: Redis | null;
+  /** Per-key rate limits and the brute-force guard's counters: Redis when configured, else memory. */
+  rateLimiter: RateLimiter;
+  /** Failed authentications/verifications per client IP. */
+  bruteForce: BruteForceGuard;
+  /** Usage rows, buffered and written in batches. */
+  usage: UsageRecorder;
+  usageAnalytics: UsageAnalytics;
+  audit: AuditService;
   /** Flushes buffered work and closes connections. */
   close(): Promise<void>;
 }
 
-export function createContainer(config: Config, overrides: { db?: Db } = {}): Container {
+export function createContainer(config: Config, overrides: { db?: Db; now?: () => number } = {}): Container {
   const db = overrides.db ?? openDatabase(config.databaseUrl);
-  const verifier = createVerifier({ db: db.db });
-  const authenticator = createAuthenticator({ verifier });
-  const keys = createKeyService({ db, config });
+  const now = overrides.now ?? Date.now;
+  const metrics = createMetrics();
+  const redis = config.redisUrl
+    ? openRedis(config.redisUrl, {
+        commandTimeoutMs: config.redisTimeoutMs,
+        connectionName: 'keyward-limits',
+        onError: () => metrics.redisErrors.inc({ operation: 'connection' }),
+      })
+    : null;
+  const rateLimiter = redis
+    ? createRedisRateLimiter({ redis, prefix: `${config.redisPrefix}rl:`, failMode: config.rateLimitFailMode, metrics, now })
+    : createMemoryRateLimiter({ metrics, now });
+  const bruteForce = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
+  const usage = createUsageRecorder({
+    db,
+    flushMs: config.usageFlushMs,
+    batchSize: config.usageBatchSize,
+    maxBuffered: config.usageBufferMax,
+    retentionDays: config.usageRetentionDays,
+    metrics,
+    now,
+  });
+  const keyCache = createKeyCache({
+    maxEntries: config.cacheMaxEntries,
+    ttlMs: config.cacheTtlMs,
+    negativeTtlMs: config.cacheNegativeTtlMs,
+    staleTtlMs: config.cacheStaleTtlMs,
+    now,
+  });
+  const invalidation = createInvalidation({ cache: keyCache, db, config });
+  const lastUsed = createLastUsedRecorder({
+    write: (batch) => db.db.transaction().execute((trx) => setLastUsed(trx, batch)),
+    flushMs: config.lastUsedFlushMs,
+  });
+  const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, now });
+  const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });
+  // Keys removed with their user (cascade) or re-tiered go through the key service's change hook (caches).
+  const users = createUserService({ db, config, onKeysChanged: (changed) => keys.announceChanged(changed) });
+  const selfService = createSelfService({ db, keys });
+  const authenticator = createAuthenticator({ verifier, jwt: createJwtAuthenticator({ config, users }) });
   const importer = createImportService({ db });
   const health = createHealthService({ db });
+  const usageAnalytics = createUsageAnalytics({ db, keys, now });
+  const audit = createAuditService({ db });
   return {
     config,
     db,
     verifier,
+    keyCache,
+    invalidation,
+    lastUsed,
     authenticator,
     keys,
+    users,
+    selfService,
     importer,
     health,
+    metrics,
+    redis,
+    rateLimiter,
+    bruteForce,
+    usage,
+    usageAnalytics,
+    audit,
     async close() {
+      // Buffered writes first (a SIGTERM must not lose them), then announcements, then connections.
+      await lastUsed.close().catch(() => {});
+      await usage.close().catch(() => {});
+      await rateLimiter.close();
+      if (redis) await closeRedis(redis);
+      await invalidation.close();
       await db.close();
     },
   };

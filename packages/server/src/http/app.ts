@@ -6,8 +6,14 @@ import { loggerOptions } from '../logger.js';
 import { requireAuthentication } from './auth.js';
 import { installProblemHandlers } from './problem.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
+import { auditLogRoutes } from './routes/audit-logs.js';
 import { docsRoutes } from './routes/docs.js';
 import { healthRoutes } from './routes/health.js';
+import { meRoutes } from './routes/me.js';
+import { metricsRoutes } from './routes/metrics.js';
+import { usageRoutes } from './routes/usage.js';
+import { userRoutes } from './routes/users.js';
+import { verifyRoutes } from './routes/verify.js';
 import { ProblemResponse } from './schemas.js';
 import type { App } from './types.js';
 
@@ -55,10 +61,16 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   });
   await docsRoutes(app);
   healthRoutes(app, container);
+  metricsRoutes(app, container);
 
   await app.register(async (v1: App) => {
-    requireAuthentication(v1, container.authenticator);
+    requireAuthentication(v1, container.authenticator, container.bruteForce);
+    usageRoutes(v1, container);
+    auditLogRoutes(v1, container);
     apiKeyRoutes(v1, container);
+    verifyRoutes(v1, container);
+    userRoutes(v1, container);
+    meRoutes(v1, container);
   });
 
   return app;

@@ -1,6 +1,7 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ProblemError } from '../errors.js';
 import type { Authenticator } from '../services/auth.js';
+import type { BruteForceGuard } from '../services/brute-force-guard.js';
 import type { Caller } from '../services/principal.js';
 
 declare module 'fastify' {
@@ -33,11 +34,21 @@ export function callerOf(request: FastifyRequest): Caller {
 /**
  * Adds an `onRequest` hook to the given scope that authenticates every request in it; a failure is a 401
  * problem with `WWW-Authenticate`. Routes then read `callerOf(request)`.
+ * With a `guard`, a client IP that failed too often is refused (429 + `Retry-After`) before any look-up,
+ * and each rejected credential counts against its IP; a missing credential is not a guess and does not.
  */
-export function requireAuthentication(app: FastifyInstance, authenticator: Authenticator): void {
+export function requireAuthentication(app: FastifyInstance, authenticator: Authenticator, guard?: BruteForceGuard): void {
   app.addHook('onRequest', async (request) => {
+    const blocked = guard?.check(request.ip);
+    if (blocked?.blocked) {
+      throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
+        'retry-after': String(blocked.retryAfterSeconds),
+      });
+    }
     const result = await authenticator.authenticate(credentialOf(request));
     if (!result.ok) {
+      if (guard && result.code !== 'AUTH_REQUIRED' && result.code !== 'SERVICE_UNAVAILABLE') await guard.fail(request.ip);
+      if (result.code === 'SERVICE_UNAVAILABLE') throw new ProblemError(result.code, result.detail, undefined, { 'retry-after': '5' });
       const error = result.code === 'AUTH_REQUIRED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
       throw new ProblemError(result.code, result.detail, undefined, { 'www-authenticate': error });
     }

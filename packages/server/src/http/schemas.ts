@@ -88,6 +88,20 @@ export const UpdateKeyBody = Type.Object(
 );
 export type UpdateKeyBody = Static<typeof UpdateKeyBody>;
 
+export const RollKeyBody = Type.Object(
+  {
+    grace_period_seconds: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        maximum: 2_592_000,
+        default: 0,
+        description: 'How long the old key keeps working, in seconds (at most 30 days; default 0: it stops at once)',
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+
 export const ListKeysQuery = Type.Object(
   {
     include_inactive: Type.Optional(Type.Boolean({ default: false })),

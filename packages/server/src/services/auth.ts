@@ -2,14 +2,22 @@ import { err, ok, type Result } from '../errors.js';
 import type { Principal } from './principal.js';
 import type { Verifier } from './verifier.js';
 
-export type AuthFailureCode = 'AUTH_REQUIRED' | 'INVALID_CREDENTIALS' | 'KEY_EXPIRED' | 'KEY_DISABLED' | 'KEY_REVOKED';
+export type AuthFailureCode =
+  | 'AUTH_REQUIRED'
+  | 'INVALID_CREDENTIALS'
+  | 'KEY_EXPIRED'
+  | 'KEY_DISABLED'
+  | 'KEY_REVOKED'
+  | 'TOKEN_EXPIRED'
+  // JWT signing keys (JWKS) unreachable: not the caller's fault, so 503 rather than 401.
+  | 'SERVICE_UNAVAILABLE';
 export type AuthResult = Result<Principal, AuthFailureCode>;
 
 /** Signs a user in from a JWT; absent until JWT settings are configured. */
 export type JwtAuthenticator = (token: string) => Promise<AuthResult>;
 
 export interface Authenticator {
-  /** Resolves a presented credential (an API key or a JWT) to a principal, or says why not (all 401s). */
+  /** Resolves a presented credential (an API key or a JWT) to a principal, or says why not (401s, or 503). */
   authenticate(credential: string | undefined): Promise<AuthResult>;
 }
 

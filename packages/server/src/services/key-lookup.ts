@@ -1,7 +1,7 @@
 import { classifyKey, hashApiKey, type KeyShape } from '@keyward/sdk';
 import bcrypt from 'bcryptjs';
 import type { ApiKey } from '../domain.js';
-import { findKeyByHash, findKeysByPrefix } from '../store/api-keys.repository.js';
+import { findKeyByHash, findKeysByPrefix, updateKey } from '../store/api-keys.repository.js';
 import type { Executor } from '../store/schema.js';
 
 /** A presented key after the format check: its shape and SHA-256 hash. Never holds the plaintext. */
@@ -34,4 +34,14 @@ export async function lookUpKey(db: Executor, key: string, presented: Presented)
     if (await bcrypt.compare(key, candidate.keyHash)) return candidate;
   }
   return undefined;
+}
+
+/**
+ * The cache's loader: {@link lookUpKey}, then an imported key found by another scheme is upgraded to the
+ * native SHA-256 scheme (once; from then on it is found by hash like any other key).
+ */
+export async function loadKey(db: Executor, key: string, presented: Presented): Promise<ApiKey | undefined> {
+  const found = await lookUpKey(db, key, presented);
+  if (!found || found.hashScheme === 'sha256') return found;
+  return (await updateKey(db, found.id, { keyHash: presented.hash, hashScheme: 'sha256' })) ?? found;
 }

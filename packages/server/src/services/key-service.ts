@@ -1,4 +1,4 @@
-import { displayPrefix, generateKey, hashApiKey } from '@keyward/sdk';
+import { displayPrefix, generateKey, hashApiKey, isValidPrefix } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import type { Config, TierSetting } from '../config.js';
 import type { ApiKey, Quota, RateLimit, RefillInterval } from '../domain.js';
@@ -86,6 +86,9 @@ export function decodeCursor(cursor: string): string | null {
   return /^[0-9a-f-]{36}$/.test(id) ? id : null;
 }
 
+// A user (or a user's own key) must not set, lift or clear the limits the operator's tiers impose.
+const LIMITS_ARE_THE_OPERATORS = 'only an admin or a service key may set the rate limit or quota of a user’s key';
+
 function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
   return err('INVALID_REQUEST', `${field}: ${message}`, [{ field, message }]);
 }
@@ -93,7 +96,8 @@ function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
 /** Scopes a user may give their own keys: the tier's list, or anything outside `keyward:` plus keys:read|write. */
 export function tierAllowsScopes(tier: TierSetting | undefined, scopes: readonly string[]): boolean {
   if (tier?.scopes) return hasScopes(tier.scopes, scopes);
-  return scopes.every((s) => !s.startsWith('keyward:') || s === 'keyward:keys:read' || s === 'keyward:keys:write');
+  // `*` is refused too: it would cover `keyward:verify` and every other management scope.
+  return scopes.every((s) => s !== '*' && (!s.startsWith('keyward:') || s === 'keyward:keys:read' || s === 'keyward:keys:write'));
 }
 
 function toQuota(input: QuotaInput | null | undefined, now: number): Quota | null | undefined {
@@ -103,6 +107,10 @@ function toQuota(input: QuotaInput | null | undefined, now: number): Quota | nul
 
 export function createKeyService({ db: { db, dialect }, config, onKeyChanged = () => {}, now = Date.now }: KeyServiceDeps) {
   function checkExpiry(expiresAt: number | null | undefined): Failure<'INVALID_REQUEST'> | null {
+    // RFC 3339 allows a leap second (`23:59:60Z`) that Date.parse cannot read: NaN must not reach the database.
+    if (expiresAt !== undefined && expiresAt !== null && !Number.isFinite(expiresAt)) {
+      return invalid('body.expires_at', 'is not a date this server can read');
+    }
     if (expiresAt !== undefined && expiresAt !== null && expiresAt <= now()) {
       return invalid('body.expires_at', 'must be in the future');
     }
@@ -115,14 +123,17 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     if (principal.kind === 'key' && !hasScopes(principal.key.scopes, scopes)) {
       return err('FORBIDDEN', 'a key may grant only scopes it holds itself');
     }
-    if (tierName !== null && !tierAllowsScopes(config.tiers[tierName], scopes)) {
+    if (tierName !== null && !tierAllowsScopes(tierOf(tierName), scopes)) {
       return invalid('body.scopes', `holds a scope the ${tierName} tier does not allow`);
     }
     return null;
   }
 
+  // A tier no longer in TIERS falls back to the default tier, never to "unlimited".
+  const tierOf = (tierName: string): TierSetting | undefined => config.tiers[tierName] ?? config.tiers[config.defaultTier];
+
   function tierLimit(tierName: string): number | null {
-    const tierMax = config.tiers[tierName]?.maxKeys ?? null;
+    const tierMax = tierOf(tierName)?.maxKeys ?? null;
     const cap = config.maxKeysPerUser;
     if (cap === null) return tierMax;
     return tierMax === null ? cap : Math.min(tierMax, cap);
@@ -132,8 +143,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     const reach = keyReach(caller.principal, mode);
     if (reach === null) return err('FORBIDDEN', 'this credential may not manage keys');
     const key = await findKeyById(db, id);
-    // Another user's key is reported as unknown to a user-scoped caller, so ids do not leak.
-    if (!key || (!reach.all && key.userId !== reach.userId)) return err('KEY_NOT_FOUND');
+    if (!key) return err('KEY_NOT_FOUND');
+    // SPEC §5: another user's key is 403 for a user-scoped caller (ids are random UUIDs, so this leaks little).
+    if (!reach.all && key.userId !== reach.userId) return err('FORBIDDEN', 'this key belongs to another user');
     if (mode === 'write' && key.isAdmin && !isAdmin(caller.principal)) {
       return err('FORBIDDEN', 'only an admin may change an admin key');
     }
@@ -167,6 +179,11 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
   }
 
   return {
+    /** Tells the key-change hook about keys changed outside this service (e.g. removed with their user). */
+    announceChanged(changed: readonly ApiKey[]): void {
+      for (const key of changed) onKeyChanged(key);
+    },
+
     /**
      * Creates a key and returns its plaintext once. Enforces grants, tier scopes and the tier key limit.
      * `plaintext` is for the operator only (bootstrap with `INITIAL_ADMIN_KEY`, imports): HTTP never sets it.
@@ -181,6 +198,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       if (!reach.all) {
         if (userId !== null && userId !== reach.userId) return err('FORBIDDEN', 'may create keys only for its own user');
         userId = reach.userId;
+        if (input.rateLimit != null || input.quota != null) return err('FORBIDDEN', LIMITS_ARE_THE_OPERATORS);
       }
       if (wantsAdmin && userId !== null) return invalid('body.is_admin', 'an admin key cannot belong to a user');
       const expiry = checkExpiry(input.expiresAt);
@@ -301,6 +319,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     async update(caller: Caller, id: string, input: UpdateKeyInput): Promise<Result<ApiKey>> {
       const expiry = checkExpiry(input.expiresAt);
       if (expiry) return expiry;
+      if ((input.rateLimit !== undefined || input.quota !== undefined) && keyReach(caller.principal, 'write')?.all === false) {
+        return err('FORBIDDEN', LIMITS_ARE_THE_OPERATORS);
+      }
       if (input.scopes !== undefined) {
         const loaded = await loadReachable(caller, id, 'write');
         if (!loaded.ok) return loaded;
@@ -343,6 +364,62 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       return change(caller, id, 'key.revoke', (k) => ok(k.revokedAt !== null ? null : { isActive: false, revokedAt: now() }));
     },
 
+    /**
+     * Replaces a key's secret: a new key with the same name, description, owner, admin flag, scopes,
+     * metadata, rate limit, quota, state and expiry (`rolled_from` = the old id), returned once. The old key
+     * keeps working for `gracePeriodSeconds`, never longer than it already would. One transaction, audited.
+     */
+    async roll(caller: Caller, id: string, input: { gracePeriodSeconds?: number }): Promise<Result<IssuedKey>> {
+      const loaded = await loadReachable(caller, id, 'write');
+      if (!loaded.ok) return loaded;
+      // A roll issues a new credential with the old one's scopes: a key may do that only for scopes it holds.
+      const denied = checkGrant(caller.principal, loaded.value.scopes, null);
+      if (denied) return denied;
+      const grace = input.gracePeriodSeconds ?? 0;
+      const outcome = await db.transaction().execute(async (trx): Promise<Result<{ issued: IssuedKey; old: ApiKey }>> => {
+        const current = await findKeyById(trx, id);
+        if (!current) return err('KEY_NOT_FOUND');
+        if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
+        const at = now();
+        if (current.expiresAt !== null && current.expiresAt <= at) return err('KEY_IS_EXPIRED');
+        const key = generateKey(rollPrefix(current.keyPrefix, config.keyPrefix));
+        const record: ApiKey = {
+          ...current,
+          id: uuidv7(),
+          keyHash: hashApiKey(key),
+          keyPrefix: displayPrefix(key),
+          hashScheme: 'sha256',
+          createdAt: at,
+          createdBy: actorId(caller.principal),
+          updatedAt: at,
+          lastUsedAt: null,
+          rolledFrom: current.id,
+        };
+        await insertKey(trx, record);
+        const expiresAt = Math.min(current.expiresAt ?? Number.POSITIVE_INFINITY, at + grace * 1000);
+        const old = (await updateKey(trx, id, { expiresAt, updatedAt: at })) ?? current;
+        await audit(
+          trx,
+          caller,
+          'key.roll',
+          { type: 'api_key', id },
+          {
+            new_key_id: record.id,
+            new_key_prefix: record.keyPrefix,
+            grace_period_seconds: grace,
+            expires_at: { from: current.expiresAt, to: expiresAt },
+          },
+          at,
+        );
+        await audit(trx, caller, 'key.create', { type: 'api_key', id: record.id }, { rolled_from: id, key_prefix: record.keyPrefix }, at);
+        return ok({ issued: { key, record }, old });
+      });
+      if (!outcome.ok) return outcome;
+      onKeyChanged(outcome.value.old);
+      onKeyChanged(outcome.value.issued.record);
+      return ok(outcome.value.issued);
+    },
+
     async remove(caller: Caller, id: string): Promise<Result<ApiKey>> {
       const loaded = await loadReachable(caller, id, 'write');
       if (!loaded.ok) return loaded;
@@ -357,6 +434,17 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       return ok(key);
     },
   };
+}
+
+/** The prefix of a rolled key: the old key's (`sk_live` from `sk_live_AbCd1234`), or the default for imported keys. */
+function rollPrefix(displayed: string, fallback: string): string {
+  const cut = displayed.length - 9;
+  const prefix = displayed.slice(0, cut);
+  return cut > 0 && displayed[cut] === '_' && isValidPrefix(prefix) ? prefix : fallback;
+}
+
+function actorId(principal: Principal): string {
+  return principal.kind === 'system' ? principal.name : principal.kind === 'key' ? principal.key.id : principal.user.id;
 }
 
 async function userTier(db: Executor, userId: string): Promise<string | null> {

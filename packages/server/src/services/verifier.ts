@@ -1,10 +1,12 @@
-import { hashApiKey } from '@keyward/sdk';
 import type { ApiKey } from '../domain.js';
-import { updateKey } from '../store/api-keys.repository.js';
+import { err, ok, type Result } from '../errors.js';
 import type { Executor } from '../store/schema.js';
-import { lookUpKey, present } from './key-lookup.js';
+import type { KeyCache } from './key-cache.js';
+import { loadKey, type Presented, present } from './key-lookup.js';
+import type { LastUsedRecorder } from './last-used.js';
+import { type Caller, hasScopes, isAdmin, MANAGEMENT_SCOPES, type Principal } from './principal.js';
 
-/** Verification outcomes (SPEC §5), in the order the checks run. */
+/** Verification outcomes (SPEC §5). */
 export const VERIFY_CODES = [
   'VALID',
   'INVALID_FORMAT',
@@ -24,14 +26,61 @@ export type KeyCheck =
   | { code: 'REVOKED' | 'DISABLED' | 'EXPIRED'; key: ApiKey }
   | { code: 'INVALID_FORMAT' | 'NOT_FOUND'; key: null };
 
+/** Rate-limit state reported with a verification (SPEC §5): `reset` is in unix seconds. */
+export interface RateLimitState {
+  limit: number;
+  remaining: number;
+  reset: number;
+}
+
+/** What a gate adds to the answer: the rate-limit state and/or the quota left. */
+export interface GateReport {
+  ratelimit?: RateLimitState;
+  remaining?: number;
+}
+
+export type GateOutcome = ({ ok: true } & GateReport) | ({ ok: false; code: 'RATE_LIMITED' | 'USAGE_EXCEEDED' } & GateReport);
+
+/**
+ * A check run, in order, after scopes on a key that is otherwise valid: the rate limit, then the quota
+ * (SPEC §6). The first gate that says no decides the code; what every gate run reports is merged.
+ */
+export interface VerifyGate {
+  check(key: ApiKey, request: { cost: number; now: number }): Promise<GateOutcome> | GateOutcome;
+}
+
+export interface VerifyInput {
+  key: string;
+  scopes?: readonly string[] | undefined;
+  /** Units of quota to spend; a non-negative integer, default 1. */
+  cost?: number | undefined;
+}
+
+export interface VerifyOutcome extends GateReport {
+  code: VerifyCode;
+  /** The stored record; `null` when the key is malformed or unknown. */
+  key: ApiKey | null;
+}
+
 export interface VerifierDeps {
   db: Executor;
+  /** Shared by the verify endpoint and the authenticator; without one, every check reads the database. */
+  cache?: KeyCache;
+  lastUsed?: Pick<LastUsedRecorder, 'touch'>;
+  gates?: readonly VerifyGate[];
+  /** Finds the record for a well-formed key (tests count calls to it). */
+  load?: (db: Executor, key: string, presented: Presented) => Promise<ApiKey | undefined>;
   now?: () => number;
 }
 
 export interface Verifier {
-  /** Format → look-up by hash → revoked → deactivated → expired. The first failure decides the code. */
+  /**
+   * Format+checksum → look-up by hash (cache, then database) → revoked → deactivated → expired. The first
+   * failure decides the code. A malformed key is answered before any cache or database work.
+   */
   check(key: string): Promise<KeyCheck>;
+  /** `POST /v1/keys/verify`: {@link check}, then required scopes, then the gates (rate limit, quota). */
+  verify(caller: Caller, input: VerifyInput): Promise<Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST'>>;
 }
 
 export function stateOf(key: ApiKey, now: number): KeyCheck {
@@ -41,18 +90,55 @@ export function stateOf(key: ApiKey, now: number): KeyCheck {
   return { code: 'VALID', key };
 }
 
-export function createVerifier({ db, now = Date.now }: VerifierDeps): Verifier {
+/** Whether a principal may call the verify endpoint: an admin key, or a key holding `keyward:verify`. */
+export function mayVerify(principal: Principal): boolean {
+  return isAdmin(principal) || (principal.kind === 'key' && hasScopes(principal.key.scopes, [MANAGEMENT_SCOPES.verify]));
+}
+
+const INVALID_FORMAT: KeyCheck = { code: 'INVALID_FORMAT', key: null };
+const NOT_FOUND: KeyCheck = { code: 'NOT_FOUND', key: null };
+
+export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey, now = Date.now }: VerifierDeps): Verifier {
+  async function check(key: string): Promise<KeyCheck> {
+    const presented = present(key);
+    if (presented === null) return INVALID_FORMAT;
+    // The plaintext stays in this closure for the one load (imported bcrypt keys need it); it is never kept.
+    const loader = () => load(db, key, presented);
+    const found = cache ? await cache.get(presented.hash, loader) : await loader();
+    if (!found) return NOT_FOUND;
+    const at = now();
+    const state = stateOf(found, at);
+    if (state.code === 'VALID') lastUsed?.touch(found.id, at);
+    return state;
+  }
+
   return {
-    async check(key) {
-      const presented = present(key);
-      if (presented === null) return { code: 'INVALID_FORMAT', key: null };
-      let found = await lookUpKey(db, key, presented);
-      if (!found) return { code: 'NOT_FOUND', key: null };
-      if (found.hashScheme !== 'sha256') {
-        // An imported key is upgraded to the native SHA-256 scheme the first time it verifies.
-        found = (await updateKey(db, found.id, { keyHash: hashApiKey(key), hashScheme: 'sha256' })) ?? found;
+    check,
+
+    async verify(caller, input) {
+      if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
+      const cost = input.cost ?? 1;
+      if (!Number.isSafeInteger(cost) || cost < 0) {
+        return err('INVALID_COST', 'body.cost: must be a non-negative integer', [
+          { field: 'body.cost', message: 'must be a non-negative integer' },
+        ]);
       }
-      return stateOf(found, now());
+      const checked = await check(input.key);
+      if (checked.code !== 'VALID') return ok(checked);
+      const key = checked.key;
+      if (input.scopes && input.scopes.length > 0 && !hasScopes(key.scopes, input.scopes)) {
+        return ok({ code: 'INSUFFICIENT_SCOPES', key });
+      }
+      if (gates.length === 0) return ok(checked);
+      const report: GateReport = {};
+      const at = now();
+      for (const gate of gates) {
+        const outcome = await gate.check(key, { cost, now: at });
+        if (outcome.ratelimit !== undefined) report.ratelimit = outcome.ratelimit;
+        if (outcome.remaining !== undefined) report.remaining = outcome.remaining;
+        if (!outcome.ok) return ok({ code: outcome.code, key, ...report });
+      }
+      return ok({ code: 'VALID', key, ...report });
     },
   };
 }

@@ -1,3 +1,4 @@
+import { sql } from 'kysely';
 import type { ApiKey, HashScheme, RefillInterval } from '../domain.js';
 import type { ApiKeyRow, ApiKeyUpdate, Executor, NewApiKeyRow } from './schema.js';
 
@@ -168,4 +169,64 @@ export async function setLastUsed(db: Executor, lastUsed: ReadonlyMap<string, nu
       .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
       .execute();
   }
+}
+
+/** Start instants (epoch ms) of the current refill periods: a quota last refilled before one is due. */
+export interface RefillPeriodStarts {
+  day: number;
+  month: number;
+}
+
+/** The quota columns of a key, as stored (no refill applied); `undefined` when the key does not exist. */
+export async function readKeyQuota(db: Executor, keyId: string): Promise<Pick<ApiKey, 'quota'> | undefined> {
+  const row = await db
+    .selectFrom('api_keys')
+    .select(['quota_remaining', 'quota_refill_amount', 'quota_refill_interval', 'quota_last_refill_at'])
+    .where('id', '=', keyId)
+    .executeTakeFirst();
+  if (!row) return undefined;
+  return {
+    quota:
+      row.quota_remaining === null
+        ? null
+        : {
+            remaining: Number(row.quota_remaining),
+            refill:
+              row.quota_refill_amount === null || row.quota_refill_interval === null
+                ? null
+                : { amount: Number(row.quota_refill_amount), interval: row.quota_refill_interval as RefillInterval },
+            lastRefillAt: row.quota_last_refill_at === null ? null : Number(row.quota_last_refill_at),
+          },
+  };
+}
+
+/**
+ * Spends `cost` from a key's quota in ONE statement, refilling it first when a refill is due; the WHERE
+ * clause refuses a spend that would go below zero. Row locking makes it exact under concurrency on
+ * PostgreSQL (a waiting UPDATE re-checks the WHERE against the committed row) and SQLite (writes are
+ * serialized), across any number of instances. Returns the remaining quota, or `undefined` when nothing
+ * was spent (no such key, no quota, or not enough left).
+ */
+export async function spendKeyQuota(
+  db: Executor,
+  keyId: string,
+  cost: number,
+  now: number,
+  periods: RefillPeriodStarts,
+): Promise<number | undefined> {
+  const due = sql<boolean>`(quota_refill_amount is not null and (quota_last_refill_at is null
+    or (quota_refill_interval = 'day' and quota_last_refill_at < ${periods.day})
+    or (quota_refill_interval = 'month' and quota_last_refill_at < ${periods.month})))`;
+  const row = await db
+    .updateTable('api_keys')
+    .set({
+      quota_remaining: sql<number>`case when ${due} then quota_refill_amount - ${cost} else quota_remaining - ${cost} end`,
+      quota_last_refill_at: sql<number>`case when ${due} then ${now} else quota_last_refill_at end`,
+    })
+    .where('id', '=', keyId)
+    .where('quota_remaining', 'is not', null)
+    .where(sql<number>`case when ${due} then quota_refill_amount else quota_remaining end`, '>=', cost)
+    .returning('quota_remaining')
+    .executeTakeFirst();
+  return row?.quota_remaining === null || row === undefined ? undefined : Number(row.quota_remaining);
 }

@@ -78,10 +78,17 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
     connectionString: url,
     max: options.poolSize ?? 10,
     types,
-    connectionTimeoutMillis: 5_000,
+    // Short, so that during an outage requests fail fast (503, or stale cached keys) instead of hanging;
+    // it also bounds the wait for a free pooled connection, so not shorter than a busy moment lasts.
+    connectionTimeoutMillis: 2_000,
+    keepAlive: true,
   });
   // A dropped idle connection must not crash the process; the next query reports the outage instead.
   pool.on('error', () => {});
+  // pg-pool drops its error listener while a client is checked out, and Kysely adds none: a connection
+  // lost mid-query would then be an uncaught exception that kills the process. The query itself still
+  // fails (and is answered 503); a dead client is not returned to the pool.
+  pool.on('connect', (client) => client.on('error', () => {}));
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
   return { db, dialect: 'postgres', close: () => db.destroy() };
 }

@@ -1,4 +1,4 @@
-import { type Kysely, type Migration, type MigrationResultSet, Migrator } from 'kysely';
+import { type Kysely, type Migration, type MigrationResultSet, Migrator, PostgresAdapter, sql } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
 import type { Database } from './schema.js';
 
@@ -12,8 +12,20 @@ export interface MigrationStatus {
   executedAt: Date | null;
 }
 
-function migrator(db: Kysely<Database>): Migrator {
-  return new Migrator({ db, provider: { getMigrations: async () => MIGRATIONS } });
+// Unless told a schema, Kysely looks for its bookkeeping tables in every schema it can see: on a PostgreSQL
+// database shared by several schemas (other apps, one schema per test) it finds another schema's
+// `kysely_migration`, skips creating ours, then fails. So they live in the connection's current schema.
+async function migrator(db: Kysely<Database>): Promise<Migrator> {
+  let migrationTableSchema: string | undefined;
+  if (db.getExecutor().adapter instanceof PostgresAdapter) {
+    const { rows } = await sql<{ schema: string | null }>`select current_schema() as schema`.execute(db);
+    migrationTableSchema = rows[0]?.schema ?? undefined;
+  }
+  return new Migrator({
+    db,
+    provider: { getMigrations: async () => MIGRATIONS },
+    ...(migrationTableSchema ? { migrationTableSchema } : {}),
+  });
 }
 
 function unwrap({ error, results }: MigrationResultSet): string[] {
@@ -23,15 +35,15 @@ function unwrap({ error, results }: MigrationResultSet): string[] {
 
 /** Applies every pending migration; returns the names applied. */
 export async function migrateUp(db: Kysely<Database>): Promise<string[]> {
-  return unwrap(await migrator(db).migrateToLatest());
+  return unwrap(await (await migrator(db)).migrateToLatest());
 }
 
 /** Reverts the most recent migration; returns its name (none if nothing was applied). */
 export async function migrateDown(db: Kysely<Database>): Promise<string[]> {
-  return unwrap(await migrator(db).migrateDown());
+  return unwrap(await (await migrator(db)).migrateDown());
 }
 
 export async function migrationStatus(db: Kysely<Database>): Promise<MigrationStatus[]> {
-  const list = await migrator(db).getMigrations();
+  const list = await (await migrator(db)).getMigrations();
   return list.map((m) => ({ name: m.name, executedAt: m.executedAt ?? null }));
 }

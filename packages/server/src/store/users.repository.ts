@@ -1,6 +1,7 @@
-import type { User } from '../domain.js';
+import type { ApiKey, User } from '../domain.js';
+import { toApiKey } from './api-keys.repository.js';
 import type { Dialect } from './database.js';
-import type { Executor, UserRow } from './schema.js';
+import type { Executor, UserRow, UserUpdate } from './schema.js';
 
 export function toUser(row: UserRow): User {
   return {
@@ -27,4 +28,75 @@ export async function findUserForUpdate(db: Executor, id: string, dialect: Diale
   if (dialect === 'postgres') query = query.forUpdate();
   const row = await query.executeTakeFirst();
   return row && toUser(row);
+}
+
+export async function findUserByExternalId(db: Executor, externalId: string): Promise<User | undefined> {
+  const row = await db.selectFrom('users').selectAll().where('external_id', '=', externalId).executeTakeFirst();
+  return row && toUser(row);
+}
+
+/**
+ * Inserts a user unless one with the same `external_id` exists; returns the inserted user, or `undefined`
+ * on that conflict. `ON CONFLICT DO NOTHING` makes concurrent inserts of one external id safe on both
+ * dialects (PostgreSQL waits for the other transaction, then does nothing), with no error to classify.
+ */
+export async function insertUserIfAbsent(db: Executor, user: User): Promise<User | undefined> {
+  const row = await db
+    .insertInto('users')
+    .values({
+      id: user.id,
+      external_id: user.externalId,
+      email: user.email,
+      tier: user.tier,
+      created_at: user.createdAt,
+      updated_at: user.updatedAt,
+    })
+    .onConflict((oc) => oc.column('external_id').doNothing())
+    .returningAll()
+    .executeTakeFirst();
+  return row && toUser(row);
+}
+
+export interface UserListFilter {
+  externalId?: string | undefined;
+  limit: number;
+  /** Return users older than this id (ids are UUIDv7, so they sort by creation). */
+  before?: string | undefined;
+}
+
+/** Newest first; fetches `limit + 1` rows so the caller can tell whether a next page exists. */
+export async function listUsers(db: Executor, filter: UserListFilter): Promise<User[]> {
+  let query = db
+    .selectFrom('users')
+    .selectAll()
+    .orderBy('id', 'desc')
+    .limit(filter.limit + 1);
+  if (filter.externalId !== undefined) query = query.where('external_id', '=', filter.externalId);
+  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+  return (await query.execute()).map(toUser);
+}
+
+export async function updateUser(
+  db: Executor,
+  id: string,
+  changes: Partial<Pick<User, 'email' | 'tier' | 'updatedAt'>>,
+): Promise<User | undefined> {
+  const columns: UserUpdate = {};
+  if (changes.email !== undefined) columns.email = changes.email;
+  if (changes.tier !== undefined) columns.tier = changes.tier;
+  if (changes.updatedAt !== undefined) columns.updated_at = changes.updatedAt;
+  const row = await db.updateTable('users').set(columns).where('id', '=', id).returningAll().executeTakeFirst();
+  return row && toUser(row);
+}
+
+/** The keys a user owns, all states: deleting the user deletes them too (FK cascade), so callers can tell caches. */
+export async function findKeysOwnedBy(db: Executor, userId: string): Promise<ApiKey[]> {
+  const rows = await db.selectFrom('api_keys').selectAll().where('user_id', '=', userId).execute();
+  return rows.map(toApiKey);
+}
+
+/** Deletes a user; their keys go with them through the `api_keys.user_id` foreign key (ON DELETE CASCADE). */
+export async function deleteUser(db: Executor, id: string): Promise<boolean> {
+  const result = await db.deleteFrom('users').where('id', '=', id).executeTakeFirst();
+  return result.numDeletedRows > 0n;
 }

@@ -12,6 +12,7 @@ import {
   ListKeysQuery,
   msOrNull,
   problems,
+  RollKeyBody,
   toQuotaInput,
   UpdateKeyBody,
 } from '../schemas.js';
@@ -168,6 +169,33 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
       async (request) => apiKeyView(unwrap(await keys[action](callerOf(request), request.params.id))),
     );
   }
+
+  app.post(
+    '/v1/api-keys/:id/roll',
+    {
+      schema: {
+        tags,
+        summary: 'Roll an API key',
+        description:
+          'Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. A revoked key cannot be rolled (409).',
+        security: SECURED,
+        params: IdParams,
+        body: RollKeyBody,
+        response: { 201: CreatedKeyResponse, ...problems(400, 401, 403, 404, 409) },
+      },
+      // The body is optional: a bare POST rolls with no grace period.
+      preValidation: async (request) => {
+        request.body ??= {};
+      },
+    },
+    async (request, reply) => {
+      const issued = unwrap(
+        await keys.roll(callerOf(request), request.params.id, { gracePeriodSeconds: request.body.grace_period_seconds ?? 0 }),
+      );
+      reply.header('cache-control', 'no-store');
+      return reply.code(201).send({ key: issued.key, ...apiKeyView(issued.record) });
+    },
+  );
 
   app.delete(
     '/v1/api-keys/:id',

@@ -1,0 +1,249 @@
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { generateKey } from '@keyward/sdk';
+import autocannon, { type Request, type Result } from 'autocannon';
+import { FLOOR_SERVER, SERVER_CLI } from './lib/keyward.js';
+import { cpuTimeMs, type Pinning, pinSelf, type Server, startServer, unpinSelf } from './lib/processes.js';
+import { formatCount, formatMs, formatPercent, formatRatio, median, verdict } from './lib/stats.js';
+import type { Table } from './lib/table.js';
+
+export interface HttpOptions {
+  rounds: number;
+  roundSeconds: number;
+  warmSeconds: number;
+  connections: number;
+  randomKeys: number;
+  pinning: Pinning | null;
+  log: (line: string) => void;
+}
+
+export const HTTP_TARGETS = { hot: 0.85, random: 0.8 } as const;
+const VERIFY_PATH = '/v1/keys/verify';
+
+interface Round {
+  rps: number;
+  /** Server CPU time per completed request (µs); NaN where it cannot be read. */
+  cpuUs: number;
+  p50: number;
+  p99: number;
+  failed: number;
+}
+
+interface Target {
+  name: string;
+  url: string;
+  pid: number | undefined;
+}
+
+/** A fixed environment: nothing from the caller's shell (DATABASE_URL, REDIS_URL, …) leaks into the server. */
+function serverEnv(extra: Record<string, string>): NodeJS.ProcessEnv {
+  return { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? tmpdir(), NODE_ENV: 'production', ...extra };
+}
+
+async function post(url: string, token: string, body: unknown): Promise<{ status: number; json: Record<string, unknown> }> {
+  const response = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify(body),
+  });
+  return { status: response.status, json: (await response.json()) as Record<string, unknown> };
+}
+
+async function createKeys(base: string, adminKey: string, count: number, scopes: string[]): Promise<string[]> {
+  const keys: string[] = new Array<string>(count);
+  let next = 0;
+  // A few requests at a time: SQLite serialises the writes anyway.
+  const worker = async () => {
+    while (next < count) {
+      const i = next++;
+      const { status, json } = await post(`${base}/v1/api-keys`, adminKey, { name: `bench target ${i}`, scopes });
+      if (status !== 201 || typeof json.key !== 'string') throw new Error(`creating a key answered ${status}: ${JSON.stringify(json)}`);
+      keys[i] = json.key;
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+  return keys;
+}
+
+/** Every key must verify as VALID on both servers before anything is measured (this also warms Keyward's cache). */
+async function checkAll(target: Target, token: string, keys: readonly string[]): Promise<void> {
+  let next = 0;
+  const worker = async () => {
+    while (next < keys.length) {
+      const key = keys[next++];
+      const { status, json } = await post(target.url + VERIFY_PATH, token, { key });
+      if (status === 404) throw new Error(`${target.name}: POST ${VERIFY_PATH} does not exist (404)`);
+      if (status !== 200 || json.valid !== true) {
+        throw new Error(`${target.name}: a benchmark key did not verify (${status}): ${JSON.stringify(json).slice(0, 300)}`);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: 8 }, worker));
+}
+
+async function load(target: Target, token: string, bodies: readonly string[], seconds: number, connections: number): Promise<Round> {
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const request: Request =
+    bodies.length === 1
+      ? { method: 'POST', path: VERIFY_PATH, headers, body: bodies[0] ?? '' }
+      : {
+          method: 'POST',
+          path: VERIFY_PATH,
+          headers,
+          setupRequest: (req) => ({ ...req, body: bodies[Math.floor(Math.random() * bodies.length)] ?? '' }),
+        };
+  const cpuBefore = cpuTimeMs(target.pid);
+  const result: Result = await autocannon({ url: target.url, connections, duration: seconds, requests: [request] });
+  const cpuAfter = cpuTimeMs(target.pid);
+  return {
+    rps: result.requests.total / result.duration,
+    cpuUs: cpuBefore === null || cpuAfter === null ? Number.NaN : ((cpuAfter - cpuBefore) * 1000) / result.requests.total,
+    p50: result.latency.p50,
+    p99: result.latency.p99,
+    failed: result.errors + result.timeouts + result.non2xx,
+  };
+}
+
+function cpuText(us: number): string {
+  return Number.isFinite(us) ? `${us.toFixed(0)} µs` : 'n/a';
+}
+
+/**
+ * POST /v1/keys/verify on a Keyward server vs a bare Fastify route, both separate processes loaded by
+ * autocannon from this process, alternating rounds; one hot key, then random keys among `randomKeys`.
+ */
+export async function runHttp(options: HttpOptions): Promise<Table> {
+  const { rounds, roundSeconds, warmSeconds, connections, randomKeys, pinning, log } = options;
+  const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-http-'));
+  const servers: Server[] = [];
+  try {
+    const adminKey = generateKey('kw');
+    const pinCpu = pinning?.serverCpu ?? null;
+    log('http: starting the Keyward server and the floor server');
+    const keyward = await startServer({
+      args: [SERVER_CLI, 'serve'],
+      cwd: dir,
+      env: serverEnv({
+        PORT: '0',
+        HOST: '127.0.0.1',
+        DATABASE_URL: `sqlite:${join(dir, 'keyward.db')}`,
+        LOG_LEVEL: 'warn',
+        INITIAL_ADMIN_KEY: adminKey,
+      }),
+      urlPattern: /listening on (http:\/\/127\.0\.0\.1:\d+)/,
+      pinCpu,
+    });
+    servers.push(keyward);
+    const floor = await startServer({
+      args: [FLOOR_SERVER],
+      cwd: dir,
+      env: serverEnv({}),
+      urlPattern: /listening on (http:\/\/127\.0\.0\.1:\d+)/,
+      pinCpu,
+    });
+    servers.push(floor);
+    const targets: Target[] = [
+      { name: 'floor', url: floor.url, pid: floor.child.pid },
+      { name: 'Keyward', url: keyward.url, pid: keyward.child.pid },
+    ];
+
+    log(`http: creating a verifier key and ${randomKeys.toLocaleString('en-US')} target keys`);
+    const [verifierKey] = await createKeys(keyward.url, adminKey, 1, ['keyward:verify']);
+    if (verifierKey === undefined) throw new Error('no verifier key');
+    const keys = await createKeys(keyward.url, adminKey, randomKeys, ['bench:read']);
+    for (const target of targets) await checkAll(target, verifierKey, keys);
+
+    if (pinning) pinSelf(pinning.loadCpu);
+    const cases = [
+      { name: 'hot key', bodies: [JSON.stringify({ key: keys[0] })], target: HTTP_TARGETS.hot },
+      {
+        name: `random of ${randomKeys.toLocaleString('en-US')} keys`,
+        bodies: keys.map((key) => JSON.stringify({ key })),
+        target: HTTP_TARGETS.random,
+      },
+    ];
+    const rows: string[][] = [];
+    let failed = 0;
+    const spreads: string[] = [];
+    for (const c of cases) {
+      log(`http: ${c.name}: warm-up ${warmSeconds} s per server, then ${rounds} rounds × ${roundSeconds} s per server`);
+      for (const target of targets) await load(target, verifierKey, c.bodies, warmSeconds, connections);
+      const results = new Map<string, Round[]>(targets.map((t) => [t.name, []]));
+      for (let round = 0; round < rounds; round++) {
+        // Alternate who goes first, so drift (thermal, background work) hits both sides alike.
+        const order = round % 2 === 0 ? targets : [...targets].reverse();
+        for (const target of order) {
+          const r = await load(target, verifierKey, c.bodies, roundSeconds, connections);
+          failed += r.failed;
+          results.get(target.name)?.push(r);
+          log(
+            `  round ${round + 1} ${target.name.padEnd(7)} ${formatCount(r.rps)} req/s  p50 ${formatMs(r.p50)}  p99 ${formatMs(r.p99)}  CPU ${cpuText(r.cpuUs)}/req`,
+          );
+        }
+      }
+      const summary = (name: string) => {
+        const rs = results.get(name) ?? [];
+        return {
+          rps: median(rs.map((r) => r.rps)),
+          p50: median(rs.map((r) => r.p50)),
+          p99: median(rs.map((r) => r.p99)),
+          cpuUs: median(rs.map((r) => r.cpuUs)),
+        };
+      };
+      const f = summary('floor');
+      const k = summary('Keyward');
+      // Each round pairs one floor run with one Keyward run back to back: the median of those paired
+      // ratios is steadier than a ratio of medians when the machine's speed drifts during the run.
+      const fs = results.get('floor') ?? [];
+      const ks = results.get('Keyward') ?? [];
+      const ratios = ks.map((r, i) => r.rps / (fs[i]?.rps ?? Number.NaN));
+      const share = median(ratios);
+      spreads.push(`${c.name}: Keyward/floor per round ${ratios.map(formatPercent).join(', ')}.`);
+      const cpuRatio = median(ks.map((r, i) => r.cpuUs / (fs[i]?.cpuUs ?? Number.NaN)));
+      rows.push([
+        c.name,
+        'floor (bare Fastify)',
+        formatCount(f.rps),
+        formatMs(f.p50),
+        formatMs(f.p99),
+        cpuText(f.cpuUs),
+        '',
+        '100%',
+        '',
+        '',
+      ]);
+      rows.push([
+        c.name,
+        'Keyward',
+        formatCount(k.rps),
+        formatMs(k.p50),
+        formatMs(k.p99),
+        cpuText(k.cpuUs),
+        formatRatio(cpuRatio),
+        formatPercent(share),
+        `≥ ${formatPercent(c.target)}`,
+        verdict(share >= c.target),
+      ]);
+    }
+    if (failed > 0) throw new Error(`${failed} requests failed (errors, timeouts or non-2xx) during the measured rounds`);
+    return {
+      title: `HTTP POST ${VERIFY_PATH}: Keyward vs a bare Fastify route (autocannon, c=${connections}, 127.0.0.1)`,
+      headers: ['Case', 'Server', 'req/s', 'p50', 'p99', 'server CPU/req', 'CPU vs floor', 'req/s vs floor', 'target', ''],
+      rows,
+      notes: [
+        `Medians of ${rounds} alternating rounds of ${roundSeconds} s per server, after ${warmSeconds} s of warm-up each; every response was 2xx. "vs floor" is the median of the per-round ratios.`,
+        ...spreads,
+        '"server CPU/req" is the server process\'s user+system CPU time during a round (from /proc) over the requests it completed; "CPU vs floor" the median per-round ratio. It explains the req/s ratio and moves less with other load on the machine.',
+        'Both servers are separate `node` processes (Keyward: `keyward serve`, SQLite, LOG_LEVEL=warn; floor: bench/floor-server.mjs); autocannon runs in the benchmark process.',
+        pinning
+          ? `CPU pinning: each server on CPU ${pinning.serverCpu}, autocannon on CPU ${pinning.loadCpu} (taskset).`
+          : 'No CPU pinning (fewer than 2 CPUs, no taskset, or --no-pin): servers and autocannon share the CPUs.',
+      ],
+    };
+  } finally {
+    if (pinning) unpinSelf();
+    for (const server of servers.reverse()) await server.stop();
+    rmSync(dir, { recursive: true, force: true });
+  }
+}

@@ -1,0 +1,258 @@
+import createClient, { type Client } from 'openapi-fetch';
+import { KeywardError } from './errors.js';
+import type { paths } from './generated/openapi.js';
+
+// Request and response types come from the generated OpenAPI types (scripts/gen-openapi.ts), never by hand.
+type Method = 'get' | 'post' | 'patch' | 'delete';
+type Operation<P extends keyof paths, M extends Method> = NonNullable<paths[P][M]>;
+type Json<R> = R extends { content: { 'application/json': infer B } } ? B : never;
+/** The JSON body of the `status` response of an operation. */
+export type ResponseBody<P extends keyof paths, M extends Method, S extends number = 200> =
+  Operation<P, M> extends {
+    responses: infer R;
+  }
+    ? S extends keyof R
+      ? Json<R[S]>
+      : never
+    : never;
+/** The JSON request body of an operation. */
+export type RequestBody<P extends keyof paths, M extends Method> =
+  Operation<P, M> extends { requestBody?: infer B } ? Json<NonNullable<B>> : never;
+/** The query parameters of an operation. */
+export type QueryOf<P extends keyof paths, M extends Method> =
+  Operation<P, M> extends { parameters: { query?: infer Q } } ? NonNullable<Q> : never;
+
+/** An API key as Keyward returns it (every stored field but the hash). */
+export type ApiKey = ResponseBody<'/v1/api-keys/{id}', 'get'>;
+/** A newly created key: the record plus `key`, the plaintext, shown this once. */
+export type CreatedKey = ResponseBody<'/v1/api-keys', 'post', 201>;
+export type CreateKeyInput = RequestBody<'/v1/api-keys', 'post'>;
+export type UpdateKeyInput = RequestBody<'/v1/api-keys/{id}', 'patch'>;
+export type ListKeysQuery = QueryOf<'/v1/api-keys', 'get'>;
+/** One page of keys; pass `next_cursor` as `cursor` for the next. */
+export type KeyPage = ResponseBody<'/v1/api-keys', 'get'>;
+
+export type RollKeyInput = RequestBody<'/v1/api-keys/{id}/roll', 'post'>;
+export type VerifyKeyInput = RequestBody<'/v1/keys/verify', 'post'>;
+/** The answer of `POST /v1/keys/verify`: `valid` and `code`, and the key's fields when the key was found. */
+export type VerifyKeyResult = ResponseBody<'/v1/keys/verify', 'post'>;
+export type VerifyCode = VerifyKeyResult['code'];
+export type KeyUsageQuery = QueryOf<'/v1/api-keys/{id}/usage', 'get'>;
+export type KeyUsage = ResponseBody<'/v1/api-keys/{id}/usage', 'get'>;
+export type VerificationAnalyticsQuery = QueryOf<'/v1/analytics/verifications', 'get'>;
+export type VerificationAnalytics = ResponseBody<'/v1/analytics/verifications', 'get'>;
+export type AuditLogQuery = QueryOf<'/v1/audit-logs', 'get'>;
+export type AuditLogPage = ResponseBody<'/v1/audit-logs', 'get'>;
+export type User = ResponseBody<'/v1/users/{id}', 'get'>;
+export type CreateUserInput = RequestBody<'/v1/users', 'post'>;
+export type UpdateUserInput = RequestBody<'/v1/users/{id}', 'patch'>;
+export type ListUsersQuery = QueryOf<'/v1/users', 'get'>;
+export type UserPage = ResponseBody<'/v1/users', 'get'>;
+export type CreateMyKeyInput = RequestBody<'/v1/users/me/api-keys', 'post'>;
+export type ListMyKeysQuery = QueryOf<'/v1/users/me/api-keys', 'get'>;
+
+export interface KeywardClientOptions {
+  /** Where Keyward listens, e.g. `https://keys.example.com`. */
+  baseUrl: string;
+  /** An API key to authenticate with (sent as `Authorization: Bearer`). */
+  apiKey?: string;
+  /** Or a user JWT (self-service routes). */
+  token?: string;
+  /** A `fetch` to use instead of the global one (tests, proxies, instrumentation). */
+  fetch?: (input: Request) => Promise<Response>;
+  /** Abort a request that takes longer than this (default 10 000 ms; 0 for no limit). */
+  timeoutMs?: number;
+  /** Extra headers on every request. */
+  headers?: Record<string, string>;
+}
+
+/**
+ * A typed client for the Keyward HTTP API: one method per endpoint, request and response types generated
+ * from the server's OpenAPI document. A non-2xx answer throws a {@link KeywardError} carrying the problem
+ * body; `raw` is the underlying openapi-fetch client.
+ *
+ * @example
+ * const keyward = new KeywardClient({ baseUrl: 'http://127.0.0.1:8080', apiKey: process.env.KEYWARD_ADMIN_KEY });
+ * const { key, id } = await keyward.createKey({ name: 'billing service', scopes: ['invoices:read'] });
+ * await keyward.revokeKey(id);
+ */
+export class KeywardClient {
+  /** The underlying openapi-fetch client, for anything the methods do not cover. */
+  readonly raw: Client<paths>;
+
+  constructor(options: KeywardClientOptions) {
+    const credential = options.apiKey ?? options.token;
+    const timeoutMs = options.timeoutMs ?? 10_000;
+    this.raw = createClient<paths>({
+      baseUrl: options.baseUrl.replace(/\/+$/, ''),
+      ...(options.fetch ? { fetch: options.fetch } : {}),
+      headers: { ...options.headers, ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
+    });
+    if (timeoutMs > 0) {
+      this.raw.use({
+        onRequest: ({ request }) => new Request(request, { signal: AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]) }),
+      });
+    }
+  }
+
+  // ---- API keys -----------------------------------------------------------------------------------------
+
+  /** `POST /v1/api-keys`: creates a key; the plaintext is in `key`, returned this once. */
+  createKey(body: CreateKeyInput): Promise<CreatedKey> {
+    return send(this.raw.POST('/v1/api-keys', { body }));
+  }
+
+  /** `GET /v1/api-keys`: one page of keys, newest first. */
+  listKeys(query: ListKeysQuery = {}): Promise<KeyPage> {
+    return send(this.raw.GET('/v1/api-keys', { params: { query } }));
+  }
+
+  /** `GET /v1/api-keys/{id}`. */
+  getKey(id: string): Promise<ApiKey> {
+    return send(this.raw.GET('/v1/api-keys/{id}', { params: { path: { id } } }));
+  }
+
+  /** `PATCH /v1/api-keys/{id}`: `null` clears an optional field. */
+  updateKey(id: string, body: UpdateKeyInput): Promise<ApiKey> {
+    return send(this.raw.PATCH('/v1/api-keys/{id}', { params: { path: { id } }, body }));
+  }
+
+  /** `POST /v1/api-keys/{id}/deactivate`: the key answers `DISABLED` until activated. */
+  deactivateKey(id: string): Promise<ApiKey> {
+    return send(this.raw.POST('/v1/api-keys/{id}/deactivate', { params: { path: { id } } }));
+  }
+
+  /** `POST /v1/api-keys/{id}/activate`. */
+  activateKey(id: string): Promise<ApiKey> {
+    return send(this.raw.POST('/v1/api-keys/{id}/activate', { params: { path: { id } } }));
+  }
+
+  /** `POST /v1/api-keys/{id}/revoke`: permanent. */
+  revokeKey(id: string): Promise<ApiKey> {
+    return send(this.raw.POST('/v1/api-keys/{id}/revoke', { params: { path: { id } } }));
+  }
+
+  /** `DELETE /v1/api-keys/{id}`. */
+  async deleteKey(id: string): Promise<void> {
+    await send(this.raw.DELETE('/v1/api-keys/{id}', { params: { path: { id } } }));
+  }
+
+  /** `GET /v1/api-keys/verify/current`: the record of the key this client authenticates with. */
+  currentKey(): Promise<ApiKey> {
+    return send(this.raw.GET('/v1/api-keys/verify/current'));
+  }
+
+  /** `POST /v1/api-keys/{id}/roll`: a new key (returned this once) replaces this one after `grace_period_seconds`. */
+  rollKey(id: string, body: RollKeyInput = {}): Promise<ResponseBody<'/v1/api-keys/{id}/roll', 'post', 201>> {
+    return send(this.raw.POST('/v1/api-keys/{id}/roll', { params: { path: { id } }, body }));
+  }
+
+  /** `GET /v1/api-keys/{id}/usage`: counts by outcome per minute, hour or day. */
+  getKeyUsage(id: string, query: KeyUsageQuery = {}): Promise<KeyUsage> {
+    return send(this.raw.GET('/v1/api-keys/{id}/usage', { params: { path: { id }, query } }));
+  }
+
+  // ---- Verification -------------------------------------------------------------------------------------
+
+  /**
+   * `POST /v1/keys/verify`: always 200 for a well-formed request; `valid` and `code` say whether `key` may be
+   * used. Needs a client key that is admin or holds `keyward:verify`.
+   *
+   * @example
+   * const result = await keyward.verifyKey({ key: presentedKey, scopes: ['companies:read'] });
+   * if (!result.valid) console.log(result.code); // 'REVOKED', 'INSUFFICIENT_SCOPES', …
+   */
+  verifyKey(body: VerifyKeyInput): Promise<VerifyKeyResult> {
+    return send(this.raw.POST('/v1/keys/verify', { body }));
+  }
+
+  /** `GET /v1/analytics/verifications`: totals by outcome and the busiest keys. */
+  getVerificationAnalytics(query: VerificationAnalyticsQuery = {}): Promise<VerificationAnalytics> {
+    return send(this.raw.GET('/v1/analytics/verifications', { params: { query } }));
+  }
+
+  /** `GET /v1/audit-logs`: who changed what, newest first (admin). */
+  listAuditLogs(query: AuditLogQuery = {}): Promise<AuditLogPage> {
+    return send(this.raw.GET('/v1/audit-logs', { params: { query } }));
+  }
+
+  // ---- Users (admin) ------------------------------------------------------------------------------------
+
+  /** `POST /v1/users`. */
+  createUser(body: CreateUserInput): Promise<ResponseBody<'/v1/users', 'post', 201>> {
+    return send(this.raw.POST('/v1/users', { body }));
+  }
+
+  /** `GET /v1/users`: one page of users. */
+  listUsers(query: ListUsersQuery = {}): Promise<UserPage> {
+    return send(this.raw.GET('/v1/users', { params: { query } }));
+  }
+
+  /** `GET /v1/users/{id}`. */
+  getUser(id: string): Promise<User> {
+    return send(this.raw.GET('/v1/users/{id}', { params: { path: { id } } }));
+  }
+
+  /** `PATCH /v1/users/{id}`: email or tier. */
+  updateUser(id: string, body: UpdateUserInput): Promise<ResponseBody<'/v1/users/{id}', 'patch'>> {
+    return send(this.raw.PATCH('/v1/users/{id}', { params: { path: { id } }, body }));
+  }
+
+  /** `DELETE /v1/users/{id}`: the user and all their keys. */
+  async deleteUser(id: string): Promise<void> {
+    await send(this.raw.DELETE('/v1/users/{id}', { params: { path: { id } } }));
+  }
+
+  // ---- Self-service (a user's JWT as `token`) -----------------------------------------------------------
+
+  /** `GET /v1/users/me`: the signed-in user. */
+  currentUser(): Promise<ResponseBody<'/v1/users/me', 'get'>> {
+    return send(this.raw.GET('/v1/users/me'));
+  }
+
+  /** `POST /v1/users/me/api-keys`: a key for the signed-in user, within their tier's limits. */
+  createMyKey(body: CreateMyKeyInput): Promise<ResponseBody<'/v1/users/me/api-keys', 'post', 201>> {
+    return send(this.raw.POST('/v1/users/me/api-keys', { body }));
+  }
+
+  /** `GET /v1/users/me/api-keys`. */
+  listMyKeys(query: ListMyKeysQuery = {}): Promise<ResponseBody<'/v1/users/me/api-keys', 'get'>> {
+    return send(this.raw.GET('/v1/users/me/api-keys', { params: { query } }));
+  }
+
+  /** `DELETE /v1/users/me/api-keys/{id}`. */
+  async deleteMyKey(id: string): Promise<void> {
+    await send(this.raw.DELETE('/v1/users/me/api-keys/{id}', { params: { path: { id } } }));
+  }
+
+  // ---- Operations ---------------------------------------------------------------------------------------
+
+  /** `GET /healthz`: liveness. */
+  health(): Promise<ResponseBody<'/healthz', 'get'>> {
+    return send(this.raw.GET('/healthz'));
+  }
+
+  /** `GET /readyz`: whether the database answers (a 503 throws). */
+  ready(): Promise<ResponseBody<'/readyz', 'get'>> {
+    return send(this.raw.GET('/readyz'));
+  }
+
+  /** `GET /metrics`: the Prometheus text exposition. */
+  metrics(): Promise<string> {
+    return send(this.raw.GET('/metrics', { parseAs: 'text' }));
+  }
+}
+
+type Outcome = { data?: unknown; error?: unknown; response: Response };
+
+/** The body of a 2xx answer; anything else becomes a {@link KeywardError}. */
+async function send<O extends Outcome>(pending: Promise<O>): Promise<Exclude<O['data'], undefined>> {
+  let outcome: O;
+  try {
+    outcome = await pending;
+  } catch (cause) {
+    throw KeywardError.network(cause);
+  }
+  if (outcome.response.ok) return outcome.data as Exclude<O['data'], undefined>;
+  throw KeywardError.fromResponse(outcome.response.status, outcome.error);
+}

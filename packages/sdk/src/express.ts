@@ -1,0 +1,67 @@
+import type { NextFunction, Request, RequestHandler, Response } from 'express';
+import {
+  type AccessRule,
+  createKeywardAuth,
+  type Decision,
+  type KeywardAuth,
+  type KeywardAuthOptions,
+  type KeywardIdentity,
+} from './middleware.js';
+
+declare global {
+  namespace Express {
+    interface Request {
+      /** The verified caller; `null` when anonymous; `undefined` before a Keyward middleware ran. */
+      keyward?: KeywardIdentity | null;
+    }
+  }
+}
+
+export interface KeywardExpressOptions extends KeywardAuthOptions {
+  /** A core built elsewhere (shared cache), instead of the options above. */
+  auth?: KeywardAuth;
+}
+
+/** Builds a middleware for a route rule; with no rule, the global `requireApiKey` alone decides. */
+export type KeywardExpressGuard = (rule?: AccessRule) => RequestHandler;
+
+function send(res: Response, decision: Extract<Decision, { ok: false }>): void {
+  res.status(decision.status).set(decision.headers).type('application/problem+json').send(JSON.stringify(decision.problem));
+}
+
+/**
+ * Express middleware that authenticates requests with Keyward, sets `req.keyward` and enforces a rule.
+ * Use it once globally and again per route: a later guard re-checks the identity the first one found
+ * instead of verifying again. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ *
+ * @example
+ * const keyward = keywardExpress({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY });
+ * app.use(keyward());
+ * app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (req, res) => {
+ *   res.json({ companies: [], caller: req.keyward?.keyId });
+ * });
+ */
+export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGuard {
+  const auth = options.auth ?? createKeywardAuth(options);
+  return (rule = {}) =>
+    (req: Request, res: Response, next: NextFunction): void => {
+      const path = req.originalUrl;
+      if (req.keyward !== undefined) {
+        const decision = auth.permit(req.keyward, rule, path);
+        if (decision.ok) next();
+        else send(res, decision);
+        return;
+      }
+      const header = req.headers['x-api-key'];
+      auth
+        .authorize({ authorization: req.headers.authorization, apiKey: Array.isArray(header) ? header.join(', ') : header, path }, rule)
+        .then((decision) => {
+          if (!decision.ok) return send(res, decision);
+          res.set(decision.headers);
+          req.keyward = decision.identity;
+          next();
+        }, next);
+    };
+}
+
+export type { AccessRule, KeywardAuthOptions, KeywardIdentity } from './middleware.js';

@@ -1,0 +1,62 @@
+import type { FastifyPluginAsync } from 'fastify';
+import { type AccessRule, createKeywardAuth, type KeywardAuth, type KeywardAuthOptions, type KeywardIdentity } from './middleware.js';
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The verified caller; `null` for an anonymous request (when keys are not required) or a public route. */
+    keyward: KeywardIdentity | null;
+  }
+  interface FastifyContextConfig {
+    /** This route's Keyward rule (scopes, admin, requireApiKey, cost), or `false` for a public route. */
+    keyward?: AccessRule | false;
+  }
+}
+
+export interface KeywardFastifyOptions extends KeywardAuthOptions {
+  /** A core built elsewhere (shared cache), instead of the options above. */
+  auth?: KeywardAuth;
+}
+
+/**
+ * A Fastify plugin that authenticates every request of the instance it is registered on (not encapsulated)
+ * with Keyward, before the body is read, sets `request.keyward`, and enforces each route's
+ * `config.keyward` rule. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ *
+ * @example
+ * await app.register(keywardFastify({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY }));
+ * app.get('/v1/companies', { config: { keyward: { scopes: ['companies:read'] } } }, async (request) => {
+ *   return { companies: [], caller: request.keyward?.keyId };
+ * });
+ * app.get('/healthz', { config: { keyward: false } }, async () => ({ status: 'ok' }));
+ */
+export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsync {
+  const auth = options.auth ?? createKeywardAuth(options);
+  const plugin: FastifyPluginAsync = async (app) => {
+    app.decorateRequest('keyward', null);
+    app.addHook('onRequest', async (request, reply) => {
+      const rule = request.routeOptions.config.keyward;
+      if (rule === false) return;
+      const header = request.headers['x-api-key'];
+      const decision = await auth.authorize(
+        {
+          authorization: request.headers.authorization,
+          apiKey: Array.isArray(header) ? header.join(', ') : header,
+          path: request.url,
+        },
+        rule ?? {},
+      );
+      reply.headers(decision.headers);
+      if (decision.ok) {
+        request.keyward = decision.identity;
+        return;
+      }
+      return reply.code(decision.status).type('application/problem+json').send(decision.problem);
+    });
+  };
+  // What fastify-plugin does: the hook then applies to the routes of the instance that registered the plugin.
+  // Set by hand so the SDK needs no Fastify package at run time.
+  Object.assign(plugin, { [Symbol.for('skip-override')]: true, [Symbol.for('fastify.display-name')]: '@keyward/sdk' });
+  return plugin;
+}
+
+export type { AccessRule, KeywardAuthOptions, KeywardIdentity } from './middleware.js';

@@ -1,0 +1,322 @@
+import { LRUCache } from 'lru-cache';
+import { KeywardClient, type VerifyKeyInput, type VerifyKeyResult } from './client.js';
+import { KeywardError, type Problem } from './errors.js';
+import { classifyKey, hashApiKey } from './key.js';
+
+// The framework-agnostic core of the Fastify, Express and Hono middleware: read the credential, verify it
+// through Keyward (with a small cache), decide. Each adapter only translates requests and responses.
+
+/** Who called: attached to the request by the middleware once the key verified. */
+export interface KeywardIdentity {
+  keyId: string;
+  userId: string | null;
+  scopes: string[];
+  isAdmin: boolean;
+  metadata: Record<string, unknown>;
+}
+
+/** What a route requires. Scopes use Keyward's matching: `inventory:*` covers `inventory:read`, `*` all. */
+export interface AccessRule {
+  /** Every one of these scopes must be granted (implies a key is required). */
+  scopes?: string[];
+  /** Only admin keys (implies a key is required). */
+  admin?: boolean;
+  /** Overrides the global `requireApiKey` for this route. */
+  requireApiKey?: boolean;
+  /** Quota units this request spends (sent to Keyward as `cost`; default 1 on the server). */
+  cost?: number;
+}
+
+export interface KeywardAuthOptions {
+  /** Where Keyward listens. Ignored when `client` is given. */
+  baseUrl?: string;
+  /** A key holding `keyward:verify` (or an admin key): the middleware's own credential for `POST /v1/keys/verify`. */
+  apiKey?: string;
+  /** A client to verify through, instead of `baseUrl` + `apiKey`. */
+  client?: KeywardClient;
+  /** A `fetch` to use instead of the global one. Ignored when `client` is given. */
+  fetch?: (input: Request) => Promise<Response>;
+  /** Give up on Keyward after this long and answer 503 (default 5 000 ms). Ignored when `client` is given. */
+  timeoutMs?: number;
+  /**
+   * The `REQUIRE_API_KEY` switch (default `true`). When `false`, a request without a key passes as anonymous
+   * (no identity), except on routes that require scopes or admin; a presented key that fails is still a 401.
+   */
+  requireApiKey?: boolean;
+  /**
+   * The local cache of verified keys, by SHA-256 of the key (never the key): `false` to verify every request.
+   * Only `VALID` answers are kept, and only for keys without a rate limit or quota (those must reach Keyward
+   * on every request). A key revoked in Keyward may keep passing here for up to `ttlMs`.
+   */
+  cache?: { maxEntries?: number; ttlMs?: number } | false;
+  /** Called when Keyward cannot be reached or refuses the middleware's own key (the request then fails 503/500). */
+  onError?: (error: KeywardError) => void;
+}
+
+/** The outcome for one request: pass (with the identity, or `null` for anonymous), or a problem to answer. */
+export type Decision =
+  | { ok: true; identity: KeywardIdentity | null; headers: Record<string, string> }
+  | { ok: false; status: number; problem: Problem; headers: Record<string, string> };
+
+/** What the middleware reads from a request. */
+export interface PresentedCredentials {
+  /** The `Authorization` header. */
+  authorization?: string | undefined;
+  /** The `X-API-Key` header. */
+  apiKey?: string | undefined;
+  /** The request path (the problem's `instance`); a query string is dropped. */
+  path: string;
+}
+
+export interface KeywardAuth {
+  /** Whether requests without a key are refused by default. */
+  readonly requireApiKey: boolean;
+  /** Reads, verifies and checks the credential of one request against a route's rule. */
+  authorize(request: PresentedCredentials, rule?: AccessRule): Promise<Decision>;
+  /**
+   * Checks an identity already decided by `authorize` (`null`: anonymous) against another rule, without
+   * verifying again: for a route guard behind a global one, so a request is verified (and spends quota) once.
+   */
+  permit(identity: KeywardIdentity | null, rule: AccessRule, path: string): Decision;
+  /** Forgets every cached verification. */
+  clearCache(): void;
+}
+
+const DEFAULT_CACHE = { maxEntries: 1_000, ttlMs: 5_000 };
+/** Longer strings are never keys (SPEC §2): refused before they are even hashed. */
+const MAX_KEY_LENGTH = 256;
+
+/**
+ * The same catalogue the server uses (its `errors.ts`) for the answers the middleware gives; a test keeps
+ * the two in step.
+ */
+export const MIDDLEWARE_PROBLEMS = {
+  AUTH_REQUIRED: { status: 401, title: 'An API key or token is required' },
+  INVALID_CREDENTIALS: { status: 401, title: 'The API key or token is not valid' },
+  KEY_EXPIRED: { status: 401, title: 'The API key has expired' },
+  KEY_DISABLED: { status: 401, title: 'The API key is deactivated' },
+  KEY_REVOKED: { status: 401, title: 'The API key is revoked' },
+  FORBIDDEN: { status: 403, title: 'This credential is not allowed to do that' },
+  RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  INTERNAL_ERROR: { status: 500, title: 'Internal error' },
+  SERVICE_UNAVAILABLE: { status: 503, title: 'The service is temporarily unavailable' },
+} as const satisfies Record<string, { status: number; title: string }>;
+type ProblemCode = keyof typeof MIDDLEWARE_PROBLEMS;
+
+const REALM = 'Bearer realm="keyward"';
+const INVALID_TOKEN = 'Bearer realm="keyward", error="invalid_token"';
+
+/** Whether one granted scope covers a required one: `*` covers all, `inventory:*` covers `inventory:read`. */
+export function scopeCovers(granted: string, required: string): boolean {
+  if (granted === required || granted === '*') return true;
+  return granted.endsWith(':*') && required.startsWith(granted.slice(0, -1));
+}
+
+/**
+ * Whether the granted scopes cover every required one (Keyward's rule, see {@link scopeCovers}).
+ *
+ * @example
+ * hasScopes(['companies:*'], ['companies:read']); // true
+ * hasScopes(['companies:read'], ['companies:write']); // false
+ */
+export function hasScopes(granted: readonly string[], required: readonly string[]): boolean {
+  return required.every((r) => granted.some((g) => scopeCovers(g, r)));
+}
+
+/**
+ * The credential in `Authorization: Bearer …` or `X-API-Key: …` (as Keyward reads it); `undefined` when none
+ * was sent. A non-Bearer `Authorization` header yields a credential that can never verify.
+ */
+export function credentialOf(request: Pick<PresentedCredentials, 'authorization' | 'apiKey'>): string | undefined {
+  const header = request.authorization;
+  if (typeof header === 'string' && header !== '') {
+    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
+    return match?.[1] ?? '\u0000';
+  }
+  const apiKey = request.apiKey?.trim();
+  return apiKey === '' ? undefined : apiKey;
+}
+
+/** A problem+json body shaped exactly as Keyward shapes its own. */
+export function problemOf(code: ProblemCode, path: string, detail?: string): Problem {
+  const { status, title } = MIDDLEWARE_PROBLEMS[code];
+  return {
+    type: `https://keyward.dev/problems/${code.toLowerCase().replaceAll('_', '-')}`,
+    title,
+    status,
+    code,
+    ...(detail === undefined ? {} : { detail }),
+    instance: path.split('?')[0] ?? path,
+  };
+}
+
+function deny(code: ProblemCode, path: string, detail?: string, headers: Record<string, string> = {}): Decision {
+  const problem = problemOf(code, path, detail);
+  return { ok: false, status: problem.status, problem, headers };
+}
+
+interface CachedKey {
+  identity: KeywardIdentity;
+  expiresAt: number | null;
+}
+
+/** Verify codes that mean "no valid credential" and the 401 each becomes (as the server's own routes answer). */
+const UNAUTHENTICATED: Record<string, ProblemCode> = {
+  INVALID_FORMAT: 'INVALID_CREDENTIALS',
+  NOT_FOUND: 'INVALID_CREDENTIALS',
+  EXPIRED: 'KEY_EXPIRED',
+  DISABLED: 'KEY_DISABLED',
+  REVOKED: 'KEY_REVOKED',
+};
+
+function identityOf(result: VerifyKeyResult): KeywardIdentity | null {
+  if (typeof result.key_id !== 'string') return null;
+  return {
+    keyId: result.key_id,
+    userId: result.user_id ?? null,
+    scopes: result.scopes ?? [],
+    isAdmin: result.is_admin ?? false,
+    metadata: result.metadata ?? {},
+  };
+}
+
+/** Whole seconds from `now` (epoch ms) until `reset` (unix seconds), at least `floor`. */
+function secondsUntil(reset: number, now: number, floor: number): number {
+  return Math.max(floor, Math.ceil(reset - now / 1000));
+}
+
+/**
+ * `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft syntax) for a key with a rate
+ * limit: the quota `q` (and window `w` when Keyward says it), what is left `r` and seconds to reset `t`.
+ */
+export function rateLimitHeaders(ratelimit: VerifyKeyResult['ratelimit'], now = Date.now()): Record<string, string> {
+  if (!ratelimit) return {};
+  const window = 'window_seconds' in ratelimit && typeof ratelimit.window_seconds === 'number' ? `;w=${ratelimit.window_seconds}` : '';
+  return {
+    'ratelimit-policy': `"default";q=${ratelimit.limit}${window}`,
+    ratelimit: `"default";r=${Math.max(0, ratelimit.remaining)};t=${secondsUntil(ratelimit.reset, now, 0)}`,
+  };
+}
+
+/**
+ * The core of the middleware: verifies presented keys through Keyward's `POST /v1/keys/verify`, with a small
+ * local cache keyed by the key's SHA-256, and decides each request against a route's {@link AccessRule}.
+ * The Fastify, Express and Hono adapters are thin wrappers around `authorize`.
+ *
+ * @example
+ * const auth = createKeywardAuth({ baseUrl: 'http://127.0.0.1:8080', apiKey: process.env.KEYWARD_VERIFY_KEY });
+ * const decision = await auth.authorize(
+ *   { authorization: req.headers.authorization, apiKey: req.headers['x-api-key'], path: req.url },
+ *   { scopes: ['companies:read'] },
+ * );
+ * if (!decision.ok) return res.status(decision.status).json(decision.problem);
+ */
+export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
+  const client = options.client ?? clientFor(options);
+  const requireApiKey = options.requireApiKey ?? true;
+  const cacheOptions = options.cache === false ? null : { ...DEFAULT_CACHE, ...options.cache };
+  const cache =
+    cacheOptions && cacheOptions.maxEntries > 0 && cacheOptions.ttlMs > 0
+      ? new LRUCache<string, CachedKey>({ max: cacheOptions.maxEntries, ttl: cacheOptions.ttlMs })
+      : null;
+
+  // Routes that require scopes or admin need a key whatever the global switch says.
+  const keyRequired = (rule: AccessRule): boolean =>
+    (rule.requireApiKey ?? requireApiKey) || rule.admin === true || (rule.scopes?.length ?? 0) > 0;
+
+  function check(identity: KeywardIdentity, rule: AccessRule, path: string, headers: Record<string, string>): Decision {
+    if (rule.admin && !identity.isAdmin) return deny('FORBIDDEN', path, 'this route requires an admin key', headers);
+    const scopes = rule.scopes ?? [];
+    if (!hasScopes(identity.scopes, scopes)) {
+      return deny('FORBIDDEN', path, `this key lacks a required scope (${scopes.join(', ')})`, headers);
+    }
+    return { ok: true, identity, headers };
+  }
+
+  async function verify(key: string, hash: string | null, rule: AccessRule, path: string): Promise<Decision> {
+    const body: VerifyKeyInput = { key };
+    if (rule.scopes?.length) body.scopes = rule.scopes;
+    if (rule.cost !== undefined) body.cost = rule.cost;
+    let result: VerifyKeyResult;
+    try {
+      result = await client.verifyKey(body);
+    } catch (error) {
+      const failure = error instanceof KeywardError ? error : KeywardError.network(error);
+      options.onError?.(failure);
+      // Keyward down or slow: not the caller's fault. Keyward refusing our own key: a misconfiguration here.
+      if (failure.status === 0 || failure.status >= 500 || failure.status === 429) {
+        return deny('SERVICE_UNAVAILABLE', path, 'the key could not be verified; try again shortly', { 'retry-after': '5' });
+      }
+      return deny('INTERNAL_ERROR', path);
+    }
+    const now = Date.now();
+    const headers = rateLimitHeaders(result.ratelimit, now);
+    const identity = identityOf(result);
+    if (result.valid && identity) {
+      const perRequest = result.ratelimit != null || result.remaining != null;
+      if (cache && hash !== null && !perRequest) {
+        cache.set(hash, { identity, expiresAt: result.expires_at ? Date.parse(result.expires_at) : null });
+      }
+      return check(identity, rule, path, headers);
+    }
+    const unauthenticated = UNAUTHENTICATED[result.code];
+    if (unauthenticated || !identity) {
+      return deny(unauthenticated ?? 'INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN });
+    }
+    switch (result.code) {
+      case 'INSUFFICIENT_SCOPES':
+        return deny('FORBIDDEN', path, `this key lacks a required scope (${(rule.scopes ?? []).join(', ')})`, headers);
+      case 'RATE_LIMITED':
+        return deny('RATE_LIMITED', path, 'this key is over its rate limit', {
+          ...headers,
+          'retry-after': String(secondsUntil(result.ratelimit?.reset ?? 0, now, 1)),
+        });
+      case 'USAGE_EXCEEDED':
+        // No Retry-After: when the quota refills (if ever) is not in the answer.
+        return deny('RATE_LIMITED', path, 'this key has used up its quota', headers);
+      default:
+        return deny('FORBIDDEN', path, `the key did not verify (${result.code})`, headers);
+    }
+  }
+
+  function permit(identity: KeywardIdentity | null, rule: AccessRule, path: string): Decision {
+    if (identity) return check(identity, rule, path, {});
+    if (keyRequired(rule)) return deny('AUTH_REQUIRED', path, undefined, { 'www-authenticate': REALM });
+    return { ok: true, identity: null, headers: {} };
+  }
+
+  async function authorize(request: PresentedCredentials, rule: AccessRule = {}): Promise<Decision> {
+    const path = request.path;
+    const key = credentialOf(request);
+    if (key === undefined) return permit(null, rule, path);
+    const invalid = () => deny('INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN });
+    if (key.length > MAX_KEY_LENGTH) return invalid();
+    // Only keys that verified are cached, so a hit needs no format check: the hot path is one hash and one look-up.
+    const hash = cache ? hashApiKey(key) : null;
+    if (cache && hash !== null) {
+      const hit = cache.get(hash);
+      if (hit && (hit.expiresAt === null || hit.expiresAt > Date.now())) return check(hit.identity, rule, path, {});
+      if (hit) cache.delete(hash);
+    }
+    // A malformed key or bad checksum never costs a round trip.
+    if (classifyKey(key) === 'invalid') return invalid();
+    return verify(key, hash, rule, path);
+  }
+
+  return {
+    requireApiKey,
+    authorize,
+    permit,
+    clearCache: () => cache?.clear(),
+  };
+}
+
+function clientFor(options: KeywardAuthOptions): KeywardClient {
+  if (!options.baseUrl || !options.apiKey) throw new TypeError('createKeywardAuth needs `client`, or `baseUrl` and `apiKey`');
+  return new KeywardClient({
+    baseUrl: options.baseUrl,
+    apiKey: options.apiKey,
+    timeoutMs: options.timeoutMs ?? 5_000,
+    ...(options.fetch ? { fetch: options.fetch } : {}),
+  });
+}

@@ -1,0 +1,117 @@
+import { type Static, Type } from '@fastify/type-provider-typebox';
+import { VERIFY_CODES, type Verifier, type VerifyCode, type VerifyOutcome } from '../../services/verifier.js';
+import { callerOf } from '../auth.js';
+import { unwrap } from '../problem.js';
+import { iso, problems, Scope } from '../schemas.js';
+import { type App, SECURED } from '../types.js';
+
+export const VerifyKeyBody = Type.Object(
+  {
+    key: Type.String({
+      description:
+        'The API key your service received, exactly as presented. Never stored or logged by Keyward; a malformed key answers `INVALID_FORMAT`.',
+    }),
+    scopes: Type.Optional(
+      Type.Array(Scope, {
+        maxItems: 100,
+        description: 'Scopes the request needs; the key must hold all of them (a granted `inventory:*` or `*` covers them).',
+      }),
+    ),
+    cost: Type.Optional(
+      Type.Number({
+        description:
+          'Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). Anything else is a 400 `INVALID_COST`.',
+        examples: [1],
+      }),
+    ),
+  },
+  { additionalProperties: false },
+);
+export type VerifyKeyBody = Static<typeof VerifyKeyBody>;
+
+// Plain `type` lists instead of unions (anyOf), so fast-json-stringify writes the answer without
+// running a validator per field: this is the hottest response Keyward sends.
+const NullableString = (description: string, format?: 'date-time') =>
+  Type.Unsafe<string | null>({ type: ['string', 'null'], description, ...(format ? { format } : {}) });
+
+export const VerifyKeyResponse = Type.Object(
+  {
+    valid: Type.Boolean({ description: '`true` exactly when `code` is `VALID`' }),
+    code: Type.Unsafe<VerifyCode>({
+      type: 'string',
+      enum: [...VERIFY_CODES],
+      description:
+        'Why the key is or is not valid. Checks run in this order and the first failure decides: `INVALID_FORMAT` (malformed or bad checksum), `NOT_FOUND`, `REVOKED`, `DISABLED` (deactivated), `EXPIRED`, `INSUFFICIENT_SCOPES`, `RATE_LIMITED`, `USAGE_EXCEEDED` (quota spent).',
+    }),
+    key_id: Type.Optional(Type.String({ description: 'The key’s id. This and the other key fields are absent when no key was found' })),
+    name: Type.Optional(Type.String()),
+    user_id: Type.Optional(NullableString('The user who owns the key; null for admin and service keys')),
+    is_admin: Type.Optional(Type.Boolean()),
+    scopes: Type.Optional(Type.Array(Type.String(), { description: 'Scopes the key holds' })),
+    metadata: Type.Optional(
+      Type.Unsafe<Record<string, unknown>>({
+        type: 'object',
+        additionalProperties: true,
+        description: 'The free-form JSON object stored with the key',
+      }),
+    ),
+    expires_at: Type.Optional(NullableString('When the key stops working; null for never', 'date-time')),
+    ratelimit: Type.Optional(
+      Type.Object(
+        {
+          limit: Type.Integer(),
+          remaining: Type.Integer(),
+          reset: Type.Integer({ description: 'When the current window ends, in unix seconds' }),
+        },
+        { description: 'The key’s rate-limit window after this request, when the key has a rate limit' },
+      ),
+    ),
+    remaining: Type.Optional(Type.Integer({ description: 'Quota left after this request, when the key has a quota' })),
+  },
+  { description: 'Always 200 for a well-formed request: `valid` and `code` say whether the key may be used' },
+);
+export type VerifyKeyResponse = Static<typeof VerifyKeyResponse>;
+
+/** The answer for an outcome: no key fields when no key was found. */
+export function verifyView(outcome: VerifyOutcome): VerifyKeyResponse {
+  const { key, code } = outcome;
+  if (key === null) return { valid: false, code };
+  const view: VerifyKeyResponse = {
+    valid: code === 'VALID',
+    code,
+    key_id: key.id,
+    name: key.name,
+    user_id: key.userId,
+    is_admin: key.isAdmin,
+    scopes: key.scopes,
+    metadata: key.metadata,
+    expires_at: key.expiresAt === null ? null : iso(key.expiresAt),
+  };
+  if (outcome.ratelimit !== undefined) view.ratelimit = outcome.ratelimit;
+  if (outcome.remaining !== undefined) view.remaining = outcome.remaining;
+  return view;
+}
+
+export function verifyRoutes(app: App, deps: { verifier: Verifier }): void {
+  const { verifier } = deps;
+  app.post(
+    '/v1/keys/verify',
+    {
+      schema: {
+        tags: ['Verification'],
+        summary: 'Verify an API key',
+        description:
+          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance.',
+        security: SECURED,
+        body: VerifyKeyBody,
+        response: { 200: VerifyKeyResponse, ...problems(400, 401, 403, 503) },
+      },
+    },
+    async (request, reply) => {
+      const { key, scopes, cost } = request.body;
+      const outcome = unwrap(await verifier.verify(callerOf(request), { key, scopes, cost }));
+      reply.header('cache-control', 'no-store');
+      return verifyView(outcome);
+    },
+  );
+}

@@ -1,0 +1,59 @@
+import { LRUCache } from 'lru-cache';
+import type { Metrics } from './metrics.js';
+import type { RateLimiter } from './rate-limiter.js';
+
+export type GuardDecision = { blocked: false } | { blocked: true; retryAfterSeconds: number };
+
+/**
+ * Limits failed authentications and verifications per client (usually its IP). Only failures are
+ * counted, and `check` is a local memory look-up, so valid traffic costs nothing and never waits on Redis.
+ */
+export interface BruteForceGuard {
+  /** Call before doing any work for a client: a blocked client is refused at once (429 + Retry-After). */
+  check(client: string): GuardDecision;
+  /** Call after a failed authentication or verification by this client. */
+  fail(client: string): Promise<void>;
+}
+
+export interface BruteForceGuardOptions {
+  limiter: RateLimiter;
+  /** Failures allowed per client per minute; 0 turns the guard off. */
+  failuresPerMinute: number;
+  metrics?: Metrics | undefined;
+  now?: () => number;
+  /** Most clients remembered as blocked at once on this instance. */
+  maxBlocked?: number;
+}
+
+const WINDOW_SECONDS = 60;
+
+export function createBruteForceGuard(options: BruteForceGuardOptions): BruteForceGuard {
+  const { limiter, failuresPerMinute, metrics } = options;
+  const now = options.now ?? Date.now;
+  // Failures are counted in the shared limiter (Redis when configured); the verdict "blocked until T" is
+  // remembered here, so checking costs no round trip. Another instance learns of a block at the client's
+  // next failure there: at most one extra attempt per instance.
+  const blockedUntil = new LRUCache<string, number>({ max: options.maxBlocked ?? 100_000 });
+  const rule = { limit: failuresPerMinute, windowSeconds: WINDOW_SECONDS };
+
+  return {
+    check(client) {
+      if (failuresPerMinute === 0) return { blocked: false };
+      const until = blockedUntil.get(client);
+      if (until === undefined) return { blocked: false };
+      const msLeft = until - now();
+      if (msLeft <= 0) {
+        blockedUntil.delete(client);
+        return { blocked: false };
+      }
+      metrics?.bruteForceBlocks.inc();
+      // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
+      return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
+    },
+    async fail(client) {
+      if (failuresPerMinute === 0) return;
+      const counted = await limiter.consume(`bf:${client}`, rule, 1);
+      if (!counted.allowed || counted.remaining === 0) blockedUntil.set(client, counted.reset * 1000);
+    },
+  };
+}

@@ -1,0 +1,204 @@
+import { Redis } from 'ioredis';
+import pg from 'pg';
+import type { ApiKey } from '../domain.js';
+import type { Db } from '../store/database.js';
+import { KEY_CHANGED_CHANNEL, listenKeyChanged, notifyKeyChanged, pingListener } from '../store/key-events.repository.js';
+import type { KeyCache } from './key-cache.js';
+
+/** How changes reach other instances: Redis pub/sub, PostgreSQL LISTEN/NOTIFY, or nowhere (one instance). */
+export type Transport = 'redis' | 'postgres' | 'local';
+
+/**
+ * Keeps every instance's key cache in step with the database. Messages carry a key hash only — never a
+ * key, never a record — and only say "look this one up again".
+ */
+export interface Invalidation {
+  readonly transport: Transport;
+  /** After a committed change to a key: forget it here at once and tell every other instance. */
+  keyChanged(key: Pick<ApiKey, 'keyHash'>): void;
+  /** Whether messages from other instances are arriving (always true for `local`). */
+  live(): boolean;
+  /** Waits for announcements still being sent, then disconnects. */
+  close(): Promise<void>;
+}
+
+/** A pub/sub channel for changed key hashes. */
+interface Channel {
+  publish(hash: string): Promise<void>;
+  close(): Promise<void>;
+}
+
+interface Listener {
+  message(hash: string): void;
+  /** `true` once subscribed (again); `false` when messages may be missed. */
+  live(live: boolean): void;
+}
+
+const HASH = /^[0-9a-f]{64}$/;
+const RETRY_MAX_MS = 2_000;
+const HEARTBEAT_MS = 5_000;
+const noop = () => {};
+
+function redisChannel(url: string, name: string, listener: Listener): Channel {
+  const retryStrategy = (times: number) => Math.min(times * 100, RETRY_MAX_MS);
+  // Subscribing by hand on every `ready` (instead of ioredis's autoResubscribe) tells us exactly when the
+  // subscription is back, which is when the cache may trust its entries again.
+  const sub = new Redis(url, { autoResubscribe: false, maxRetriesPerRequest: null, retryStrategy, connectionName: `${name}:sub` });
+  const pub = new Redis(url, { maxRetriesPerRequest: 2, retryStrategy, connectionName: `${name}:pub` });
+  // ioredis reconnects by itself; an unhandled 'error' event would crash the process.
+  sub.on('error', noop);
+  pub.on('error', noop);
+  sub.on('close', () => listener.live(false));
+  sub.on('ready', () => {
+    sub.subscribe(name).then(
+      () => listener.live(true),
+      () => sub.disconnect(true),
+    );
+  });
+  sub.on('message', (channel: string, payload: string) => {
+    if (channel === name && HASH.test(payload)) listener.message(payload);
+  });
+  return {
+    async publish(hash) {
+      await pub.publish(name, hash);
+    },
+    async close() {
+      sub.disconnect();
+      await pub.quit().catch(() => pub.disconnect());
+    },
+  };
+}
+
+function postgresChannel(url: string, db: Db, listener: Listener): Channel {
+  let current: { client: pg.Client; state: { dead: boolean } } | null = null;
+  let closed = false;
+  let attempts = 0;
+  let retry: NodeJS.Timeout | undefined;
+
+  function lost(c: pg.Client, state: { dead: boolean }): void {
+    if (state.dead) return;
+    state.dead = true;
+    if (current?.client === c) current = null;
+    listener.live(false);
+    c.end().catch(noop);
+    if (!closed) retry = setTimeout(connect, Math.min(2 ** attempts++ * 50, RETRY_MAX_MS)).unref();
+  }
+
+  function connect(): void {
+    // A dedicated connection: LISTEN holds it for the process's lifetime, so it cannot come from the pool.
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000, keepAlive: true });
+    const state = { dead: false };
+    c.on('error', () => lost(c, state));
+    c.on('end', () => lost(c, state));
+    c.on('notification', (n) => {
+      if (n.channel === KEY_CHANGED_CHANNEL && n.payload !== undefined && HASH.test(n.payload)) listener.message(n.payload);
+    });
+    c.connect()
+      .then(() => listenKeyChanged(c))
+      .then(() => {
+        if (closed) return void c.end().catch(noop);
+        current = { client: c, state };
+        attempts = 0;
+        listener.live(true);
+      })
+      .catch(() => lost(c, state));
+  }
+
+  // A connection cut without a FIN (a dead host, a dropped route) is only noticed by using it.
+  const heartbeat = setInterval(() => {
+    const listening = current;
+    if (listening === null) return;
+    const timer = setTimeout(() => lost(listening.client, listening.state), 2_000).unref();
+    pingListener(listening.client).then(
+      () => clearTimeout(timer),
+      () => {
+        clearTimeout(timer);
+        lost(listening.client, listening.state);
+      },
+    );
+  }, HEARTBEAT_MS).unref();
+
+  connect();
+  return {
+    async publish(hash) {
+      await notifyKeyChanged(db.db, hash);
+    },
+    async close() {
+      closed = true;
+      clearTimeout(retry);
+      clearInterval(heartbeat);
+      await current?.client.end().catch(noop);
+    },
+  };
+}
+
+export interface InvalidationDeps {
+  cache: KeyCache;
+  db: Db;
+  config: { redisUrl: string | null; redisPrefix: string; databaseUrl: string };
+}
+
+/**
+ * Redis pub/sub when `REDIS_URL` is set, else LISTEN/NOTIFY on PostgreSQL, else local only (SQLite
+ * serves one instance). Until the subscription is up — and again whenever it drops — the cache treats
+ * nothing as fresh, so a missed message can never leave a stale record answering.
+ */
+export function createInvalidation({ cache, db, config }: InvalidationDeps): Invalidation {
+  const transport: Transport = config.redisUrl ? 'redis' : db.dialect === 'postgres' ? 'postgres' : 'local';
+  let isLive = transport === 'local';
+  cache.setLive(isLive);
+  // Our own announcements come back to us. This instance already dropped the record when it made the
+  // change, so its echo is skipped: it would only throw away a record reloaded since. Messages are alike
+  // (a hash), so any one message for the hash is skipped; a later one still arrives after every change
+  // that preceded it. Counts are reset whenever the subscription drops, so a lost echo cannot linger.
+  const echoes = new Map<string, number>();
+  const unexpect = (hash: string) => {
+    const n = echoes.get(hash);
+    if (n === undefined) return false;
+    if (n <= 1) echoes.delete(hash);
+    else echoes.set(hash, n - 1);
+    return true;
+  };
+  const listener: Listener = {
+    message: (hash) => {
+      if (!unexpect(hash)) cache.invalidate(hash);
+    },
+    live: (value) => {
+      echoes.clear();
+      isLive = value;
+      cache.setLive(value);
+    },
+  };
+  const channel: Channel | null =
+    transport === 'redis' && config.redisUrl
+      ? redisChannel(config.redisUrl, `${config.redisPrefix}key-changed`, listener)
+      : transport === 'postgres'
+        ? postgresChannel(config.databaseUrl, db, listener)
+        : null;
+  const pending = new Set<Promise<void>>();
+
+  return {
+    transport,
+    keyChanged(key) {
+      const hash = key.keyHash;
+      cache.invalidate(hash);
+      if (channel === null) return;
+      if (isLive) echoes.set(hash, (echoes.get(hash) ?? 0) + 1);
+      // Best effort after the commit: if the announcement fails, other instances still drop the record
+      // when it leaves its freshness (CACHE_TTL_MS).
+      const sent: Promise<void> = channel
+        .publish(hash)
+        .catch(() => void unexpect(hash))
+        .then(() => {
+          pending.delete(sent);
+        });
+      pending.add(sent);
+    },
+    live: () => isLive,
+    async close() {
+      // A one-shot CLI command (`keyward keys revoke`) must announce its change before the process exits.
+      await Promise.all(pending);
+      await channel?.close();
+    },
+  };
+}

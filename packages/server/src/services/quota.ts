@@ -1,0 +1,68 @@
+import type { Quota } from '../domain.js';
+import { type RefillPeriodStarts, readKeyQuota, spendKeyQuota } from '../store/api-keys.repository.js';
+import type { Executor } from '../store/schema.js';
+
+/**
+ * The outcome of spending from a key's quota. `remaining` is what is left after the spend (or, when
+ * refused, what is left now); `null` means the key has no quota (unlimited).
+ */
+export type QuotaSpend = { ok: true; remaining: number | null } | { ok: false; remaining: number };
+
+/**
+ * Refill periods are UTC calendar periods: a `day` quota refills on the first spend of each UTC day, a
+ * `month` quota on the first spend of each UTC calendar month. Users can tell when their quota comes back
+ * (midnight UTC, the 1st), periods never drift with the time of the first spend, and months are real
+ * months rather than 30 days. These are the instants the current periods started.
+ */
+export function refillPeriodStarts(now: number): RefillPeriodStarts {
+  const d = new Date(now);
+  return {
+    day: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()),
+    month: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1),
+  };
+}
+
+/** When the quota will next be refilled (at its next spend from then on); `null` without a refill. */
+export function nextRefillAt(quota: Quota, now: number): number | null {
+  if (quota.refill === null) return null;
+  const d = new Date(now);
+  return quota.refill.interval === 'day'
+    ? Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1)
+    : Date.UTC(d.getUTCFullYear(), d.getUTCMonth() + 1, 1);
+}
+
+/** Whether a refill is due: it was last refilled before the current period began (or never). */
+export function refillDue(quota: Quota, now: number): boolean {
+  if (quota.refill === null) return false;
+  if (quota.lastRefillAt === null) return true;
+  const starts = refillPeriodStarts(now);
+  return quota.lastRefillAt < (quota.refill.interval === 'day' ? starts.day : starts.month);
+}
+
+/** What is available now: the stored remainder, or the refill amount when a refill is due. */
+export function effectiveRemaining(quota: Quota, now: number): number {
+  return quota.refill !== null && refillDue(quota, now) ? quota.refill.amount : quota.remaining;
+}
+
+/** A verification cost: a non-negative safe integer (0 reads the quota without spending). */
+export function isValidCost(cost: unknown): cost is number {
+  return typeof cost === 'number' && Number.isSafeInteger(cost) && cost >= 0;
+}
+
+/**
+ * Spends `cost` from the key's quota, atomically and exactly under concurrency (one SQL statement; see
+ * `spendKeyQuota`), refilling lazily first when a refill is due. Never goes below zero. `cost` 0 only reads.
+ * A key that no longer exists is refused with `remaining: 0`.
+ */
+export async function spendQuota(db: Executor, keyId: string, cost: number, now = Date.now()): Promise<QuotaSpend> {
+  if (cost > 0) {
+    const remaining = await spendKeyQuota(db, keyId, cost, now, refillPeriodStarts(now));
+    if (remaining !== undefined) return { ok: true, remaining };
+  }
+  // Refused (or a read): report what is there. Only the refused path pays this second query.
+  const row = await readKeyQuota(db, keyId);
+  if (row === undefined) return { ok: false, remaining: 0 };
+  if (row.quota === null) return { ok: true, remaining: null };
+  const available = effectiveRemaining(row.quota, now);
+  return cost === 0 ? { ok: true, remaining: available } : { ok: false, remaining: available };
+}

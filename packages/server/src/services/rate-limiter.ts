@@ -1,0 +1,158 @@
+import type { Redis, Result } from 'ioredis';
+import { LRUCache } from 'lru-cache';
+import { redisIsDown } from '../store/redis.js';
+import type { Metrics } from './metrics.js';
+
+/** At most `limit` units per `windowSeconds`. */
+export interface RateRule {
+  limit: number;
+  windowSeconds: number;
+}
+
+export interface RateDecision {
+  allowed: boolean;
+  limit: number;
+  /** Units left in the current window after this decision. */
+  remaining: number;
+  /** When the current window ends, in unix seconds (the IETF `RateLimit` reset, as an instant). */
+  reset: number;
+  /** Seconds to wait before trying again when denied (`Retry-After`); 0 when allowed. */
+  retryAfterSeconds: number;
+}
+
+/**
+ * Fixed-window counters. A window starts at the first unit consumed and lasts `windowSeconds`; at its end
+ * the whole `limit` is available again, which is exactly what the IETF `RateLimit` header's `reset` says.
+ * (A sliding log or GCRA smooths bursts at window edges but makes "remaining" and "reset" approximations;
+ * fixed windows keep them exact and cost one counter per client.) Denied requests consume nothing, so a
+ * client that waits until `reset` gets its full limit. `cost` 0 reads the state without consuming.
+ */
+export interface RateLimiter {
+  consume(id: string, rule: RateRule, cost?: number): Promise<RateDecision>;
+  close(): Promise<void>;
+}
+
+function decision(rule: RateRule, allowed: boolean, used: number, resetAtMs: number, now: number): RateDecision {
+  const msLeft = Math.max(0, resetAtMs - now);
+  return {
+    allowed,
+    limit: rule.limit,
+    remaining: Math.max(0, rule.limit - used),
+    reset: Math.ceil(resetAtMs / 1000),
+    retryAfterSeconds: allowed ? 0 : Math.max(1, Math.ceil(msLeft / 1000)),
+  };
+}
+
+interface Window {
+  used: number;
+  resetAt: number;
+}
+
+/** One process only: counters live in this instance's memory (bounded; the least recently used go first). */
+export function createMemoryRateLimiter(
+  options: { now?: () => number; maxEntries?: number; metrics?: Metrics | undefined } = {},
+): RateLimiter {
+  const now = options.now ?? Date.now;
+  const windows = new LRUCache<string, Window>({ max: options.maxEntries ?? 100_000 });
+  return {
+    async consume(id, rule, cost = 1) {
+      const at = now();
+      // The window length is part of the counter's name, so changing a key's window starts a fresh count.
+      const name = `${id}:${rule.windowSeconds}`;
+      let window = windows.get(name);
+      if (window === undefined || window.resetAt <= at) {
+        window = { used: 0, resetAt: at + rule.windowSeconds * 1000 };
+        if (cost > 0) windows.set(name, window);
+      }
+      const allowed = window.used + cost <= rule.limit;
+      if (allowed) window.used += cost;
+      options.metrics?.rateLimitDecisions.inc({ backend: 'memory', result: allowed ? 'allowed' : 'denied' });
+      return decision(rule, allowed, window.used, window.resetAt, at);
+    },
+    async close() {
+      windows.clear();
+    },
+  };
+}
+
+// Why a Lua script rather than rate-limiter-flexible: the decision (read, compare, increment, keep the
+// window's expiry) must be atomic across instances and cost one round trip; a 15-line script does exactly
+// that via EVALSHA, with the same semantics as the memory limiter (denied requests consume nothing,
+// cost 0 reads), whereas rate-limiter-flexible always increments, would need its own insurance/
+// fail-mode layer to match ours, and adds a dependency for what is the product's own hot path.
+// Returns {allowed (0|1), used, milliseconds until the window ends}.
+const CONSUME_LUA = `
+local limit = tonumber(ARGV[1])
+local window = tonumber(ARGV[2])
+local cost = tonumber(ARGV[3])
+local ttl = redis.call('PTTL', KEYS[1])
+local used = 0
+if ttl > 0 then
+  used = tonumber(redis.call('GET', KEYS[1]) or '0')
+else
+  ttl = window
+end
+if used + cost > limit then
+  return {0, used, ttl}
+end
+if cost > 0 then
+  redis.call('SET', KEYS[1], used + cost, 'PX', ttl)
+end
+return {1, used + cost, ttl}
+`;
+
+declare module 'ioredis' {
+  interface RedisCommander<Context> {
+    keywardRateLimit(key: string, limit: number, windowMs: number, cost: number): Result<[number, number, number], Context>;
+  }
+}
+
+export interface RedisRateLimiterOptions {
+  redis: Redis;
+  /** Prepended to every counter key (tests use a random one per test). */
+  prefix?: string;
+  /** When Redis cannot answer: `open` allows the request, `closed` denies it. Either way it is counted. */
+  failMode: 'open' | 'closed';
+  metrics?: Metrics | undefined;
+  now?: () => number;
+}
+
+/** Shared by every instance: counters live in Redis, each decision is one atomic script call. */
+export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLimiter {
+  const { redis, failMode, metrics } = options;
+  const prefix = options.prefix ?? 'keyward:rl:';
+  const now = options.now ?? Date.now;
+  redis.defineCommand('keywardRateLimit', { numberOfKeys: 1, lua: CONSUME_LUA });
+
+  function failed(rule: RateRule, at: number): RateDecision {
+    metrics?.rateLimitDecisions.inc({ backend: 'redis', result: failMode === 'open' ? 'fail_open' : 'fail_closed' });
+    const resetAt = at + rule.windowSeconds * 1000;
+    return failMode === 'open' ? decision(rule, true, 0, resetAt, at) : decision(rule, false, rule.limit, resetAt, at);
+  }
+
+  return {
+    async consume(id, rule, cost = 1) {
+      const at = now();
+      // While ioredis is reconnecting, answer at once rather than wait for the command timeout each time.
+      if (redisIsDown(redis)) {
+        metrics?.redisErrors.inc({ operation: 'rate_limit' });
+        return failed(rule, at);
+      }
+      try {
+        const [allowed, used, ttl] = await redis.keywardRateLimit(
+          `${prefix}${id}:${rule.windowSeconds}`,
+          rule.limit,
+          rule.windowSeconds * 1000,
+          cost,
+        );
+        metrics?.rateLimitDecisions.inc({ backend: 'redis', result: allowed === 1 ? 'allowed' : 'denied' });
+        return decision(rule, allowed === 1, used, at + ttl, at);
+      } catch {
+        metrics?.redisErrors.inc({ operation: 'rate_limit' });
+        return failed(rule, at);
+      }
+    },
+    // The connection belongs to whoever opened it (the container), which closes it.
+    async close() {},
+  };
+}

@@ -1,0 +1,149 @@
+import { v7 as uuidv7 } from 'uuid';
+import type { Db } from '../store/database.js';
+import type { NewApiKeyUsageRow } from '../store/schema.js';
+import { deleteUsageBefore, insertUsageRows } from '../store/usage.repository.js';
+import type { Metrics } from './metrics.js';
+
+/** One verification, or one request seen by the middleware or gateway. Never holds a key. */
+export interface UsageEvent {
+  apiKeyId: string | null;
+  /** The verification code (`VALID`, `NOT_FOUND`, …). */
+  outcome: string;
+  endpoint?: string | null;
+  method?: string | null;
+  statusCode?: number | null;
+  ipAddress?: string | null;
+  userAgent?: string | null;
+  responseTimeMs?: number | null;
+  /** Epoch ms; defaults to now. */
+  createdAt?: number;
+}
+
+/**
+ * Usage rows are buffered in memory and written in batches off the hot path: `record` is a push.
+ * The buffer is bounded; what does not fit is dropped and counted in metrics.
+ */
+export interface UsageRecorder {
+  record(event: UsageEvent): void;
+  /** Writes everything buffered now; resolves once written (or, on failure, kept for the next try). */
+  flush(): Promise<void>;
+  /** Deletes rows older than the retention period; returns how many. */
+  prune(): Promise<number>;
+  /** Rows waiting to be written. */
+  buffered(): number;
+  /** Stops the timers and flushes what is buffered. */
+  close(): Promise<void>;
+}
+
+export interface UsageRecorderOptions {
+  db: Db;
+  /** Flush at least this often. */
+  flushMs: number;
+  /** Flush as soon as this many rows are waiting. */
+  batchSize?: number;
+  /** Most rows held in memory; more are dropped (and counted). */
+  maxBuffered?: number;
+  /** Rows older than this are pruned; 0 keeps them forever. */
+  retentionDays: number;
+  /** How often pruning runs (default hourly). */
+  pruneEveryMs?: number;
+  metrics?: Metrics | undefined;
+  /** Told about a batch that could not be written (with no row content). */
+  onError?: (error: unknown) => void;
+  now?: () => number;
+}
+
+const clip = (value: string | null | undefined, max: number): string | null => (value == null ? null : value.slice(0, max));
+
+function toRow(event: UsageEvent, at: number): NewApiKeyUsageRow {
+  return {
+    id: uuidv7(),
+    api_key_id: event.apiKeyId,
+    endpoint: clip(event.endpoint, 1024),
+    method: clip(event.method, 16),
+    status_code: event.statusCode ?? null,
+    ip_address: clip(event.ipAddress, 64),
+    user_agent: clip(event.userAgent, 512),
+    response_time_ms: event.responseTimeMs == null ? null : Math.round(event.responseTimeMs),
+    outcome: event.outcome,
+    created_at: event.createdAt ?? at,
+  };
+}
+
+export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorder {
+  const { db, metrics } = options;
+  const now = options.now ?? Date.now;
+  const batchSize = options.batchSize ?? 500;
+  const maxBuffered = options.maxBuffered ?? 10_000;
+  // Events are kept as given and turned into rows at flush time: `record` stays a push on the hot path.
+  let buffer: Array<{ event: UsageEvent; at: number }> = [];
+  let closed = false;
+
+  const gauge = () => metrics?.usageBuffered.set(buffer.length);
+
+  async function writeOnce(): Promise<void> {
+    while (buffer.length > 0) {
+      const batch = buffer;
+      buffer = [];
+      gauge();
+      try {
+        const rows = batch.map(({ event, at }) => toRow(event, at));
+        await db.db.transaction().execute((trx) => insertUsageRows(trx, rows));
+        metrics?.usageRowsWritten.inc(rows.length);
+      } catch (error) {
+        options.onError?.(error);
+        // Keep the batch for the next flush if it fits beside what arrived meanwhile; drop (and count) the rest.
+        const room = Math.max(0, maxBuffered - buffer.length);
+        const kept = batch.slice(0, room);
+        const lost = batch.length - kept.length;
+        if (lost > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, lost);
+        buffer = [...kept, ...buffer];
+        gauge();
+        return;
+      }
+    }
+  }
+
+  // One flush at a time: a flush requested during another runs right after it.
+  let chain: Promise<void> = Promise.resolve();
+  function flush(): Promise<void> {
+    const next = chain.then(writeOnce);
+    chain = next.catch(() => {});
+    return next;
+  }
+
+  async function prune(): Promise<number> {
+    if (options.retentionDays === 0) return 0;
+    return deleteUsageBefore(db.db, now() - options.retentionDays * 86_400_000);
+  }
+
+  const report = (error: unknown) => options.onError?.(error);
+  const flushTimer = setInterval(() => void flush().catch(report), options.flushMs);
+  flushTimer.unref();
+  const pruneTimer = setInterval(() => void prune().catch(report), options.pruneEveryMs ?? 3_600_000);
+  pruneTimer.unref();
+
+  return {
+    record(event) {
+      if (closed || buffer.length >= maxBuffered) {
+        metrics?.usageRowsDropped.inc({ reason: closed ? 'closed' : 'overflow' });
+        return;
+      }
+      buffer.push({ event, at: now() });
+      if (buffer.length === batchSize) void flush().catch(report);
+    },
+    flush,
+    prune,
+    buffered: () => buffer.length,
+    async close() {
+      closed = true;
+      clearInterval(flushTimer);
+      clearInterval(pruneTimer);
+      await flush();
+      // What the database would not take even now is lost: count it rather than hide it.
+      if (buffer.length > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, buffer.length);
+      buffer = [];
+      gauge();
+    },
+  };
+}

@@ -1,0 +1,123 @@
+import { generateKey } from '@keyward/sdk';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { createBruteForceGuard } from '../../packages/server/src/services/brute-force-guard.js';
+import { createMetrics } from '../../packages/server/src/services/metrics.js';
+import { createMemoryRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
+import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
+
+function guardWithClock(failuresPerMinute: number) {
+  let clock = Date.UTC(2030, 0, 1, 12, 0, 0);
+  const now = () => clock;
+  const metrics = createMetrics({ defaultMetrics: false });
+  const limiter = createMemoryRateLimiter({ now });
+  const consume = vi.spyOn(limiter, 'consume');
+  const guard = createBruteForceGuard({ limiter, failuresPerMinute, metrics, now });
+  return {
+    guard,
+    consume,
+    metrics,
+    advance: (ms: number) => {
+      clock += ms;
+    },
+  };
+}
+
+describe('brute-force guard', () => {
+  it('blocks a client after `limit` failures in a minute, and lets it back once the minute has passed', async () => {
+    const { guard, advance } = guardWithClock(3);
+    for (let i = 0; i < 3; i++) {
+      expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+      await guard.fail('10.0.0.1');
+    }
+    const blocked = guard.check('10.0.0.1');
+    expect(blocked.blocked).toBe(true);
+    if (blocked.blocked) {
+      expect(blocked.retryAfterSeconds).toBeGreaterThanOrEqual(59);
+      expect(blocked.retryAfterSeconds).toBeLessThanOrEqual(60);
+    }
+    // Another client is not affected.
+    expect(guard.check('10.0.0.2')).toEqual({ blocked: false });
+    advance(30_000);
+    expect(guard.check('10.0.0.1').blocked).toBe(true);
+    advance(30_001);
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+    // A fresh window: three more failures are allowed before the next block.
+    await guard.fail('10.0.0.1');
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+  });
+
+  it('never slows valid traffic: checking consumes nothing and touches no counter', async () => {
+    const { guard, consume } = guardWithClock(2);
+    for (let i = 0; i < 1_000; i++) expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+    expect(consume).not.toHaveBeenCalled();
+    await guard.fail('10.0.0.1');
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+  });
+
+  it('is off when the limit is 0', async () => {
+    const { guard, consume } = guardWithClock(0);
+    for (let i = 0; i < 100; i++) await guard.fail('10.0.0.1');
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+    expect(consume).not.toHaveBeenCalled();
+  });
+
+  it('counts refused requests in metrics', async () => {
+    const { guard, metrics } = guardWithClock(1);
+    await guard.fail('10.0.0.1');
+    guard.check('10.0.0.1');
+    guard.check('10.0.0.1');
+    expect(await metrics.render()).toMatch(/^keyward_brute_force_blocks_total 2$/m);
+  });
+});
+
+describe('brute-force guard on the /v1 authentication hook', () => {
+  let t: TestApp;
+  afterEach(async () => t?.close());
+
+  const attacker = '203.0.113.7';
+  const other = '198.51.100.2';
+  const get = (headers: Record<string, string>, remoteAddress = attacker) =>
+    t.app.inject({ method: 'GET', url: '/v1/api-keys', headers, remoteAddress });
+
+  it('answers 429 RATE_LIMITED with Retry-After after too many failures, before authenticating', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '3' } });
+    for (let i = 0; i < 3; i++) expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+    const authenticate = vi.spyOn(t.container.authenticator, 'authenticate');
+    // Blocked: even the admin key is refused, and no credential is looked up.
+    const blocked = await get(bearer(t.adminKey));
+    expect(blocked.statusCode).toBe(429);
+    expect(blocked.headers['content-type']).toMatch(/^application\/problem\+json/);
+    expect(blocked.json()).toMatchObject({ code: 'RATE_LIMITED', status: 429 });
+    const retryAfter = Number(blocked.headers['retry-after']);
+    expect(retryAfter).toBeGreaterThanOrEqual(1);
+    expect(retryAfter).toBeLessThanOrEqual(60);
+    expect(authenticate).not.toHaveBeenCalled();
+    // Another address is served as usual.
+    expect((await get(bearer(t.adminKey), other)).statusCode).toBe(200);
+  });
+
+  it('does not count valid requests or requests without a credential', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '2' } });
+    const { key } = await createKey(t, { name: 'reader', scopes: ['keyward:keys:read'] });
+    for (let i = 0; i < 50; i++) expect((await get(bearer(key))).statusCode).toBe(200);
+    for (let i = 0; i < 10; i++) expect((await get({})).statusCode).toBe(401);
+    expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+    expect((await get(bearer(key))).statusCode).toBe(200);
+  });
+
+  it('counts revoked, deactivated and malformed credentials as failures', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '3' } });
+    const revoked = await createKey(t, { name: 'revoked' });
+    await t.app.inject({ method: 'POST', url: `/v1/api-keys/${revoked.id}/revoke`, headers: bearer(t.adminKey) });
+    expect((await get(bearer(revoked.key))).json()).toMatchObject({ code: 'KEY_REVOKED' });
+    expect((await get({ 'x-api-key': 'not-a-key' })).statusCode).toBe(401);
+    expect((await get({ authorization: 'Basic abc' })).statusCode).toBe(401);
+    expect((await get(bearer(t.adminKey))).statusCode).toBe(429);
+  });
+
+  it('is off with AUTH_FAILURES_PER_MINUTE=0', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '0' } });
+    for (let i = 0; i < 30; i++) expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+    expect((await get(bearer(t.adminKey))).statusCode).toBe(200);
+  });
+});

@@ -1,0 +1,175 @@
+import { generateKey, hashApiKey } from '@keyward/sdk';
+import { v7 as uuidv7 } from 'uuid';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { ApiKey, Quota } from '../../packages/server/src/domain.js';
+import { effectiveRemaining, isValidCost, nextRefillAt, refillPeriodStarts, spendQuota } from '../../packages/server/src/services/quota.js';
+import { findKeyById, insertKey } from '../../packages/server/src/store/api-keys.repository.js';
+import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
+import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
+
+const NOW = Date.UTC(2030, 2, 15, 12, 0, 0); // 2030-03-15T12:00Z
+const DAY = 86_400_000;
+
+function newKey(quota: Quota | null): ApiKey {
+  const key = generateKey();
+  return {
+    id: uuidv7(),
+    name: 'metered',
+    description: null,
+    keyHash: hashApiKey(key),
+    keyPrefix: key.slice(0, 11),
+    hashScheme: 'sha256',
+    userId: null,
+    isAdmin: false,
+    scopes: [],
+    metadata: {},
+    isActive: true,
+    createdAt: NOW,
+    createdBy: 'test',
+    updatedAt: NOW,
+    lastUsedAt: null,
+    expiresAt: null,
+    revokedAt: null,
+    rolledFrom: null,
+    rateLimit: null,
+    quota,
+  };
+}
+
+describe('quota periods', () => {
+  it('refills at UTC calendar boundaries: the start of the day and of the month', () => {
+    expect(refillPeriodStarts(NOW)).toEqual({ day: Date.UTC(2030, 2, 15), month: Date.UTC(2030, 2, 1) });
+    // The first millisecond of a month starts both periods.
+    expect(refillPeriodStarts(Date.UTC(2030, 3, 1))).toEqual({ day: Date.UTC(2030, 3, 1), month: Date.UTC(2030, 3, 1) });
+    const daily: Quota = { remaining: 0, refill: { amount: 5, interval: 'day' }, lastRefillAt: NOW };
+    const monthly: Quota = { remaining: 0, refill: { amount: 5, interval: 'month' }, lastRefillAt: NOW };
+    expect(nextRefillAt(daily, NOW)).toBe(Date.UTC(2030, 2, 16));
+    expect(nextRefillAt(monthly, NOW)).toBe(Date.UTC(2030, 3, 1));
+    expect(nextRefillAt(monthly, Date.UTC(2030, 11, 31, 23))).toBe(Date.UTC(2031, 0, 1));
+    expect(effectiveRemaining(daily, NOW)).toBe(0);
+    expect(effectiveRemaining(daily, Date.UTC(2030, 2, 16))).toBe(5);
+    expect(effectiveRemaining(monthly, Date.UTC(2030, 2, 31, 23, 59))).toBe(0);
+    expect(effectiveRemaining(monthly, Date.UTC(2030, 3, 1))).toBe(5);
+  });
+
+  it('accepts only non-negative integer costs', () => {
+    for (const good of [0, 1, 1000]) expect(isValidCost(good)).toBe(true);
+    for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '1', null, 2 ** 60]) expect(isValidCost(bad)).toBe(false);
+  });
+});
+
+describe.each(DIALECTS)('quota spending on %s', (dialect) => {
+  let database: FreshDatabase;
+  let db: Db;
+  const extra: Db[] = [];
+
+  beforeEach(async () => {
+    database = await freshDatabase(dialect);
+    db = openDatabase(database.url);
+    await migrateUp(db.db);
+  });
+  afterEach(async () => {
+    for (const d of extra.splice(0)) await d.close();
+    await db.close();
+    await database.cleanup();
+  });
+
+  async function keyWith(quota: Quota | null): Promise<string> {
+    const key = newKey(quota);
+    await insertKey(db.db, key);
+    return key.id;
+  }
+
+  async function stored(id: string): Promise<Quota | null | undefined> {
+    return (await findKeyById(db.db, id))?.quota;
+  }
+
+  it('30 simultaneous spends on a key with 10 left: exactly 10 succeed, and it ends at 0', async () => {
+    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+    const results = await Promise.all(Array.from({ length: 30 }, () => spendQuota(db.db, id, 1, NOW)));
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    // Each success reports a distinct remainder: no two spends saw the same row state.
+    expect(
+      results
+        .filter((r) => r.ok)
+        .map((r) => r.remaining)
+        .sort((a, b) => Number(a) - Number(b)),
+    ).toEqual([0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    for (const r of results.filter((x) => !x.ok)) expect(r.remaining).toBe(0);
+    expect((await stored(id))?.remaining).toBe(0);
+  });
+
+  it('is exact across two instances (two connection pools on one database)', async () => {
+    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+    const second = openDatabase(database.url);
+    extra.push(second);
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => spendQuota((i % 2 ? second : db).db, id, 1, NOW)));
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    expect((await stored(id))?.remaining).toBe(0);
+  });
+
+  it('is exact with a refill due: 30 simultaneous spends refill once and succeed exactly `amount` times', async () => {
+    const id = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
+    const results = await Promise.all(Array.from({ length: 30 }, () => spendQuota(db.db, id, 1, NOW)));
+    expect(results.filter((r) => r.ok)).toHaveLength(10);
+    expect(await stored(id)).toMatchObject({ remaining: 0, lastRefillAt: NOW });
+  });
+
+  it('never goes below zero: a cost larger than what is left is refused and spends nothing', async () => {
+    const id = await keyWith({ remaining: 5, refill: null, lastRefillAt: null });
+    expect(await spendQuota(db.db, id, 6, NOW)).toEqual({ ok: false, remaining: 5 });
+    expect(await spendQuota(db.db, id, 5, NOW)).toEqual({ ok: true, remaining: 0 });
+    expect(await spendQuota(db.db, id, 1, NOW)).toEqual({ ok: false, remaining: 0 });
+    expect((await stored(id))?.remaining).toBe(0);
+  });
+
+  it('reads without spending when the cost is 0', async () => {
+    const id = await keyWith({ remaining: 3, refill: null, lastRefillAt: null });
+    expect(await spendQuota(db.db, id, 0, NOW)).toEqual({ ok: true, remaining: 3 });
+    expect(await spendQuota(db.db, id, 0, NOW)).toEqual({ ok: true, remaining: 3 });
+    expect((await stored(id))?.remaining).toBe(3);
+  });
+
+  it('treats a key without a quota as unlimited, and refuses a key that does not exist', async () => {
+    const id = await keyWith(null);
+    expect(await spendQuota(db.db, id, 1, NOW)).toEqual({ ok: true, remaining: null });
+    expect(await stored(id)).toBeNull();
+    expect(await spendQuota(db.db, uuidv7(), 1, NOW)).toEqual({ ok: false, remaining: 0 });
+  });
+
+  it('refills a daily quota lazily on the first spend of a new UTC day, once', async () => {
+    const yesterday = Date.UTC(2030, 2, 14, 23, 59);
+    const id = await keyWith({ remaining: 0, refill: { amount: 100, interval: 'day' }, lastRefillAt: yesterday });
+    // Still the old day: nothing left, nothing refilled.
+    expect(await spendQuota(db.db, id, 1, yesterday + 30_000)).toEqual({ ok: false, remaining: 0 });
+    expect(await stored(id)).toMatchObject({ remaining: 0, lastRefillAt: yesterday });
+    // The new day: refilled to the amount, then spent.
+    expect(await spendQuota(db.db, id, 1, NOW)).toEqual({ ok: true, remaining: 99 });
+    expect(await stored(id)).toMatchObject({ remaining: 99, lastRefillAt: NOW });
+    // A later spend the same day does not refill again.
+    expect(await spendQuota(db.db, id, 1, NOW + 3_600_000)).toEqual({ ok: true, remaining: 98 });
+    // Reading on a new day shows the refill that the next spend will make, without writing it.
+    expect(await spendQuota(db.db, id, 0, NOW + DAY)).toEqual({ ok: true, remaining: 100 });
+    expect(await stored(id)).toMatchObject({ remaining: 98, lastRefillAt: NOW });
+  });
+
+  it('refills a monthly quota on the first spend of a new UTC calendar month', async () => {
+    const lastMonth = Date.UTC(2030, 1, 28, 10); // 28 February
+    const id = await keyWith({ remaining: 2, refill: { amount: 50, interval: 'month' }, lastRefillAt: lastMonth });
+    expect(await spendQuota(db.db, id, 1, Date.UTC(2030, 1, 28, 23, 59, 59))).toEqual({ ok: true, remaining: 1 });
+    expect(await spendQuota(db.db, id, 1, Date.UTC(2030, 2, 1))).toEqual({ ok: true, remaining: 49 });
+    expect(await spendQuota(db.db, id, 1, Date.UTC(2030, 2, 31, 23))).toEqual({ ok: true, remaining: 48 });
+  });
+
+  it('refills a quota that has a refill but was never refilled', async () => {
+    const id = await keyWith({ remaining: 0, refill: { amount: 7, interval: 'day' }, lastRefillAt: null });
+    expect(await spendQuota(db.db, id, 2, NOW)).toEqual({ ok: true, remaining: 5 });
+  });
+
+  it('does not refill when even the refill amount cannot pay the cost', async () => {
+    const id = await keyWith({ remaining: 1, refill: { amount: 3, interval: 'day' }, lastRefillAt: NOW - DAY });
+    expect(await spendQuota(db.db, id, 4, NOW)).toEqual({ ok: false, remaining: 3 });
+    expect(await stored(id)).toMatchObject({ remaining: 1, lastRefillAt: NOW - DAY });
+  });
+});

@@ -1,0 +1,193 @@
+import type { AddressInfo } from 'node:net';
+import { createKeywardAuth, generateKey, type KeywardAuth } from '@keyward/sdk';
+import { keywardExpress } from '@keyward/sdk/express';
+import { keywardFastify } from '@keyward/sdk/fastify';
+import { type KeywardVariables, keywardHono } from '@keyward/sdk/hono';
+import express from 'express';
+import Fastify from 'fastify';
+import { Hono } from 'hono';
+import { afterEach, describe, expect, it } from 'vitest';
+import { stubKeyward, validAnswer } from './stub-keyward.js';
+
+// The same cases run against the three adapters (as Hono runs one suite against every runtime): each app
+// has a global guard, `GET /v1/companies` needing `companies:read`, `GET /admin` needing an admin key and
+// `GET /whoami` needing nothing more than the global switch.
+
+interface Answer {
+  status: number;
+  headers: Headers;
+  body: unknown;
+}
+interface Harness {
+  request(path: string, headers?: Record<string, string>): Promise<Answer>;
+  close(): Promise<void>;
+}
+type Adapter = (auth: KeywardAuth) => Promise<Harness>;
+
+const companies = [{ id: 'c1', name: 'Acme' }];
+
+async function answerOf(response: Response): Promise<Answer> {
+  const text = await response.text();
+  return { status: response.status, headers: response.headers, body: text ? JSON.parse(text) : null };
+}
+
+const adapters: Record<string, Adapter> = {
+  async fastify(auth) {
+    const app = Fastify();
+    await app.register(keywardFastify({ auth }));
+    app.get('/v1/companies', { config: { keyward: { scopes: ['companies:read'] } } }, async (request) => ({
+      data: companies,
+      caller: request.keyward,
+    }));
+    app.get('/admin', { config: { keyward: { admin: true } } }, async (request) => ({ caller: request.keyward }));
+    app.get('/whoami', async (request) => ({ caller: request.keyward }));
+    app.get('/public', { config: { keyward: false } }, async () => ({ public: true }));
+    await app.ready();
+    return {
+      async request(path, headers = {}) {
+        const response = await app.inject({ method: 'GET', url: path, headers });
+        return {
+          status: response.statusCode,
+          headers: new Headers(response.headers as Record<string, string>),
+          body: response.body ? JSON.parse(response.body) : null,
+        };
+      },
+      close: () => app.close(),
+    };
+  },
+
+  async express(auth) {
+    const keyward = keywardExpress({ auth });
+    const app = express();
+    app.get('/public', (_req, res) => {
+      res.json({ public: true });
+    });
+    app.use(keyward());
+    app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (req, res) => {
+      res.json({ data: companies, caller: req.keyward });
+    });
+    app.get('/admin', keyward({ admin: true }), (req, res) => {
+      res.json({ caller: req.keyward });
+    });
+    app.get('/whoami', (req, res) => {
+      res.json({ caller: req.keyward });
+    });
+    const server = app.listen(0, '127.0.0.1');
+    await new Promise<void>((resolve) => server.once('listening', resolve));
+    const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+    return {
+      request: async (path, headers = {}) => answerOf(await fetch(base + path, { headers })),
+      close: () => new Promise<void>((resolve, reject) => server.close((error) => (error ? reject(error) : resolve()))),
+    };
+  },
+
+  async hono(auth) {
+    const keyward = keywardHono({ auth });
+    const app = new Hono<{ Variables: KeywardVariables }>();
+    app.get('/public', (c) => c.json({ public: true }));
+    app.use('*', keyward());
+    app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (c) => c.json({ data: companies, caller: c.get('keyward') }));
+    app.get('/admin', keyward({ admin: true }), (c) => c.json({ caller: c.get('keyward') }));
+    app.get('/whoami', (c) => c.json({ caller: c.get('keyward') }));
+    return {
+      request: async (path, headers = {}) => answerOf(await app.request(path, { headers })),
+      close: async () => {},
+    };
+  },
+};
+
+describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter) => {
+  let harness: Harness | undefined;
+  afterEach(async () => harness?.close());
+
+  async function setup(options: { requireApiKey?: boolean } = {}) {
+    const keyward = stubKeyward();
+    const auth = createKeywardAuth({
+      baseUrl: 'http://keyward.test',
+      apiKey: generateKey('kw'),
+      fetch: keyward.fetch,
+      cache: false,
+      ...options,
+    });
+    harness = await adapter(auth);
+    const reader = generateKey('kw');
+    const admin = generateKey('kw');
+    keyward.answers[reader] = validAnswer({ key_id: 'reader', scopes: ['companies:read'], metadata: { team: 'a' } });
+    keyward.answers[admin] = validAnswer({ key_id: 'admin', user_id: null, is_admin: true });
+    return { keyward, h: harness, reader, admin };
+  }
+
+  it('answers a request without a key with 401 problem+json and WWW-Authenticate', async () => {
+    const { h } = await setup();
+    const answer = await h.request('/v1/companies?x=1');
+    expect(answer.status).toBe(401);
+    expect(answer.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+    expect(answer.headers.get('www-authenticate')).toBe('Bearer realm="keyward"');
+    expect(answer.body).toEqual({
+      type: 'https://keyward.dev/problems/auth-required',
+      title: 'An API key or token is required',
+      status: 401,
+      code: 'AUTH_REQUIRED',
+      instance: '/v1/companies',
+    });
+  });
+
+  it('answers 401 KEY_REVOKED for a revoked key, 403 for a key without the scope or admin', async () => {
+    const { h, keyward, reader } = await setup();
+    const revoked = generateKey('kw');
+    keyward.answers[revoked] = validAnswer({ valid: false, code: 'REVOKED' });
+    const refused = await h.request('/v1/companies', { authorization: `Bearer ${revoked}` });
+    expect(refused).toMatchObject({ status: 401, body: { code: 'KEY_REVOKED' } });
+    expect(refused.headers.get('www-authenticate')).toBe('Bearer realm="keyward", error="invalid_token"');
+    const forbidden = await h.request('/admin', { 'x-api-key': reader });
+    expect(forbidden).toMatchObject({ status: 403, body: { code: 'FORBIDDEN', status: 403, instance: '/admin' } });
+    expect(forbidden.headers.get('content-type')).toMatch(/^application\/problem\+json/);
+  });
+
+  it('lets a key with the scope through, with its identity attached, verifying it once per request', async () => {
+    const { h, keyward, reader, admin } = await setup();
+    const answer = await h.request('/v1/companies', { authorization: `Bearer ${reader}` });
+    expect(answer).toMatchObject({
+      status: 200,
+      body: {
+        data: companies,
+        caller: { keyId: 'reader', userId: 'user-1', scopes: ['companies:read'], isAdmin: false, metadata: { team: 'a' } },
+      },
+    });
+    expect(keyward.seen).toHaveLength(1);
+    expect(await h.request('/admin', { authorization: `Bearer ${admin}` })).toMatchObject({
+      status: 200,
+      body: { caller: { keyId: 'admin' } },
+    });
+    expect(keyward.seen).toHaveLength(2);
+  });
+
+  it('with requireApiKey false, serves anonymous requests where no scope is needed, but still refuses bad keys', async () => {
+    const { h } = await setup({ requireApiKey: false });
+    expect(await h.request('/whoami')).toMatchObject({ status: 200, body: { caller: null } });
+    expect(await h.request('/v1/companies')).toMatchObject({ status: 401, body: { code: 'AUTH_REQUIRED' } });
+    expect(await h.request('/whoami', { authorization: `Bearer ${generateKey('kw')}` })).toMatchObject({
+      status: 401,
+      body: { code: 'INVALID_CREDENTIALS' },
+    });
+  });
+
+  it('sets the RateLimit headers Keyward reports for a rate-limited key', async () => {
+    const { h, keyward } = await setup();
+    const limited = generateKey('kw');
+    keyward.answers[limited] = validAnswer({ scopes: ['companies:read'], ratelimit: { limit: 100, remaining: 99, reset: 4_000_000_000 } });
+    const answer = await h.request('/v1/companies', { 'x-api-key': limited });
+    expect(answer.status).toBe(200);
+    expect(answer.headers.get('ratelimit-policy')).toBe('"default";q=100');
+    expect(answer.headers.get('ratelimit')).toMatch(/^"default";r=99;t=\d+$/);
+  });
+
+  it('leaves public routes alone and answers 503 when Keyward is down', async () => {
+    const { h, keyward, reader } = await setup();
+    expect(await h.request('/public')).toMatchObject({ status: 200, body: { public: true } });
+    keyward.state.failWith = 'network';
+    const down = await h.request('/v1/companies', { authorization: `Bearer ${reader}` });
+    expect(down).toMatchObject({ status: 503, body: { code: 'SERVICE_UNAVAILABLE' } });
+    expect(down.headers.get('retry-after')).toBe('5');
+  });
+});

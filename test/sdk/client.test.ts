@@ -1,0 +1,199 @@
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { generateKey, KeywardClient, KeywardError } from '@keyward/sdk';
+import { afterEach, describe, expect, it } from 'vitest';
+import * as server from '../../packages/server/src/index.js';
+import { mintDevToken } from '../../packages/server/src/services/jwt.js';
+import { serverDocument } from '../../scripts/gen-openapi.js';
+import { createTestApp, type TestApp } from '../helpers/app.js';
+import { DIALECTS } from '../helpers/db.js';
+
+type Methods = Exclude<keyof KeywardClient, 'raw'>;
+
+// One call per client method. Typed as a record over every method, so a new method cannot be left out here;
+// the test below then checks that together they reach every operation the server documents.
+const CALLS: Record<Methods, (c: KeywardClient) => Promise<unknown>> = {
+  createKey: (c) => c.createKey({ name: 'n' }),
+  listKeys: (c) => c.listKeys({ limit: 5 }),
+  getKey: (c) => c.getKey('id-1'),
+  updateKey: (c) => c.updateKey('id-1', { name: 'm' }),
+  deactivateKey: (c) => c.deactivateKey('id-1'),
+  activateKey: (c) => c.activateKey('id-1'),
+  revokeKey: (c) => c.revokeKey('id-1'),
+  rollKey: (c) => c.rollKey('id-1', { grace_period_seconds: 60 }),
+  deleteKey: (c) => c.deleteKey('id-1'),
+  currentKey: (c) => c.currentKey(),
+  getKeyUsage: (c) => c.getKeyUsage('id-1', { granularity: 'hour' }),
+  verifyKey: (c) => c.verifyKey({ key: 'k' }),
+  getVerificationAnalytics: (c) => c.getVerificationAnalytics(),
+  listAuditLogs: (c) => c.listAuditLogs({ action: 'key.create' }),
+  createUser: (c) => c.createUser({ external_id: 'e' }),
+  listUsers: (c) => c.listUsers(),
+  getUser: (c) => c.getUser('id-1'),
+  updateUser: (c) => c.updateUser('id-1', { tier: 'pro' }),
+  deleteUser: (c) => c.deleteUser('id-1'),
+  currentUser: (c) => c.currentUser(),
+  createMyKey: (c) => c.createMyKey({ name: 'n' }),
+  listMyKeys: (c) => c.listMyKeys(),
+  deleteMyKey: (c) => c.deleteMyKey('id-1'),
+  health: (c) => c.health(),
+  ready: (c) => c.ready(),
+  metrics: (c) => c.metrics(),
+};
+
+describe('KeywardClient: coverage', () => {
+  it('has a method for every operation in the server’s OpenAPI document', async () => {
+    const document = (await serverDocument(server)) as { paths: Record<string, Record<string, unknown>> };
+    const documented = Object.entries(document.paths).flatMap(([path, ops]) =>
+      Object.keys(ops)
+        .filter((m) => m !== 'parameters')
+        .map((m) => `${m.toUpperCase()} ${path}`),
+    );
+    // Map a called URL back to its template (`/v1/api-keys/id-1` → `/v1/api-keys/{id}`), static paths first.
+    const templates = Object.keys(document.paths).sort((a, b) => a.split('{').length - b.split('{').length);
+    const templateOf = (path: string) =>
+      templates.find((t) => new RegExp(`^${t.replace(/\{[^}]+\}/g, '[^/]+')}$`).test(path)) ?? `unknown ${path}`;
+    const called: string[] = [];
+    const client = new KeywardClient({
+      baseUrl: 'http://keyward.test',
+      apiKey: 'kw_test',
+      fetch: async (request) => {
+        called.push(`${request.method} ${templateOf(new URL(request.url).pathname)}`);
+        return Response.json({});
+      },
+    });
+    expect(
+      Object.getOwnPropertyNames(KeywardClient.prototype)
+        .filter((n) => n !== 'constructor')
+        .sort(),
+    ).toEqual(Object.keys(CALLS).sort());
+    for (const call of Object.values(CALLS)) await call(client);
+    expect([...new Set(called)].sort()).toEqual([...documented].sort());
+  });
+});
+
+describe('KeywardClient: errors', () => {
+  let stub: Server | undefined;
+  afterEach(async () => {
+    await new Promise<void>((resolve) => (stub ? stub.close(() => resolve()) : resolve()));
+    stub = undefined;
+  });
+
+  async function listen(handler: Parameters<typeof createServer>[1]): Promise<string> {
+    stub = createServer(handler);
+    await new Promise<void>((resolve) => stub?.listen(0, '127.0.0.1', resolve));
+    return `http://127.0.0.1:${(stub.address() as AddressInfo).port}`;
+  }
+
+  it('throws NETWORK_ERROR (status 0) when Keyward cannot be reached', async () => {
+    const base = await listen(() => {});
+    stub?.close();
+    await new Promise((resolve) => setImmediate(resolve));
+    const error = await new KeywardClient({ baseUrl: base }).health().catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(KeywardError);
+    expect(error).toMatchObject({ status: 0, code: 'NETWORK_ERROR' });
+  });
+
+  it('gives up after timeoutMs', async () => {
+    const base = await listen(() => {}); // never answers
+    const error = await new KeywardClient({ baseUrl: base, timeoutMs: 50 }).health().catch((e: unknown) => e);
+    expect(error).toMatchObject({ status: 0, code: 'NETWORK_ERROR', problem: { detail: 'the request timed out' } });
+    stub?.closeAllConnections();
+  });
+
+  it('names a non-problem error body by its status', async () => {
+    const base = await listen((_req, res) => {
+      res.writeHead(502, { 'content-type': 'text/plain' }).end('bad gateway');
+    });
+    const error = await new KeywardClient({ baseUrl: base }).health().catch((e: unknown) => e);
+    expect(error).toMatchObject({ status: 502, code: 'HTTP_502', problem: { detail: 'bad gateway' } });
+  });
+});
+
+describe.each(DIALECTS)('KeywardClient against a listening Keyward on %s', (dialect) => {
+  let t: TestApp | undefined;
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  async function start(): Promise<{ t: TestApp; base: string; admin: KeywardClient }> {
+    t = await createTestApp({ dialect, env: { JWT_SECRET: 'a'.repeat(40) } });
+    const base = await t.app.listen({ port: 0, host: '127.0.0.1' });
+    return { t, base, admin: new KeywardClient({ baseUrl: base, apiKey: t.adminKey }) };
+  }
+
+  it('manages a key through its whole life, and errors carry the problem body', async () => {
+    const { base, admin } = await start();
+    const created = await admin.createKey({ name: 'billing', scopes: ['companies:read'], metadata: { team: 'a' } });
+    expect(created.key).toMatch(/^kw_/);
+    expect(await admin.getKey(created.id)).toMatchObject({ id: created.id, name: 'billing', status: 'active' });
+    expect((await admin.listKeys()).data.map((k) => k.id)).toContain(created.id);
+    expect(await admin.updateKey(created.id, { name: 'billing v2' })).toMatchObject({ name: 'billing v2' });
+
+    const self = new KeywardClient({ baseUrl: base, apiKey: created.key });
+    expect(await self.currentKey()).toMatchObject({ id: created.id });
+
+    expect(await admin.verifyKey({ key: created.key, scopes: ['companies:read'] })).toMatchObject({
+      valid: true,
+      code: 'VALID',
+      key_id: created.id,
+      metadata: { team: 'a' },
+    });
+    expect(await admin.verifyKey({ key: created.key, scopes: ['companies:write'] })).toMatchObject({
+      valid: false,
+      code: 'INSUFFICIENT_SCOPES',
+    });
+    await admin.deactivateKey(created.id);
+    expect(await admin.verifyKey({ key: created.key })).toMatchObject({ valid: false, code: 'DISABLED' });
+    await admin.activateKey(created.id);
+
+    const rolled = await admin.rollKey(created.id, { grace_period_seconds: 0 });
+    expect(rolled).toMatchObject({ rolled_from: created.id, name: 'billing v2' });
+    expect(await admin.verifyKey({ key: rolled.key })).toMatchObject({ valid: true });
+    expect(await admin.verifyKey({ key: created.key })).toMatchObject({ valid: false, code: 'EXPIRED' });
+
+    await admin.revokeKey(rolled.id);
+    expect(await admin.verifyKey({ key: rolled.key })).toMatchObject({ valid: false, code: 'REVOKED' });
+    await admin.deleteKey(rolled.id);
+    const missing = await admin.getKey(rolled.id).catch((e: unknown) => e);
+    expect(missing).toBeInstanceOf(KeywardError);
+    expect(missing).toMatchObject({ status: 404, code: 'KEY_NOT_FOUND', problem: { status: 404, code: 'KEY_NOT_FOUND' } });
+
+    const invalid = await admin.createKey({ name: '' }).catch((e: unknown) => e);
+    expect(invalid).toMatchObject({ status: 400, code: 'INVALID_REQUEST', problem: { errors: [{ field: 'body.name' }] } });
+    const anonymous = await new KeywardClient({ baseUrl: base }).listKeys().catch((e: unknown) => e);
+    expect(anonymous).toMatchObject({ status: 401, code: 'AUTH_REQUIRED' });
+    const stranger = await new KeywardClient({ baseUrl: base, apiKey: generateKey('kw') }).listKeys().catch((e: unknown) => e);
+    expect(stranger).toMatchObject({ status: 401, code: 'INVALID_CREDENTIALS' });
+  });
+
+  it('manages users, self-service keys with a user token, and reads audit, usage, analytics and operations', async () => {
+    const { t, base, admin } = await start();
+    const user = await admin.createUser({ external_id: 'ext-1', email: 'a@example.com' });
+    expect(await admin.getUser(user.id)).toMatchObject({ id: user.id, external_id: 'ext-1' });
+    expect((await admin.listUsers({ external_id: 'ext-1' })).data).toHaveLength(1);
+    expect(await admin.updateUser(user.id, { tier: 'pro' })).toMatchObject({ tier: 'pro' });
+
+    const token = await mintDevToken({ jwtSecret: 'a'.repeat(40), jwtIssuer: null, jwtAudience: null }, 'ext-1', 600);
+    const me = new KeywardClient({ baseUrl: base, token });
+    expect(await me.currentUser()).toMatchObject({ id: user.id });
+    const mine = await me.createMyKey({ name: 'my key', scopes: ['companies:read'] });
+    expect(mine).toMatchObject({ user_id: user.id, is_admin: false });
+    expect((await me.listMyKeys()).data.map((k) => k.id)).toEqual([mine.id]);
+    await me.deleteMyKey(mine.id);
+    expect((await me.listMyKeys()).data).toEqual([]);
+
+    const audit = await admin.listAuditLogs({ target_id: user.id });
+    expect(audit.data.map((e) => e.action)).toContain('user.create');
+    expect(await admin.getKeyUsage((await admin.currentKey()).id, { granularity: 'day' })).toBeTypeOf('object');
+    expect(await admin.getVerificationAnalytics()).toBeTypeOf('object');
+    await admin.deleteUser(user.id);
+    expect(await admin.getUser(user.id).catch((e: unknown) => e)).toMatchObject({ status: 404, code: 'USER_NOT_FOUND' });
+
+    expect(await admin.health()).toEqual({ status: 'ok' });
+    expect(await admin.ready()).toMatchObject({ status: 'ok' });
+    expect(await admin.metrics()).toContain('# HELP');
+    expect(t.adminKey).not.toBe('');
+  });
+});

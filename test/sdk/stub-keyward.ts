@@ -1,0 +1,48 @@
+import type { VerifyKeyResult } from '@keyward/sdk';
+
+export interface SeenRequest {
+  method: string;
+  path: string;
+  authorization: string | null;
+  body: Record<string, unknown> | null;
+}
+
+/**
+ * A stand-in for Keyward's `POST /v1/keys/verify`, as a `fetch`: answers from a table of keys, records what
+ * it was asked, and can be made to fail. For the middleware's unit tests; the examples run a real server.
+ */
+export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
+  const seen: SeenRequest[] = [];
+  const state = { failWith: null as null | 'network' | number };
+  const fetch = async (request: Request): Promise<Response> => {
+    const text = await request.text();
+    const body = text ? (JSON.parse(text) as Record<string, unknown>) : null;
+    seen.push({ method: request.method, path: new URL(request.url).pathname, authorization: request.headers.get('authorization'), body });
+    if (state.failWith === 'network') throw new TypeError('fetch failed');
+    if (typeof state.failWith === 'number') {
+      const status = state.failWith;
+      const problem = { type: 'about:blank', title: 'failure', status, code: status === 401 ? 'INVALID_CREDENTIALS' : 'INTERNAL_ERROR' };
+      return new Response(JSON.stringify(problem), { status, headers: { 'content-type': 'application/problem+json' } });
+    }
+    const key = typeof body?.key === 'string' ? body.key : '';
+    const answer = answers[key] ?? { valid: false, code: 'NOT_FOUND' };
+    return Response.json(answer);
+  };
+  return { fetch, seen, answers, state };
+}
+
+/** A VALID verify answer for a key with these fields. */
+export function validAnswer(fields: Partial<VerifyKeyResult> = {}): VerifyKeyResult {
+  return {
+    valid: true,
+    code: 'VALID',
+    key_id: 'key-1',
+    name: 'a key',
+    user_id: 'user-1',
+    is_admin: false,
+    scopes: [],
+    metadata: {},
+    expires_at: null,
+    ...fields,
+  };
+}

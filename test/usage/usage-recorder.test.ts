@@ -1,0 +1,242 @@
+import { v7 as uuidv7 } from 'uuid';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { createMetrics, type Metrics } from '../../packages/server/src/services/metrics.js';
+import { createUsageRecorder, type UsageEvent, type UsageRecorder } from '../../packages/server/src/services/usage-recorder.js';
+import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
+import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import {
+  countUsageByBucket,
+  countUsageByOutcome,
+  deleteUsageBefore,
+  insertUsageRows,
+  topKeysByUsage,
+} from '../../packages/server/src/store/usage.repository.js';
+import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
+
+const T0 = Date.UTC(2030, 4, 10, 0, 0, 0); // midnight UTC
+const MIN = 60_000;
+const HOUR = 3_600_000;
+const DAY = 86_400_000;
+
+async function rowCount(db: Db): Promise<number> {
+  const row = await db.db
+    .selectFrom('api_key_usage')
+    .select((eb) => eb.fn.countAll<number>().as('n'))
+    .executeTakeFirstOrThrow();
+  return Number(row.n);
+}
+
+function metricValue(text: string, name: string): number {
+  const line = text.split('\n').find((l) => l.startsWith(`${name} `) || l.startsWith(`${name}{`));
+  return line === undefined ? 0 : Number(line.split(' ').at(-1));
+}
+
+const event = (overrides: Partial<UsageEvent> = {}): UsageEvent => ({
+  apiKeyId: 'k',
+  outcome: 'VALID',
+  endpoint: '/v1/keys/verify',
+  method: 'POST',
+  statusCode: 200,
+  ipAddress: '127.0.0.1',
+  userAgent: 'test',
+  responseTimeMs: 1.4,
+  ...overrides,
+});
+
+describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
+  let database: FreshDatabase;
+  let db: Db;
+  let metrics: Metrics;
+  const recorders: UsageRecorder[] = [];
+
+  beforeEach(async () => {
+    database = await freshDatabase(dialect);
+    db = openDatabase(database.url);
+    await migrateUp(db.db);
+    metrics = createMetrics({ defaultMetrics: false });
+  });
+  afterEach(async () => {
+    for (const r of recorders.splice(0)) await r.close();
+    await db.close();
+    await database.cleanup();
+  });
+
+  function recorder(
+    options: { batchSize?: number; maxBuffered?: number; flushMs?: number; retentionDays?: number; now?: () => number } = {},
+  ) {
+    const r = createUsageRecorder({ db, flushMs: 3_600_000, retentionDays: 0, metrics, ...options });
+    recorders.push(r);
+    return r;
+  }
+
+  it('buffers rows in memory and writes them on flush, in batches, with every field', async () => {
+    const r = recorder({ batchSize: 5_000 });
+    for (let i = 0; i < 1_200; i++) r.record(event({ apiKeyId: `k${i % 3}` }));
+    expect(r.buffered()).toBe(1_200);
+    expect(await rowCount(db)).toBe(0);
+    await r.flush();
+    expect(r.buffered()).toBe(0);
+    expect(await rowCount(db)).toBe(1_200);
+    const row = await db.db.selectFrom('api_key_usage').selectAll().where('api_key_id', '=', 'k1').executeTakeFirstOrThrow();
+    expect(row).toMatchObject({
+      endpoint: '/v1/keys/verify',
+      method: 'POST',
+      status_code: 200,
+      ip_address: '127.0.0.1',
+      user_agent: 'test',
+      response_time_ms: 1,
+      outcome: 'VALID',
+    });
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_written_total')).toBe(1_200);
+  });
+
+  it('flushes on its own when a batch is full', async () => {
+    const r = recorder({ batchSize: 10 });
+    for (let i = 0; i < 10; i++) r.record(event());
+    await vi.waitFor(async () => expect(await rowCount(db)).toBe(10));
+  });
+
+  it('flushes on its own every flush interval', async () => {
+    const r = recorder({ flushMs: 20 });
+    r.record(event());
+    await vi.waitFor(async () => expect(await rowCount(db)).toBe(1));
+  });
+
+  it('drops what does not fit in the bounded buffer and counts it', async () => {
+    const r = recorder({ maxBuffered: 10, batchSize: 1_000 });
+    for (let i = 0; i < 15; i++) r.record(event());
+    expect(r.buffered()).toBe(10);
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="overflow"}')).toBe(5);
+    await r.flush();
+    expect(await rowCount(db)).toBe(10);
+  });
+
+  it('flushes what is buffered on close, and counts what is recorded after', async () => {
+    const r = createUsageRecorder({ db, flushMs: 3_600_000, retentionDays: 0, metrics });
+    for (let i = 0; i < 3; i++) r.record(event());
+    await r.close();
+    expect(await rowCount(db)).toBe(3);
+    r.record(event());
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="closed"}')).toBe(1);
+  });
+
+  it('keeps a batch the database refused for the next flush, within the bound', async () => {
+    let down = true;
+    const flaky: Db = {
+      ...db,
+      db: new Proxy(db.db, {
+        get(target, property, receiver) {
+          if (property === 'transaction' && down) throw new Error('database down');
+          const value: unknown = Reflect.get(target, property, receiver);
+          // Kysely uses private fields: its methods must run on the real object, not the proxy.
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      }),
+    };
+    const errors: unknown[] = [];
+    const r = createUsageRecorder({
+      db: flaky,
+      flushMs: 3_600_000,
+      retentionDays: 0,
+      maxBuffered: 8,
+      metrics,
+      onError: (e) => errors.push(e),
+    });
+    recorders.push(r);
+    for (let i = 0; i < 5; i++) r.record(event());
+    await r.flush();
+    expect(errors).toHaveLength(1);
+    expect(r.buffered()).toBe(5);
+    for (let i = 0; i < 5; i++) r.record(event());
+    expect(r.buffered()).toBe(8);
+    down = false;
+    await r.flush();
+    expect(await rowCount(db)).toBe(8);
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="overflow"}')).toBe(2);
+  });
+
+  it('prunes rows older than the retention period', async () => {
+    const now = T0 + 10 * DAY;
+    const r = recorder({ retentionDays: 7, now: () => now });
+    r.record(event({ createdAt: now - 8 * DAY }));
+    r.record(event({ createdAt: now - 7 * DAY - 1 }));
+    r.record(event({ createdAt: now - 6 * DAY }));
+    r.record(event({ createdAt: now }));
+    await r.flush();
+    expect(await r.prune()).toBe(2);
+    expect(await rowCount(db)).toBe(2);
+  });
+
+  it('keeps rows forever with a retention of 0 days', async () => {
+    const r = recorder({ retentionDays: 0 });
+    r.record(event({ createdAt: 1 }));
+    await r.flush();
+    expect(await r.prune()).toBe(0);
+    expect(await rowCount(db)).toBe(1);
+  });
+});
+
+describe.each(DIALECTS)('usage repository on %s', (dialect) => {
+  let database: FreshDatabase;
+  let db: Db;
+
+  beforeEach(async () => {
+    database = await freshDatabase(dialect);
+    db = openDatabase(database.url);
+    await migrateUp(db.db);
+    const row = (keyId: string | null, outcome: string, at: number) => ({ id: uuidv7(), api_key_id: keyId, outcome, created_at: at });
+    await insertUsageRows(db.db, [
+      row('a', 'VALID', T0 + 10_000), // minute 0, hour 0
+      row('a', 'VALID', T0 + 59_999), // minute 0
+      row('a', 'RATE_LIMITED', T0 + MIN), // minute 1
+      row('a', 'VALID', T0 + HOUR + 5), // hour 1
+      row('a', 'USAGE_EXCEEDED', T0 + DAY), // next day
+      row('b', 'VALID', T0 + 30_000),
+      row(null, 'NOT_FOUND', T0 + 30_000),
+    ]);
+  });
+  afterEach(async () => {
+    await db.close();
+    await database.cleanup();
+  });
+
+  it('counts a key by outcome per minute, hour and day bucket over [from, to)', async () => {
+    expect(await countUsageByBucket(db.db, { keyId: 'a', from: T0, to: T0 + 2 * DAY, bucketMs: MIN })).toEqual([
+      { bucket: T0, outcome: 'VALID', count: 2 },
+      { bucket: T0 + MIN, outcome: 'RATE_LIMITED', count: 1 },
+      { bucket: T0 + HOUR, outcome: 'VALID', count: 1 },
+      { bucket: T0 + DAY, outcome: 'USAGE_EXCEEDED', count: 1 },
+    ]);
+    const hours = await countUsageByBucket(db.db, { keyId: 'a', from: T0, to: T0 + DAY, bucketMs: HOUR });
+    expect(hours).toEqual(
+      expect.arrayContaining([
+        { bucket: T0, outcome: 'VALID', count: 2 },
+        { bucket: T0, outcome: 'RATE_LIMITED', count: 1 },
+        { bucket: T0 + HOUR, outcome: 'VALID', count: 1 },
+      ]),
+    );
+    expect(hours).toHaveLength(3);
+    const days = await countUsageByBucket(db.db, { keyId: 'a', from: T0, to: T0 + 2 * DAY, bucketMs: DAY });
+    expect(days).toEqual(
+      expect.arrayContaining([
+        { bucket: T0, outcome: 'VALID', count: 3 },
+        { bucket: T0, outcome: 'RATE_LIMITED', count: 1 },
+        { bucket: T0 + DAY, outcome: 'USAGE_EXCEEDED', count: 1 },
+      ]),
+    );
+  });
+
+  it('totals all keys by outcome, and ranks the busiest keys', async () => {
+    const totals = await countUsageByOutcome(db.db, { from: T0, to: T0 + DAY });
+    expect(Object.fromEntries(totals)).toEqual({ VALID: 4, RATE_LIMITED: 1, NOT_FOUND: 1 });
+    expect(await topKeysByUsage(db.db, { from: T0, to: T0 + 2 * DAY, limit: 10 })).toEqual([
+      { keyId: 'a', name: null, keyPrefix: null, total: 5, outcomes: { VALID: 3, RATE_LIMITED: 1, USAGE_EXCEEDED: 1 } },
+      { keyId: 'b', name: null, keyPrefix: null, total: 1, outcomes: { VALID: 1 } },
+    ]);
+    expect(await topKeysByUsage(db.db, { from: T0, to: T0 + 2 * DAY, limit: 1 })).toHaveLength(1);
+  });
+
+  it('deletes rows older than a cut-off', async () => {
+    expect(await deleteUsageBefore(db.db, T0 + DAY)).toBe(6);
+  });
+});

@@ -1,0 +1,140 @@
+import { connect, createServer, type Server, type Socket } from 'node:net';
+import { generateKey } from '@keyward/sdk';
+import type { LightMyRequestResponse } from 'fastify';
+import { loadConfig } from '../../packages/server/src/config.js';
+import { type Container, createContainer } from '../../packages/server/src/container.js';
+import { buildApp } from '../../packages/server/src/http/app.js';
+import type { Dialect } from '../../packages/server/src/store/database.js';
+import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import { bearer, type TestApp } from '../helpers/app.js';
+import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
+
+/** A clock the test moves by hand, so expiry and freshness are tested without waiting. */
+export interface Clock {
+  now(): number;
+  advance(ms: number): void;
+}
+
+export function manualClock(start = Date.now()): Clock {
+  let t = start;
+  return {
+    now: () => t,
+    advance: (ms) => {
+      t += ms;
+    },
+  };
+}
+
+export interface ClockedApp extends TestApp {
+  clock: Clock;
+}
+
+/** Like `createTestApp`, with a manual clock shared by the verifier, the cache and the key service. */
+export async function createClockedApp(
+  options: { dialect?: Dialect; env?: Record<string, string>; database?: FreshDatabase; databaseUrl?: string } = {},
+): Promise<ClockedApp> {
+  const database = options.database ?? (await freshDatabase(options.dialect ?? 'sqlite'));
+  const clock = manualClock();
+  const adminKey = generateKey('kw');
+  const config = loadConfig({
+    DATABASE_URL: options.databaseUrl ?? database.url,
+    INITIAL_ADMIN_KEY: adminKey,
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  });
+  const container = createContainer(config, { now: clock.now });
+  await migrateUp(container.db.db);
+  await container.keys.bootstrap(config.initialAdminKey);
+  const app = await buildApp(container);
+  await app.ready();
+  return {
+    app,
+    container,
+    config,
+    database,
+    adminKey,
+    clock,
+    async close() {
+      await app.close();
+      await container.close();
+      if (!options.database) await database.cleanup();
+    },
+  };
+}
+
+export function verify(t: TestApp, body: Record<string, unknown>, asKey: string = t.adminKey): Promise<LightMyRequestResponse> {
+  return t.app.inject({ method: 'POST', url: '/v1/keys/verify', headers: bearer(asKey), payload: body });
+}
+
+export async function codeOf(t: TestApp, key: string, extra: Record<string, unknown> = {}): Promise<string> {
+  const response = await verify(t, { key, ...extra });
+  if (response.statusCode !== 200) throw new Error(`verify answered ${response.statusCode}: ${response.body}`);
+  return (response.json() as { code: string }).code;
+}
+
+export async function post(t: TestApp, url: string, payload?: Record<string, unknown>, asKey: string = t.adminKey) {
+  return t.app.inject({ method: 'POST', url, headers: bearer(asKey), ...(payload === undefined ? {} : { payload }) });
+}
+
+/** Waits until the container's invalidation channel is subscribed (its cache trusts entries only then). */
+export async function waitLive(container: Container, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!container.invalidation.live()) {
+    if (Date.now() > until) throw new Error(`invalidation (${container.invalidation.transport}) did not come up`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+export async function waitFor(condition: () => boolean | Promise<boolean>, what: string, timeoutMs = 10_000): Promise<void> {
+  const until = Date.now() + timeoutMs;
+  while (!(await condition())) {
+    if (Date.now() > until) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+/** A TCP proxy on 127.0.0.1 (free port) in front of `target`, which a test can cut and restore. */
+export interface TcpProxy {
+  port: number;
+  /** Drops every connection and refuses new ones at once (as a dead database would). */
+  cut(): void;
+  restore(): void;
+  close(): Promise<void>;
+}
+
+export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
+  const sockets = new Set<Socket>();
+  let isCut = false;
+  const track = (socket: Socket) => {
+    sockets.add(socket);
+    socket.on('close', () => sockets.delete(socket));
+    socket.on('error', () => socket.destroy());
+  };
+  const server: Server = createServer((client) => {
+    track(client);
+    if (isCut) return void client.destroy();
+    const upstream = connect(target.port, target.host);
+    track(upstream);
+    client.pipe(upstream);
+    upstream.pipe(client);
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const address = server.address();
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
+  return {
+    port: address.port,
+    cut() {
+      isCut = true;
+      for (const socket of sockets) socket.destroy();
+    },
+    restore() {
+      isCut = false;
+    },
+    async close() {
+      for (const socket of sockets) socket.destroy();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
