@@ -57,6 +57,14 @@ describe.each(DIALECTS)('key import on %s', (dialect) => {
     expect((await whoAmI(t, 'amos_1a2b3c4d.wrongTokenValue0123456789')).statusCode).toBe(401);
   });
 
+  it('an imported key works at once even right after it was looked up as unknown (negative cache dropped)', async () => {
+    t = await createTestApp({ dialect, env: { CACHE_NEGATIVE_TTL_MS: '600000' } });
+    const key = generateKey('kw');
+    expect((await whoAmI(t, key)).statusCode).toBe(401);
+    await t.container.importer.importRecords(operator, [JSON.stringify({ key, name: 'late' })], 'plaintext');
+    expect((await whoAmI(t, key)).statusCode).toBe(200);
+  });
+
   it('skips keys already present, rejects bad lines by number, and never echoes a key in an error', async () => {
     t = await createTestApp({ dialect });
     const key = generateKey('kw');

@@ -34,7 +34,9 @@ export interface ImportOutcome {
 const SHA256_HEX = /^[0-9a-f]{64}$/;
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 
-type Parsed = { ok: true; key: Omit<ApiKey, 'id' | 'createdAt' | 'updatedAt' | 'userId'>; userExternalId: string | null } | { ok: false; message: string };
+type Parsed =
+  | { ok: true; key: Omit<ApiKey, 'id' | 'createdAt' | 'updatedAt' | 'userId'>; userExternalId: string | null }
+  | { ok: false; message: string };
 
 function str(value: unknown, max: number): string | null {
   return typeof value === 'string' && value.length > 0 && value.length <= max ? value : null;
@@ -67,9 +69,11 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
     hashScheme = 'bcrypt';
   }
   const scopes = record.scopes ?? [];
-  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string')) return { ok: false, message: 'scopes must be a list of strings' };
+  if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string'))
+    return { ok: false, message: 'scopes must be a list of strings' };
   const metadata = record.metadata ?? {};
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) return { ok: false, message: 'metadata must be an object' };
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
+    return { ok: false, message: 'metadata must be an object' };
   let expiresAt: number | null = null;
   if (record.expires_at !== undefined && record.expires_at !== null) {
     expiresAt = typeof record.expires_at === 'string' ? Date.parse(record.expires_at) : Number.NaN;
@@ -101,7 +105,7 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
 
 export type ImportService = ReturnType<typeof createImportService>;
 
-export function createImportService({ db: { db } }: { db: Db }) {
+export function createImportService({ db: { db }, onKeyChanged = () => {} }: { db: Db; onKeyChanged?: (key: ApiKey) => void }) {
   return {
     /**
      * Imports keys from parsed JSON Lines, in transactions of `batchSize`, each key audited as `key.create`
@@ -120,6 +124,7 @@ export function createImportService({ db: { db } }: { db: Db }) {
       const flush = async () => {
         const current = batch;
         batch = [];
+        const inserted: ApiKey[] = [];
         await db.transaction().execute(async (trx) => {
           for (const { line, text } of current) {
             let record: ImportRecord;
@@ -149,11 +154,22 @@ export function createImportService({ db: { db } }: { db: Db }) {
               userId = user.id;
             }
             const id = uuidv7();
-            await insertKey(trx, { ...parsed.key, id, userId, createdAt: at, updatedAt: at });
-            await audit(trx, caller, 'key.create', { type: 'api_key', id }, { source: 'import', scheme, key_prefix: parsed.key.keyPrefix }, at);
+            const key: ApiKey = { ...parsed.key, id, userId, createdAt: at, updatedAt: at };
+            await insertKey(trx, key);
+            inserted.push(key);
+            await audit(
+              trx,
+              caller,
+              'key.create',
+              { type: 'api_key', id },
+              { source: 'import', scheme, key_prefix: parsed.key.keyPrefix },
+              at,
+            );
             outcome.imported += 1;
           }
         });
+        // After commit: drops any remembered "unknown key" for these hashes, here and on other instances.
+        for (const key of inserted) onKeyChanged(key);
         onProgress(lineNo);
       };
       for await (const text of lines) {

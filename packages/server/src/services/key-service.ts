@@ -186,9 +186,13 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
 
     /**
      * Creates a key and returns its plaintext once. Enforces grants, tier scopes and the tier key limit.
-     * `plaintext` is for the operator only (bootstrap with `INITIAL_ADMIN_KEY`, imports): HTTP never sets it.
+     * `options` are for the operator only (bootstrap with `INITIAL_ADMIN_KEY`): HTTP never sets them.
      */
-    async create(caller: Caller, input: CreateKeyInput, plaintext?: string): Promise<Result<IssuedKey>> {
+    async create(
+      caller: Caller,
+      input: CreateKeyInput,
+      options: { plaintext?: string; action?: 'key.create' | 'admin.bootstrap'; note?: Record<string, unknown> } = {},
+    ): Promise<Result<IssuedKey>> {
       const { principal } = caller;
       const reach = keyReach(principal, 'write');
       if (reach === null) return err('FORBIDDEN', 'this credential may not create keys');
@@ -205,7 +209,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       if (expiry) return expiry;
       const scopes = [...new Set(input.scopes ?? [])];
 
-      const key = plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
+      const key = options.plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
       const at = now();
       const record: ApiKey = {
         id: uuidv7(),
@@ -249,9 +253,10 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
         await audit(
           trx,
           caller,
-          'key.create',
+          options.action ?? 'key.create',
           { type: 'api_key', id: record.id },
           {
+            ...options.note,
             name: record.name,
             key_prefix: record.keyPrefix,
             is_admin: record.isAdmin,
@@ -276,19 +281,17 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       // A configured key that exists but was deactivated or revoked is not brought back to life.
       if (initialKey !== null && (await findKeyByHash(db, hashApiKey(initialKey)))) return null;
       const caller: Caller = { principal: { kind: 'system', name: 'bootstrap' }, ip: null };
-      const created = await this.create(caller, { name: 'Initial admin key', isAdmin: true }, initialKey ?? undefined);
+      // One audit row, `admin.bootstrap`, written in the same transaction as the key.
+      const created = await this.create(
+        caller,
+        { name: 'Initial admin key', isAdmin: true },
+        {
+          ...(initialKey === null ? {} : { plaintext: initialKey }),
+          action: 'admin.bootstrap',
+          note: { source: initialKey ? 'INITIAL_ADMIN_KEY' : 'generated' },
+        },
+      );
       if (!created.ok) throw new Error(`bootstrap failed: ${created.code}`);
-      await db
-        .transaction()
-        .execute((trx) =>
-          audit(
-            trx,
-            caller,
-            'admin.bootstrap',
-            { type: 'api_key', id: created.value.record.id },
-            { source: initialKey ? 'INITIAL_ADMIN_KEY' : 'generated' },
-          ),
-        );
       return { generated: initialKey === null ? created.value.key : null, record: created.value.record };
     },
 
