@@ -3,8 +3,8 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKey } from '@keyward/sdk';
 import autocannon, { type Request, type Result } from 'autocannon';
-import { FLOOR_SERVER, SERVER_CLI } from './lib/keyward.js';
-import { cpuTimeMs, type Pinning, pinSelf, type Server, startServer, unpinSelf } from './lib/processes.js';
+import { createKey, FLOOR_SERVER, openContainer, SERVER_CLI } from './lib/keyward.js';
+import { cpuTimeMs, onCleanup, type Pinning, pinSelf, type Server, startServer, unpinSelf } from './lib/processes.js';
 import { formatCount, formatMs, formatPercent, formatRatio, median, verdict } from './lib/stats.js';
 import type { Table } from './lib/table.js';
 
@@ -50,20 +50,20 @@ async function post(url: string, token: string, body: unknown): Promise<{ status
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
 }
 
-async function createKeys(base: string, adminKey: string, count: number, scopes: string[]): Promise<string[]> {
-  const keys: string[] = new Array<string>(count);
-  let next = 0;
-  // A few requests at a time: SQLite serialises the writes anyway.
-  const worker = async () => {
-    while (next < count) {
-      const i = next++;
-      const { status, json } = await post(`${base}/v1/api-keys`, adminKey, { name: `bench target ${i}`, scopes });
-      if (status !== 201 || typeof json.key !== 'string') throw new Error(`creating a key answered ${status}: ${JSON.stringify(json)}`);
-      keys[i] = json.key;
-    }
-  };
-  await Promise.all(Array.from({ length: 8 }, worker));
-  return keys;
+/**
+ * The verifier key and the target keys, created through the key service before the server starts (the
+ * same records the API would make, without 2,000 HTTP round trips); plaintexts stay in this process.
+ */
+async function createKeys(databaseUrl: string, count: number): Promise<{ verifierKey: string; keys: string[] }> {
+  const container = await openContainer(databaseUrl);
+  try {
+    const verifierKey = await createKey(container, 'bench verifier', ['keyward:verify']);
+    const keys: string[] = [];
+    for (let i = 0; i < count; i++) keys.push(await createKey(container, `bench target ${i}`));
+    return { verifierKey, keys };
+  } finally {
+    await container.close();
+  }
 }
 
 /** Every key must verify as VALID on both servers before anything is measured (this also warms Keyward's cache). */
@@ -116,9 +116,12 @@ function cpuText(us: number): string {
 export async function runHttp(options: HttpOptions): Promise<Table> {
   const { rounds, roundSeconds, warmSeconds, connections, randomKeys, pinning, log } = options;
   const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-http-'));
+  const removeDir = onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   const servers: Server[] = [];
   try {
-    const adminKey = generateKey('kw');
+    const databaseUrl = `sqlite:${join(dir, 'keyward.db')}`;
+    log(`http: creating a verifier key and ${randomKeys.toLocaleString('en-US')} target keys`);
+    const { verifierKey, keys } = await createKeys(databaseUrl, randomKeys);
     const pinCpu = pinning?.serverCpu ?? null;
     log('http: starting the Keyward server and the floor server');
     const keyward = await startServer({
@@ -127,9 +130,10 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
       env: serverEnv({
         PORT: '0',
         HOST: '127.0.0.1',
-        DATABASE_URL: `sqlite:${join(dir, 'keyward.db')}`,
+        DATABASE_URL: databaseUrl,
         LOG_LEVEL: 'warn',
-        INITIAL_ADMIN_KEY: adminKey,
+        // An admin key exists from the start, so the server does not generate and print one.
+        INITIAL_ADMIN_KEY: generateKey('kw'),
       }),
       urlPattern: /listening on (http:\/\/127\.0\.0\.1:\d+)/,
       pinCpu,
@@ -148,10 +152,6 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
       { name: 'Keyward', url: keyward.url, pid: keyward.child.pid },
     ];
 
-    log(`http: creating a verifier key and ${randomKeys.toLocaleString('en-US')} target keys`);
-    const [verifierKey] = await createKeys(keyward.url, adminKey, 1, ['keyward:verify']);
-    if (verifierKey === undefined) throw new Error('no verifier key');
-    const keys = await createKeys(keyward.url, adminKey, randomKeys, ['bench:read']);
     for (const target of targets) await checkAll(target, verifierKey, keys);
 
     if (pinning) pinSelf(pinning.loadCpu);
@@ -244,6 +244,6 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
   } finally {
     if (pinning) unpinSelf();
     for (const server of servers.reverse()) await server.stop();
-    rmSync(dir, { recursive: true, force: true });
+    await removeDir();
   }
 }

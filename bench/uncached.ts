@@ -233,6 +233,8 @@ async function measure(stores: [Store, Store], options: UncachedOptions): Promis
       for (const which of order) await block(which, options.samplesPerRound);
     }
     if (invalid > 0) throw new Error(`${invalid} verifications of real keys were not VALID`);
+    const hits = containers.reduce((n, c) => n + c.keyCache.stats().hits, 0);
+    if (hits > 0) throw new Error(`the key cache answered ${hits} verifications although CACHE_MAX_ENTRIES=0`);
     const summarise = (ns: number[]): Measured => ({
       p50: percentile(ns, 50),
       p99: percentile(ns, 99),

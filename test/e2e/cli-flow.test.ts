@@ -200,17 +200,19 @@ describe.concurrent('keyward serve and the CLI', () => {
         expect(me.json).toMatchObject({ name: 'CI admin', is_admin: true, expires_at: '2031-01-01T00:00:00.000Z', created_by: 'cli' });
         expect(await server.stop()).toBe(0);
 
-        // Bad input: one line on stderr, exit code 1, nothing printed as a key.
-        for (const args of [
+        // Bad input: an error on stderr, exit code 1, no key printed.
+        const bad = [
           ['admin', 'create', '--name', 'late', '--expires', '2020-01-01T00:00:00Z'],
           ['admin', 'create', '--name', 'bad', '--expires', 'next tuesday'],
           ['admin', 'create'],
-        ]) {
-          const failed = await runCli(args, { DATABASE_URL: folder.databaseUrl }, folder.dir);
-          expect(failed.code, args.join(' ')).toBe(1);
+        ];
+        const failures = await Promise.all(bad.map((args) => runCli(args, { DATABASE_URL: folder.databaseUrl }, folder.dir)));
+        failures.forEach((failed, i) => {
+          expect(failed.code, bad[i]?.join(' ')).toBe(1);
           expect(failed.stdout).not.toMatch(/kw_[A-Za-z0-9]{49}/);
           expect(failed.stderr).not.toBe('');
-        }
+        });
+        expect(failures[0]?.stderr).toContain('INVALID_REQUEST');
       } finally {
         await server?.stop('SIGKILL');
         folder.cleanup();

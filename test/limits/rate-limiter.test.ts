@@ -1,6 +1,11 @@
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
 import { createMetrics, type Metrics } from '../../packages/server/src/services/metrics.js';
-import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from '../../packages/server/src/services/rate-limiter.js';
+import {
+  createMemoryRateLimiter,
+  createRedisRateLimiter,
+  type RateLimiter,
+  rateRuleFor,
+} from '../../packages/server/src/services/rate-limiter.js';
 import { closeRedis, openRedis, type Redis } from '../../packages/server/src/store/redis.js';
 import { closedPort, deleteKeys, randomPrefix, silentServer, sleep } from './redis-helpers.js';
 
@@ -195,5 +200,22 @@ describe('rate limiter (redis) when Redis cannot answer', () => {
       for (const r of opened.splice(0)) r.disconnect();
       await server.close();
     }
+  });
+});
+
+describe('rate rules', () => {
+  it("uses the key's own limit, else its tier's default, else none", () => {
+    const own = { limit: 5, windowSeconds: 10 };
+    const tier = { rateLimit: { limit: 60, windowSeconds: 60 } };
+    expect(rateRuleFor({ rateLimit: own }, tier)).toEqual(own);
+    expect(rateRuleFor({ rateLimit: null }, tier)).toEqual(tier.rateLimit);
+    expect(rateRuleFor({ rateLimit: null }, { rateLimit: null })).toBeNull();
+    expect(rateRuleFor({ rateLimit: null }, undefined)).toBeNull();
+  });
+
+  it('refuses a negative or fractional cost as a programming error', async () => {
+    const limiter = createMemoryRateLimiter();
+    await expect(limiter.consume('k', { limit: 5, windowSeconds: 1 }, -1)).rejects.toThrow(RangeError);
+    await expect(limiter.consume('k', { limit: 5, windowSeconds: 1 }, 1.5)).rejects.toThrow(RangeError);
   });
 });

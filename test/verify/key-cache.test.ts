@@ -35,7 +35,9 @@ describe('key cache', () => {
 
   it('remembers a miss for the (shorter) negative freshness', async () => {
     const { clock, cache, loader, loads } = setup();
+    expect(cache.fresh(hash(1))).toBeUndefined();
     expect(await cache.get(hash(1), loader(undefined))).toBeUndefined();
+    expect(cache.fresh(hash(1))).toBeNull();
     clock.advance(99);
     expect(await cache.get(hash(1), loader(rec('a')))).toBeUndefined();
     clock.advance(1);

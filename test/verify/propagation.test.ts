@@ -5,7 +5,7 @@ import { generateKey } from '@keyward/sdk';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
 import { updateKey } from '../../packages/server/src/store/api-keys.repository.js';
 import { openDatabase } from '../../packages/server/src/store/database.js';
-import { buildCli, call, type ServeProcess, startServe, tempFolder } from '../helpers/cli.js';
+import { buildCli, call, runCli, type ServeProcess, startServe, tempFolder } from '../helpers/cli.js';
 import { DIALECTS, type FreshDatabase, freshDatabase, POSTGRES_SKIP_REASON } from '../helpers/db.js';
 
 // Two `keyward serve` processes (the built CLI) share one PostgreSQL schema. A key is deactivated and
@@ -39,7 +39,7 @@ for (const [label, mode, available, reason] of MODES) {
       database = undefined;
     });
 
-    it(`every one of ${CHANGES} changes on A is seen on B`, { timeout: 180_000 }, async () => {
+    it(`every one of ${CHANGES} changes on A, and a revoke from the CLI, is seen on B`, { timeout: 180_000 }, async () => {
       database = await freshDatabase('postgres');
       const folder = tempFolder();
       stops.push(folder.cleanup);
@@ -98,6 +98,13 @@ for (const [label, mode, available, reason] of MODES) {
         delays.push(performance.now() - answered);
       }
       expect(await answersFromCache()).toBe(true); // still answering from its cache at the end
+
+      // A one-shot CLI process (the operator's `keyward keys revoke`) announces its change before exiting.
+      const revoked = await runCli(['keys', 'revoke', id], env, folder.dir);
+      expect(revoked.code).toBe(0);
+      const revokedAt = performance.now();
+      while ((await codeOnB()) !== 'REVOKED' && performance.now() - revokedAt < 5_000) await sleep(5);
+      expect(await codeOnB()).toBe('REVOKED');
 
       const sorted = [...delays].sort((x, y) => x - y);
       const ms = (v: number) => `${v.toFixed(2)} ms`;

@@ -3,6 +3,7 @@ import { generateKey } from '@keyward/sdk';
 import { Redis } from 'ioredis';
 import pg from 'pg';
 import { afterEach, describe, expect, inject, it } from 'vitest';
+import { ConfigError, loadConfig } from '../../packages/server/src/config.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS, type FreshDatabase, freshDatabase, POSTGRES_SKIP_REASON } from '../helpers/db.js';
 import { codeOf, post, waitFor, waitLive } from './helpers.js';
@@ -111,3 +112,12 @@ for (const [transport, available, reason] of TRANSPORTS) {
     });
   });
 }
+
+describe('REDIS_PREFIX', () => {
+  it('defaults to keyward: and is validated', () => {
+    expect(loadConfig({}).redisPrefix).toBe('keyward:');
+    expect(loadConfig({ REDIS_PREFIX: 'acme:prod:' }).redisPrefix).toBe('acme:prod:');
+    expect(() => loadConfig({ REDIS_PREFIX: 'has space' })).toThrow(ConfigError);
+    expect(() => loadConfig({ REDIS_PREFIX: 'x'.repeat(65) })).toThrow(/REDIS_PREFIX/);
+  });
+});

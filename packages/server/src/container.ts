@@ -94,7 +94,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   const users = createUserService({ db, config, onKeysChanged: (changed) => keys.announceChanged(changed) });
   const selfService = createSelfService({ db, keys });
   const authenticator = createAuthenticator({ verifier, jwt: createJwtAuthenticator({ config, users }) });
-  const importer = createImportService({ db });
+  const importer = createImportService({ db, onKeyChanged: (key) => invalidation.keyChanged(key) });
   const health = createHealthService({ db });
   const usageAnalytics = createUsageAnalytics({ db, keys, now });
   const audit = createAuditService({ db });

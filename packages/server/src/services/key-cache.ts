@@ -29,6 +29,11 @@ export interface KeyCacheStats {
  */
 export interface KeyCache {
   /**
+   * The fresh entry for `hash`, without waiting: the record, `null` for a remembered miss, or `undefined`
+   * when there is nothing fresh (then call {@link get}). The hot path of every verification.
+   */
+  fresh(hash: string): ApiKey | null | undefined;
+  /**
    * The record for `hash`: the cached one when fresh, else from `load` (one load per hash at a time).
    * When `load` fails because the database is unreachable, a cached record within the stale window.
    */
@@ -91,13 +96,19 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     return flight;
   }
 
+  function fresh(hash: string): ApiKey | null | undefined {
+    const entry = lru?.get(hash);
+    if (entry === undefined || !live || entry.epoch !== epoch || now() - entry.at >= freshFor(entry)) return undefined;
+    hits++;
+    return entry.key;
+  }
+
   return {
+    fresh,
+
     async get(hash, load) {
-      const entry = lru?.get(hash);
-      if (entry !== undefined && live && entry.epoch === epoch && now() - entry.at < freshFor(entry)) {
-        hits++;
-        return entry.key ?? undefined;
-      }
+      const cached = fresh(hash);
+      if (cached !== undefined) return cached ?? undefined;
       misses++;
       const flight = inflight.get(hash) ?? start(hash, load);
       try {

@@ -1,5 +1,7 @@
 import type { Redis, Result } from 'ioredis';
 import { LRUCache } from 'lru-cache';
+import type { TierSetting } from '../config.js';
+import type { ApiKey } from '../domain.js';
 import { redisIsDown } from '../store/redis.js';
 import type { Metrics } from './metrics.js';
 
@@ -43,6 +45,16 @@ function decision(rule: RateRule, allowed: boolean, used: number, resetAtMs: num
   };
 }
 
+/** The rule that applies to a key: its own, else its owner's tier default, else none (unlimited). */
+export function rateRuleFor(key: Pick<ApiKey, 'rateLimit'>, tier: Pick<TierSetting, 'rateLimit'> | undefined): RateRule | null {
+  return key.rateLimit ?? tier?.rateLimit ?? null;
+}
+
+// A bad cost is a bug in the caller (requests are validated at the edge), not a decision to make.
+function checkCost(cost: number): void {
+  if (!Number.isSafeInteger(cost) || cost < 0) throw new RangeError('rate-limit cost must be a non-negative integer');
+}
+
 interface Window {
   used: number;
   resetAt: number;
@@ -56,6 +68,7 @@ export function createMemoryRateLimiter(
   const windows = new LRUCache<string, Window>({ max: options.maxEntries ?? 100_000 });
   return {
     async consume(id, rule, cost = 1) {
+      checkCost(cost);
       const at = now();
       // The window length is part of the counter's name, so changing a key's window starts a fresh count.
       const name = `${id}:${rule.windowSeconds}`;
@@ -132,6 +145,7 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
 
   return {
     async consume(id, rule, cost = 1) {
+      checkCost(cost);
       const at = now();
       // While ioredis is reconnecting, answer at once rather than wait for the command timeout each time.
       if (redisIsDown(redis)) {

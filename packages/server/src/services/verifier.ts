@@ -102,10 +102,14 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
   async function check(key: string): Promise<KeyCheck> {
     const presented = present(key);
     if (presented === null) return INVALID_FORMAT;
-    // The plaintext stays in this closure for the one load (imported bcrypt keys need it); it is never kept.
-    const loader = () => load(db, key, presented);
-    const found = cache ? await cache.get(presented.hash, loader) : await loader();
-    if (!found) return NOT_FOUND;
+    // A fresh cached answer needs no await; otherwise the plaintext stays in this closure for the one load
+    // (imported bcrypt keys need it) and is never kept.
+    let found = cache?.fresh(presented.hash);
+    if (found === undefined) {
+      const loader = () => load(db, key, presented);
+      found = (cache ? await cache.get(presented.hash, loader) : await loader()) ?? null;
+    }
+    if (found === null) return NOT_FOUND;
     const at = now();
     const state = stateOf(found, at);
     if (state.code === 'VALID') lastUsed?.touch(found.id, at);
