@@ -21,6 +21,21 @@ export const REDACT_PATHS = [
   '*.body',
 ];
 
+interface LoggedRequest {
+  method?: string;
+  url?: string;
+  ip?: string;
+  id?: unknown;
+}
+
+/**
+ * Request lines carry the path only: a client that puts a key in a query string (`?api_key=kw_…`) must not
+ * have it written to the log, so the query string is never logged.
+ */
+export function requestSerializer(request: LoggedRequest): Record<string, unknown> {
+  return { id: request.id, method: request.method, path: request.url?.split('?')[0], ip: request.ip };
+}
+
 export function loggerOptions(level: LogLevel): LoggerOptions {
-  return { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' } };
+  return { level, redact: { paths: REDACT_PATHS, censor: '[redacted]' }, serializers: { req: requestSerializer } };
 }

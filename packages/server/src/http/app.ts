@@ -1,6 +1,6 @@
 import swagger from '@fastify/swagger';
 import { registerAjvFormats, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
-import Fastify, { type FastifyServerOptions, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { Container } from '../container.js';
 import { loggerOptions } from '../logger.js';
 import { requireAuthentication } from './auth.js';
@@ -20,15 +20,15 @@ import type { App } from './types.js';
 registerAjvFormats();
 
 export interface BuildAppOptions {
-  /** Overrides the logger (tests pass a stream to capture log lines). */
-  logger?: FastifyServerOptions['logger'] | FastifyServerOptions['loggerInstance'];
+  /** A pino logger to use instead of one built from the configuration (tests capture log lines with it). */
+  loggerInstance?: FastifyBaseLogger;
 }
 
 /** Builds the HTTP application from the container: every route, hook and handler is registered here. */
 export async function buildApp(container: Container, options: BuildAppOptions = {}): Promise<App> {
   const { config } = container;
   const app: App = Fastify({
-    logger: (options.logger as FastifyServerOptions['logger']) ?? loggerOptions(config.logLevel),
+    ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: loggerOptions(config.logLevel) }),
     bodyLimit: config.bodyLimitBytes,
     trustProxy: config.trustProxy,
     // Per-request log lines only at debug: they would cost the verify path a measurable share of its speed.
