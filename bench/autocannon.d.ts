@@ -21,6 +21,8 @@ declare module 'autocannon' {
     body?: string;
     requests?: Request[];
     timeout?: number;
+    /** A response whose body this returns false for counts as a mismatch. */
+    verifyBody?: (body: string) => boolean;
   }
 
   export interface Histogram {
@@ -39,6 +41,7 @@ declare module 'autocannon' {
     errors: number;
     timeouts: number;
     non2xx: number;
+    mismatches: number;
     /** Milliseconds. */
     latency: Histogram;
     requests: Histogram;

@@ -113,7 +113,7 @@ describe.each(EXAMPLES)('examples/%s against a running Keyward', (name, listen) 
     }
   });
 
-  it('passes rate-limit headers through and answers 429 with Retry-After past the limit (skipped while the server does not enforce per-key rate limits yet)', async (ctx) => {
+  it('passes rate-limit headers through and answers 429 with Retry-After past the limit', async () => {
     const limited = await admin.createKey({
       name: `${name} limited`,
       scopes: ['companies:read'],
@@ -121,15 +121,14 @@ describe.each(EXAMPLES)('examples/%s against a running Keyward', (name, listen) 
     });
     const first = await get(`${app.url}/v1/companies`, limited.key);
     expect(first.status).toBe(200);
-    // Until the rate-limit gate is wired into verification, Keyward's answer carries no `ratelimit`.
-    ctx.skip(first.headers.get('ratelimit-policy') === null, 'the server does not report per-key rate limits yet (issue 5)');
-    expect(first.headers.get('ratelimit-policy')).toMatch(/^"default";q=2(;w=60)?$/);
+    expect(first.headers.get('ratelimit-policy')).toBe('"default";q=2;w=60');
     expect(first.headers.get('ratelimit')).toMatch(/^"default";r=1;t=\d+$/);
     // Keys with a rate limit are never served from the cache: every request is counted by Keyward.
     expect((await get(`${app.url}/v1/companies`, limited.key)).status).toBe(200);
     const over = await get(`${app.url}/v1/companies`, limited.key);
     expect(over).toMatchObject({ status: 429, body: { code: 'RATE_LIMITED', status: 429 } });
     expect(Number(over.headers.get('retry-after'))).toBeGreaterThan(0);
+    expect(over.headers.get('ratelimit')).toMatch(/^"default";r=0;t=\d+$/);
   });
 
   it('with requireApiKey false, still needs a key for /v1/companies and refuses a bad one', async () => {

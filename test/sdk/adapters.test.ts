@@ -98,6 +98,12 @@ const adapters: Record<string, Adapter> = {
 
 describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter) => {
   let harness: Harness | undefined;
+  const cores = new WeakMap<Harness, KeywardAuth>();
+  const auth = (h: Harness): KeywardAuth => {
+    const core = cores.get(h);
+    if (!core) throw new Error('no core for this harness');
+    return core;
+  };
   afterEach(async () => harness?.close());
 
   async function setup(options: { requireApiKey?: boolean } = {}) {
@@ -110,6 +116,7 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
       ...options,
     });
     harness = await adapter(auth);
+    cores.set(harness, auth);
     const reader = generateKey('kw');
     const admin = generateKey('kw');
     keyward.answers[reader] = validAnswer({ key_id: 'reader', scopes: ['companies:read'], metadata: { team: 'a' } });
@@ -180,6 +187,43 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
     expect(answer.status).toBe(200);
     expect(answer.headers.get('ratelimit-policy')).toBe('"default";q=100');
     expect(answer.headers.get('ratelimit')).toMatch(/^"default";r=99;t=\d+$/);
+  });
+
+  it('reports each request that presented a key once answered (endpoint, method, status, outcome), never the key', async () => {
+    const { h, keyward, reader } = await setup();
+    const unknown = generateKey('kw');
+    expect((await h.request('/v1/companies?page=2', { authorization: `Bearer ${reader}`, 'user-agent': 'probe/1' })).status).toBe(200);
+    expect((await h.request('/admin', { authorization: `Bearer ${reader}` })).status).toBe(403);
+    expect((await h.request('/whoami', { authorization: `Bearer ${unknown}` })).status).toBe(401);
+    expect((await h.request('/whoami', { authorization: 'Bearer short' })).status).toBe(401);
+    // Not reported: no key presented, and a public route.
+    expect((await h.request('/whoami')).status).toBe(401);
+    expect((await h.request('/public', { authorization: `Bearer ${reader}` })).status).toBe(200);
+
+    // The report is sent once the response has gone out: poll the flush until all four arrived.
+    const until = Date.now() + 5_000;
+    while (keyward.usage.flat().length < 4 && Date.now() < until) {
+      await auth(h).flush();
+      await new Promise((resolve) => setTimeout(resolve, 10));
+    }
+    await auth(h).flush();
+    const events = keyward.usage.flat();
+    expect(events.map((e) => [e.endpoint, e.method, e.status_code, e.key_id, e.outcome]).sort()).toEqual(
+      [
+        ['/v1/companies', 'GET', 200, 'reader', 'VALID'],
+        ['/admin', 'GET', 403, 'reader', 'INSUFFICIENT_SCOPES'],
+        ['/whoami', 'GET', 401, null, 'NOT_FOUND'],
+        ['/whoami', 'GET', 401, null, 'INVALID_FORMAT'],
+      ].sort(),
+    );
+    const first = events.find((e) => e.endpoint === '/v1/companies');
+    expect(first?.user_agent).toBe('probe/1');
+    expect(first?.response_time_ms).toBeGreaterThanOrEqual(0);
+    expect(Number.isNaN(Date.parse(first?.occurred_at ?? ''))).toBe(false);
+    expect(JSON.stringify(keyward.usage)).not.toContain(reader);
+    expect(JSON.stringify(keyward.usage)).not.toContain(unknown);
+    // Usage reports never count as verifications.
+    expect(keyward.seen.every((s) => s.path === '/v1/keys/verify')).toBe(true);
   });
 
   it('leaves public routes alone and answers 503 when Keyward is down', async () => {

@@ -25,6 +25,7 @@ const CALLS: Record<Methods, (c: KeywardClient) => Promise<unknown>> = {
   currentKey: (c) => c.currentKey(),
   getKeyUsage: (c) => c.getKeyUsage('id-1', { granularity: 'hour' }),
   verifyKey: (c) => c.verifyKey({ key: 'k' }),
+  reportUsage: (c) => c.reportUsage([{ key_id: null, outcome: 'NOT_FOUND' }]),
   getVerificationAnalytics: (c) => c.getVerificationAnalytics(),
   listAuditLogs: (c) => c.listAuditLogs({ action: 'key.create' }),
   createUser: (c) => c.createUser({ external_id: 'e' }),

@@ -109,6 +109,7 @@ describe('SDK middleware core: verification through Keyward', () => {
       ok: true,
       headers: {},
       identity: { keyId: 'k1', userId: 'u1', scopes: ['companies:*'], isAdmin: false, metadata: { plan: 'pro' } },
+      outcome: { keyId: 'k1', code: 'VALID' },
     });
     expect(keyward.seen).toEqual([
       {
@@ -166,16 +167,34 @@ describe('SDK middleware core: verification through Keyward', () => {
       status: 429,
       problem: expect.objectContaining({ code: 'RATE_LIMITED', status: 429 }),
       headers: { 'retry-after': '30', 'ratelimit-policy': '"default";q=10', ratelimit: '"default";r=0;t=30' },
+      outcome: { keyId: 'key-1', code: 'RATE_LIMITED' },
     });
   });
 
-  it('turns USAGE_EXCEEDED into 429 without a made-up Retry-After', async () => {
+  it('turns USAGE_EXCEEDED into 429 USAGE_EXCEEDED without a made-up Retry-After', async () => {
     const { auth, keyward } = setup();
     const key = generateKey('kw');
     keyward.answers[key] = validAnswer({ valid: false, code: 'USAGE_EXCEEDED', remaining: 0 });
     const decision = await auth.authorize(bearer(key));
-    expect(decision).toMatchObject({ ok: false, status: 429, problem: { code: 'RATE_LIMITED' } });
+    expect(decision).toMatchObject({
+      ok: false,
+      status: 429,
+      problem: { code: 'USAGE_EXCEEDED', status: 429, title: ERRORS.USAGE_EXCEEDED.title },
+      outcome: { keyId: 'key-1', code: 'USAGE_EXCEEDED' },
+    });
     expect(decision.headers).not.toHaveProperty('retry-after');
+  });
+
+  it('puts the window in RateLimit-Policy when Keyward reports it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_800_000_000_000);
+    const { auth, keyward } = setup();
+    const key = generateKey('kw');
+    keyward.answers[key] = validAnswer({ ratelimit: { limit: 100, remaining: 7, reset: 1_800_000_045, window_seconds: 60 } });
+    expect(await auth.authorize(bearer(key))).toMatchObject({
+      ok: true,
+      headers: { 'ratelimit-policy': '"default";q=100;w=60', ratelimit: '"default";r=7;t=45' },
+    });
   });
 
   it('passes a rate-limited key with RateLimit-Policy and RateLimit headers (IETF draft syntax)', async () => {

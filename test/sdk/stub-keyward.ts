@@ -1,4 +1,4 @@
-import type { VerifyKeyResult } from '@keyward/sdk';
+import type { UsageEvent, VerifyKeyResult } from '@keyward/sdk';
 
 export interface SeenRequest {
   method: string;
@@ -9,14 +9,29 @@ export interface SeenRequest {
 
 /**
  * A stand-in for Keyward's `POST /v1/keys/verify`, as a `fetch`: answers from a table of keys, records what
- * it was asked, and can be made to fail. For the middleware's unit tests; the examples run a real server.
+ * it was asked, and can be made to fail. Usage reports (`POST /v1/usage/events`) are kept apart, in `usage`
+ * (and fail with `state.usageFailWith`). For the middleware's unit tests; the examples run a real server.
  */
 export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
   const seen: SeenRequest[] = [];
-  const state = { failWith: null as null | 'network' | number };
+  const usage: UsageEvent[][] = [];
+  const state = { failWith: null as null | 'network' | number, usageFailWith: null as null | 'network' | number };
   const fetch = async (request: Request): Promise<Response> => {
     const text = await request.text();
     const body = text ? (JSON.parse(text) as Record<string, unknown>) : null;
+    if (new URL(request.url).pathname === '/v1/usage/events') {
+      if (state.usageFailWith === 'network') throw new TypeError('fetch failed');
+      if (typeof state.usageFailWith === 'number') {
+        const status = state.usageFailWith;
+        return new Response(JSON.stringify({ type: 'about:blank', title: 'failure', status, code: `HTTP_${status}` }), {
+          status,
+          headers: { 'content-type': 'application/problem+json' },
+        });
+      }
+      const events = (body?.events ?? []) as UsageEvent[];
+      usage.push(events);
+      return Response.json({ accepted: events.length }, { status: 202 });
+    }
     seen.push({ method: request.method, path: new URL(request.url).pathname, authorization: request.headers.get('authorization'), body });
     if (state.failWith === 'network') throw new TypeError('fetch failed');
     if (typeof state.failWith === 'number') {
@@ -28,7 +43,7 @@ export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
     const answer = answers[key] ?? { valid: false, code: 'NOT_FOUND' };
     return Response.json(answer);
   };
-  return { fetch, seen, answers, state };
+  return { fetch, seen, usage, answers, state };
 }
 
 /** A VALID verify answer for a key with these fields. */

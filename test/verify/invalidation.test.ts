@@ -69,7 +69,7 @@ describe.each(DIALECTS)('cache invalidation on this instance (%s)', (dialect) =>
     await cachedApp();
     const plaintext = generateKey('kw');
     await primed(plaintext, 'NOT_FOUND');
-    const created = await t.container.keys.create(operator, { name: 'imported' }, plaintext);
+    const created = await t.container.keys.create(operator, { name: 'imported' }, { plaintext });
     expect(created.ok).toBe(true);
     expect(await codeOf(t, plaintext)).toBe('VALID');
   });

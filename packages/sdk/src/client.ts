@@ -41,6 +41,8 @@ export type KeyUsageQuery = QueryOf<'/v1/api-keys/{id}/usage', 'get'>;
 export type KeyUsage = ResponseBody<'/v1/api-keys/{id}/usage', 'get'>;
 export type VerificationAnalyticsQuery = QueryOf<'/v1/analytics/verifications', 'get'>;
 export type VerificationAnalytics = ResponseBody<'/v1/analytics/verifications', 'get'>;
+/** One request a host application saw, as `reportUsage` sends it. */
+export type UsageEvent = RequestBody<'/v1/usage/events', 'post'>['events'][number];
 export type AuditLogQuery = QueryOf<'/v1/audit-logs', 'get'>;
 export type AuditLogPage = ResponseBody<'/v1/audit-logs', 'get'>;
 export type User = ResponseBody<'/v1/users/{id}', 'get'>;
@@ -174,6 +176,14 @@ export class KeywardClient {
   /** `GET /v1/audit-logs`: who changed what, newest first (admin). */
   listAuditLogs(query: AuditLogQuery = {}): Promise<AuditLogPage> {
     return send(this.raw.GET('/v1/audit-logs', { params: { query } }));
+  }
+
+  /**
+   * `POST /v1/usage/events`: one usage row per request your application saw (up to 500 per call); 202 when
+   * Keyward took them. The middleware does this for you, in batches. Needs an admin key or `keyward:verify`.
+   */
+  reportUsage(events: UsageEvent[]): Promise<ResponseBody<'/v1/usage/events', 'post', 202>> {
+    return send(this.raw.POST('/v1/usage/events', { body: { events } }));
   }
 
   // ---- Users (admin) ------------------------------------------------------------------------------------

@@ -6,6 +6,7 @@ import {
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
+  type RequestOutcome,
 } from './middleware.js';
 
 declare global {
@@ -22,8 +23,11 @@ export interface KeywardExpressOptions extends KeywardAuthOptions {
   auth?: KeywardAuth;
 }
 
-/** Builds a middleware for a route rule; with no rule, the global `requireApiKey` alone decides. */
-export type KeywardExpressGuard = (rule?: AccessRule) => RequestHandler;
+/**
+ * Builds a middleware for a route rule; with no rule, the global `requireApiKey` alone decides. `close()`
+ * sends the queued usage reports (call it on shutdown).
+ */
+export type KeywardExpressGuard = ((rule?: AccessRule) => RequestHandler) & { close(): Promise<void> };
 
 function send(res: Response, decision: Extract<Decision, { ok: false }>): void {
   res.status(decision.status).set(decision.headers).type('application/problem+json').send(JSON.stringify(decision.problem));
@@ -43,25 +47,49 @@ function send(res: Response, decision: Extract<Decision, { ok: false }>): void {
  */
 export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGuard {
   const auth = options.auth ?? createKeywardAuth(options);
-  return (rule = {}) =>
+  // What each request's key came to; a later route guard that refuses it updates it before the report.
+  const outcomes = new WeakMap<Request, { outcome: RequestOutcome }>();
+
+  function track(req: Request, res: Response, outcome: RequestOutcome, started: number): void {
+    const state = { outcome };
+    outcomes.set(req, state);
+    res.once('finish', () => {
+      auth.record(state.outcome, {
+        endpoint: req.originalUrl,
+        method: req.method,
+        statusCode: res.statusCode,
+        ipAddress: req.ip,
+        userAgent: req.headers['user-agent'],
+        responseTimeMs: performance.now() - started,
+      });
+    });
+  }
+
+  const guard =
+    (rule: AccessRule = {}) =>
     (req: Request, res: Response, next: NextFunction): void => {
       const path = req.originalUrl;
       if (req.keyward !== undefined) {
         const decision = auth.permit(req.keyward, rule, path);
+        const state = outcomes.get(req);
+        if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
         if (decision.ok) next();
         else send(res, decision);
         return;
       }
+      const started = performance.now();
       const header = req.headers['x-api-key'];
       auth
         .authorize({ authorization: req.headers.authorization, apiKey: Array.isArray(header) ? header.join(', ') : header, path }, rule)
         .then((decision) => {
+          if (decision.outcome) track(req, res, decision.outcome, started);
           if (!decision.ok) return send(res, decision);
           res.set(decision.headers);
           req.keyward = decision.identity;
           next();
         }, next);
     };
+  return Object.assign(guard, { close: () => auth.close() });
 }
 
 export type { AccessRule, KeywardAuthOptions, KeywardIdentity } from './middleware.js';

@@ -1,5 +1,12 @@
-import type { FastifyPluginAsync } from 'fastify';
-import { type AccessRule, createKeywardAuth, type KeywardAuth, type KeywardAuthOptions, type KeywardIdentity } from './middleware.js';
+import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import {
+  type AccessRule,
+  createKeywardAuth,
+  type KeywardAuth,
+  type KeywardAuthOptions,
+  type KeywardIdentity,
+  type RequestOutcome,
+} from './middleware.js';
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -21,6 +28,8 @@ export interface KeywardFastifyOptions extends KeywardAuthOptions {
  * A Fastify plugin that authenticates every request of the instance it is registered on (not encapsulated)
  * with Keyward, before the body is read, sets `request.keyward`, and enforces each route's
  * `config.keyward` rule. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ * Each request that presented a key is reported to Keyward's usage once answered (unless `usage: false`);
+ * closing the app sends what is queued.
  *
  * @example
  * await app.register(keywardFastify({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY }));
@@ -32,7 +41,22 @@ export interface KeywardFastifyOptions extends KeywardAuthOptions {
 export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsync {
   const auth = options.auth ?? createKeywardAuth(options);
   const plugin: FastifyPluginAsync = async (app) => {
+    // What each request's key came to, for the usage report once the response is sent.
+    const outcomes = new WeakMap<FastifyRequest, RequestOutcome>();
     app.decorateRequest('keyward', null);
+    app.addHook('onResponse', async (request, reply) => {
+      const outcome = outcomes.get(request);
+      if (outcome === undefined) return;
+      auth.record(outcome, {
+        endpoint: request.url,
+        method: request.method,
+        statusCode: reply.statusCode,
+        ipAddress: request.ip,
+        userAgent: request.headers['user-agent'],
+        responseTimeMs: reply.elapsedTime,
+      });
+    });
+    app.addHook('onClose', async () => auth.close());
     app.addHook('onRequest', async (request, reply) => {
       const rule = request.routeOptions.config.keyward;
       if (rule === false) return;
@@ -45,6 +69,7 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
         },
         rule ?? {},
       );
+      if (decision.outcome) outcomes.set(request, decision.outcome);
       reply.headers(decision.headers);
       if (decision.ok) {
         request.keyward = decision.identity;

@@ -1,4 +1,4 @@
-import type { MiddlewareHandler } from 'hono';
+import type { Context, MiddlewareHandler } from 'hono';
 import {
   type AccessRule,
   createKeywardAuth,
@@ -6,6 +6,7 @@ import {
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
+  type RequestOutcome,
 } from './middleware.js';
 
 /** The context variables the middleware sets: `c.get('keyward')`. */
@@ -17,10 +18,27 @@ export interface KeywardVariables {
 export interface KeywardHonoOptions extends KeywardAuthOptions {
   /** A core built elsewhere (shared cache), instead of the options above. */
   auth?: KeywardAuth;
+  /**
+   * The client's address for the usage report. Hono has no portable one: by default, the socket address
+   * under `@hono/node-server`, else none.
+   */
+  clientIp?: (c: Context) => string | undefined;
 }
 
-/** Builds a middleware for a route rule; with no rule, the global `requireApiKey` alone decides. */
-export type KeywardHonoGuard = (rule?: AccessRule) => MiddlewareHandler<{ Variables: KeywardVariables }>;
+/**
+ * Builds a middleware for a route rule; with no rule, the global `requireApiKey` alone decides. `close()`
+ * sends the queued usage reports (call it on shutdown).
+ */
+export type KeywardHonoGuard = ((rule?: AccessRule) => MiddlewareHandler<{ Variables: KeywardVariables }>) & {
+  close(): Promise<void>;
+};
+
+/** The socket address under `@hono/node-server` (`c.env.incoming`), read without depending on it. */
+function nodeSocketAddress(c: Context): string | undefined {
+  const env = c.env as { incoming?: { socket?: { remoteAddress?: unknown } } } | undefined;
+  const address = env?.incoming?.socket?.remoteAddress;
+  return typeof address === 'string' ? address : undefined;
+}
 
 function problemResponse(decision: Extract<Decision, { ok: false }>): Response {
   return new Response(JSON.stringify(decision.problem), {
@@ -42,19 +60,55 @@ function problemResponse(decision: Extract<Decision, { ok: false }>): Response {
  */
 export function keywardHono(options: KeywardHonoOptions): KeywardHonoGuard {
   const auth = options.auth ?? createKeywardAuth(options);
-  return (rule = {}) =>
+  const clientIp = options.clientIp ?? nodeSocketAddress;
+  // What each request's key came to (by its context); a later route guard that refuses it updates it.
+  const outcomes = new WeakMap<Context, { outcome: RequestOutcome }>();
+
+  const guard =
+    (rule: AccessRule = {}): MiddlewareHandler<{ Variables: KeywardVariables }> =>
     async (c, next) => {
       const path = c.req.path;
       const known = c.get('keyward');
-      const decision =
-        known !== undefined
-          ? auth.permit(known, rule, path)
-          : await auth.authorize({ authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key'), path }, rule);
-      if (!decision.ok) return problemResponse(decision);
+      if (known !== undefined) {
+        const decision = auth.permit(known, rule, path);
+        const state = outcomes.get(c);
+        if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
+        if (!decision.ok) return problemResponse(decision);
+        await next();
+        return;
+      }
+      const started = performance.now();
+      const decision = await auth.authorize(
+        { authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key'), path },
+        rule,
+      );
+      const state = decision.outcome ? { outcome: decision.outcome } : null;
+      const report = (status: number) => {
+        if (state === null) return;
+        auth.record(state.outcome, {
+          endpoint: path,
+          method: c.req.method,
+          statusCode: status,
+          ipAddress: clientIp(c),
+          userAgent: c.req.header('user-agent'),
+          responseTimeMs: performance.now() - started,
+        });
+      };
+      if (!decision.ok) {
+        const response = problemResponse(decision);
+        report(response.status);
+        return response;
+      }
+      if (state) outcomes.set(c, state);
       for (const [name, value] of Object.entries(decision.headers)) c.header(name, value);
       c.set('keyward', decision.identity);
-      await next();
+      try {
+        await next();
+      } finally {
+        report(c.res.status);
+      }
     };
+  return Object.assign(guard, { close: () => auth.close() });
 }
 
 export type { AccessRule, KeywardAuthOptions, KeywardIdentity } from './middleware.js';

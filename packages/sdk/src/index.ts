@@ -20,6 +20,7 @@ export {
   type RollKeyInput,
   type UpdateKeyInput,
   type UpdateUserInput,
+  type UsageEvent,
   type User,
   type UserPage,
   type VerificationAnalytics,
@@ -55,6 +56,9 @@ export {
   MIDDLEWARE_PROBLEMS,
   type PresentedCredentials,
   problemOf,
+  type RequestOutcome,
   rateLimitHeaders,
+  type SeenResponse,
   scopeCovers,
 } from './middleware.js';
+export { createUsageReporter, type UsageReporter, type UsageReportingOptions } from './usage-reporter.js';

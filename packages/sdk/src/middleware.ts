@@ -1,7 +1,8 @@
 import { LRUCache } from 'lru-cache';
-import { KeywardClient, type VerifyKeyInput, type VerifyKeyResult } from './client.js';
+import { KeywardClient, type VerifyCode, type VerifyKeyInput, type VerifyKeyResult } from './client.js';
 import { KeywardError, type Problem } from './errors.js';
 import { classifyKey, hashApiKey } from './key.js';
+import { createUsageReporter, type UsageReportingOptions } from './usage-reporter.js';
 
 // The framework-agnostic core of the Fastify, Express and Hono middleware: read the credential, verify it
 // through Keyward (with a small cache), decide. Each adapter only translates requests and responses.
@@ -49,14 +50,43 @@ export interface KeywardAuthOptions {
    * on every request). A key revoked in Keyward may keep passing here for up to `ttlMs`.
    */
   cache?: { maxEntries?: number; ttlMs?: number } | false;
-  /** Called when Keyward cannot be reached or refuses the middleware's own key (the request then fails 503/500). */
+  /**
+   * Called when Keyward cannot be reached or refuses the middleware's own key (the request then fails
+   * 503/500), and when a usage report could not be sent.
+   */
   onError?: (error: KeywardError) => void;
+  /**
+   * Reports each request that presented a key (endpoint, method, status, IP, user agent, response time,
+   * outcome) to Keyward's `POST /v1/usage/events`, in batches in the background: never on the request's
+   * path, bounded, best-effort (see {@link UsageReportingOptions}). `false` turns it off. Cached requests,
+   * which never reach Keyward's verify endpoint, are counted this way too.
+   */
+  usage?: UsageReportingOptions | false;
+}
+
+/** What a request's key came to: the key's id (`null` when unknown or malformed) and a verification code. */
+export interface RequestOutcome {
+  keyId: string | null;
+  code: VerifyCode;
+}
+
+/** What an adapter knows once the response is sent, for the usage report. */
+export interface SeenResponse {
+  /** The request path; a query string is dropped. */
+  endpoint: string;
+  method: string;
+  statusCode: number;
+  ipAddress?: string | undefined;
+  userAgent?: string | undefined;
+  responseTimeMs: number;
 }
 
 /** The outcome for one request: pass (with the identity, or `null` for anonymous), or a problem to answer. */
 export type Decision =
-  | { ok: true; identity: KeywardIdentity | null; headers: Record<string, string> }
-  | { ok: false; status: number; problem: Problem; headers: Record<string, string> };
+  | { ok: true; identity: KeywardIdentity | null; headers: Record<string, string>; outcome?: RequestOutcome }
+  | { ok: false; status: number; problem: Problem; headers: Record<string, string>; outcome?: RequestOutcome };
+// `outcome` is set whenever a key was presented and judged (absent for anonymous requests, and when Keyward
+// could not be asked): what the adapter reports with `record` once the response is known.
 
 /** What the middleware reads from a request. */
 export interface PresentedCredentials {
@@ -80,6 +110,12 @@ export interface KeywardAuth {
   permit(identity: KeywardIdentity | null, rule: AccessRule, path: string): Decision;
   /** Forgets every cached verification. */
   clearCache(): void;
+  /** Queues the usage report of one request (a push: never waits, never throws). No-op with `usage: false`. */
+  record(outcome: RequestOutcome, response: SeenResponse): void;
+  /** Sends the queued usage reports now; resolves when done (never rejects). */
+  flush(): Promise<void>;
+  /** Sends the queued usage reports and stops the background timer: call on shutdown. */
+  close(): Promise<void>;
 }
 
 const DEFAULT_CACHE = { maxEntries: 1_000, ttlMs: 5_000 };
@@ -98,6 +134,7 @@ export const MIDDLEWARE_PROBLEMS = {
   KEY_REVOKED: { status: 401, title: 'The API key is revoked' },
   FORBIDDEN: { status: 403, title: 'This credential is not allowed to do that' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  USAGE_EXCEEDED: { status: 429, title: 'The API key has used up its quota' },
   INTERNAL_ERROR: { status: 500, title: 'Internal error' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'The service is temporarily unavailable' },
 } as const satisfies Record<string, { status: number; title: string }>;
@@ -191,7 +228,7 @@ function secondsUntil(reset: number, now: number, floor: number): number {
  */
 export function rateLimitHeaders(ratelimit: VerifyKeyResult['ratelimit'], now = Date.now()): Record<string, string> {
   if (!ratelimit) return {};
-  const window = 'window_seconds' in ratelimit && typeof ratelimit.window_seconds === 'number' ? `;w=${ratelimit.window_seconds}` : '';
+  const window = ratelimit.window_seconds === undefined ? '' : `;w=${ratelimit.window_seconds}`;
   return {
     'ratelimit-policy': `"default";q=${ratelimit.limit}${window}`,
     ratelimit: `"default";r=${Math.max(0, ratelimit.remaining)};t=${secondsUntil(ratelimit.reset, now, 0)}`,
@@ -224,13 +261,21 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
   const keyRequired = (rule: AccessRule): boolean =>
     (rule.requireApiKey ?? requireApiKey) || rule.admin === true || (rule.scopes?.length ?? 0) > 0;
 
+  const reporter =
+    options.usage === false
+      ? null
+      : createUsageReporter(client, { ...options.usage, ...(options.onError ? { onError: options.onError } : {}) });
+
   function check(identity: KeywardIdentity, rule: AccessRule, path: string, headers: Record<string, string>): Decision {
-    if (rule.admin && !identity.isAdmin) return deny('FORBIDDEN', path, 'this route requires an admin key', headers);
+    // Refused here for admin or scopes: reported as Keyward would have answered it.
+    const refused = (detail: string): Decision => ({
+      ...deny('FORBIDDEN', path, detail, headers),
+      outcome: { keyId: identity.keyId, code: 'INSUFFICIENT_SCOPES' },
+    });
+    if (rule.admin && !identity.isAdmin) return refused('this route requires an admin key');
     const scopes = rule.scopes ?? [];
-    if (!hasScopes(identity.scopes, scopes)) {
-      return deny('FORBIDDEN', path, `this key lacks a required scope (${scopes.join(', ')})`, headers);
-    }
-    return { ok: true, identity, headers };
+    if (!hasScopes(identity.scopes, scopes)) return refused(`this key lacks a required scope (${scopes.join(', ')})`);
+    return { ok: true, identity, headers, outcome: { keyId: identity.keyId, code: 'VALID' } };
   }
 
   async function verify(key: string, hash: string | null, rule: AccessRule, path: string): Promise<Decision> {
@@ -259,24 +304,12 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
       }
       return check(identity, rule, path, headers);
     }
+    const outcome: RequestOutcome = { keyId: identity?.keyId ?? null, code: result.code };
     const unauthenticated = UNAUTHENTICATED[result.code];
     if (unauthenticated || !identity) {
-      return deny(unauthenticated ?? 'INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN });
+      return { ...deny(unauthenticated ?? 'INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN }), outcome };
     }
-    switch (result.code) {
-      case 'INSUFFICIENT_SCOPES':
-        return deny('FORBIDDEN', path, `this key lacks a required scope (${(rule.scopes ?? []).join(', ')})`, headers);
-      case 'RATE_LIMITED':
-        return deny('RATE_LIMITED', path, 'this key is over its rate limit', {
-          ...headers,
-          'retry-after': String(secondsUntil(result.ratelimit?.reset ?? 0, now, 1)),
-        });
-      case 'USAGE_EXCEEDED':
-        // No Retry-After: when the quota refills (if ever) is not in the answer.
-        return deny('RATE_LIMITED', path, 'this key has used up its quota', headers);
-      default:
-        return deny('FORBIDDEN', path, `the key did not verify (${result.code})`, headers);
-    }
+    return { ...refusal(result, rule, path, headers, now), outcome };
   }
 
   function permit(identity: KeywardIdentity | null, rule: AccessRule, path: string): Decision {
@@ -289,7 +322,10 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     const path = request.path;
     const key = credentialOf(request);
     if (key === undefined) return permit(null, rule, path);
-    const invalid = () => deny('INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN });
+    const invalid = (): Decision => ({
+      ...deny('INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN }),
+      outcome: { keyId: null, code: 'INVALID_FORMAT' },
+    });
     if (key.length > MAX_KEY_LENGTH) return invalid();
     // Only keys that verified are cached, so a hit needs no format check: the hot path is one hash and one look-up.
     const hash = cache ? hashApiKey(key) : null;
@@ -308,7 +344,43 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     authorize,
     permit,
     clearCache: () => cache?.clear(),
+    record(outcome, response) {
+      if (reporter === null) return;
+      const endpoint = response.endpoint.split('?')[0] ?? response.endpoint;
+      reporter.record({
+        key_id: outcome.keyId,
+        outcome: outcome.code,
+        // Clipped as Keyward stores them, so a report stays small.
+        endpoint: endpoint.slice(0, 1024),
+        method: response.method.slice(0, 16),
+        status_code: response.statusCode >= 100 && response.statusCode <= 599 ? response.statusCode : null,
+        ip_address: response.ipAddress?.slice(0, 64) ?? null,
+        user_agent: response.userAgent?.slice(0, 512) ?? null,
+        response_time_ms: Math.max(0, Math.round(response.responseTimeMs)),
+        occurred_at: new Date(Date.now() - response.responseTimeMs).toISOString(),
+      });
+    },
+    flush: () => reporter?.flush() ?? Promise.resolve(),
+    close: () => reporter?.close() ?? Promise.resolve(),
   };
+}
+
+/** The answer for a found, valid-state key Keyward refused: scopes (403), rate limit or quota (429). */
+function refusal(result: VerifyKeyResult, rule: AccessRule, path: string, headers: Record<string, string>, now: number): Decision {
+  switch (result.code) {
+    case 'INSUFFICIENT_SCOPES':
+      return deny('FORBIDDEN', path, `this key lacks a required scope (${(rule.scopes ?? []).join(', ')})`, headers);
+    case 'RATE_LIMITED':
+      return deny('RATE_LIMITED', path, 'this key is over its rate limit', {
+        ...headers,
+        'retry-after': String(secondsUntil(result.ratelimit?.reset ?? 0, now, 1)),
+      });
+    case 'USAGE_EXCEEDED':
+      // No Retry-After: when the quota refills (if ever) is not in the answer.
+      return deny('USAGE_EXCEEDED', path, 'this key has used up its quota', headers);
+    default:
+      return deny('FORBIDDEN', path, `the key did not verify (${result.code})`, headers);
+  }
 }
 
 function clientFor(options: KeywardAuthOptions): KeywardClient {

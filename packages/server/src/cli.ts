@@ -4,6 +4,9 @@ import { createInterface } from 'node:readline';
 import { Command, InvalidArgumentError } from 'commander';
 import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
 import { createContainer } from './container.js';
+import { parseUpstream } from './gateway/app.js';
+import { type GatewayRules, loadRulesFile, RulesError } from './gateway/rules.js';
+import { startGateway } from './gateway/start.js';
 import { apiKeyView } from './http/schemas.js';
 import { startServer } from './server.js';
 import type { ImportScheme } from './services/import-service.js';
@@ -250,6 +253,74 @@ program
       opts.ttl ?? 3600,
     );
     out(token);
+  });
+
+function upstreamOption(value: string): string {
+  try {
+    parseUpstream(value);
+  } catch (error) {
+    throw new InvalidArgumentError((error as Error).message);
+  }
+  return value;
+}
+
+function portOption(value: string): number {
+  const port = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!(port >= 0 && port <= 65535)) throw new InvalidArgumentError('expected a port number from 0 to 65535');
+  return port;
+}
+
+program
+  .command('gateway')
+  .description(
+    'Run a reverse proxy in front of any HTTP API: each request must present a key (Authorization: Bearer or X-API-Key), ' +
+      'verified like POST /v1/keys/verify (state, route scopes, rate limit, quota); the key headers are removed and ' +
+      'X-Keyward-Key-Id, X-Keyward-User-Id and X-Keyward-Scopes (comma-separated) are sent upstream instead (any the ' +
+      'client sent are dropped). Refusals are problem+json: 401, 403, 429 (Retry-After), 502/504 when the upstream fails. ' +
+      'Usage is recorded per request. Shares DATABASE_URL (and REDIS_URL) with `keyward serve`; migrates, never creates ' +
+      'an admin key. REQUIRE_API_KEY=false lets requests without a key through (a bad key is still refused).',
+  )
+  .requiredOption('--upstream <url>', 'the API to forward to, e.g. http://127.0.0.1:3000 (a path is kept as a prefix)', upstreamOption)
+  .option(
+    '--config <file>',
+    'JSON route rules, first match wins: {"routes": [{"method": "GET", "path": "/v1/companies/*", "scopes": ' +
+      '["companies:read"]}, {"path": "/public/**", "public": true}], "default": {"scopes": []}}. ' +
+      '`*` is one path segment, `**` any number; a rule may also set "cost" (quota units, default 1). ' +
+      'Without a file every request needs a valid key.',
+  )
+  .option('--port <n>', 'port to listen on (default: PORT, 8080); HOST sets the address', portOption)
+  .addHelpText(
+    'after',
+    '\nExample:\n  keyward gateway --upstream http://127.0.0.1:3000 --config gateway.json --port 8081\n' +
+      '  curl -H "Authorization: Bearer kw_…" http://127.0.0.1:8081/v1/companies/42',
+  )
+  .action(async (opts: { upstream: string; config?: string; port?: number }) => {
+    const cfg = config();
+    let rules: GatewayRules | undefined;
+    if (opts.config !== undefined) {
+      try {
+        rules = loadRulesFile(opts.config);
+      } catch (error) {
+        if (error instanceof RulesError) fail(`invalid gateway rules: ${error.message}`);
+        throw error;
+      }
+    }
+    const gateway = await startGateway(cfg, {
+      upstream: opts.upstream,
+      ...(rules ? { rules } : {}),
+      ...(opts.port === undefined ? {} : { port: opts.port }),
+    });
+    out(`Keyward gateway listening on ${gateway.url}, forwarding to ${opts.upstream}`);
+    let stopping = false;
+    const stop = async (signal: string) => {
+      if (stopping) return;
+      stopping = true;
+      out(`${signal} received: flushing and shutting down`);
+      await gateway.stop();
+      process.exit(0);
+    };
+    process.on('SIGTERM', () => void stop('SIGTERM'));
+    process.on('SIGINT', () => void stop('SIGINT'));
   });
 
 program.parseAsync().catch((error: unknown) => {

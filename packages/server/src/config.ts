@@ -46,6 +46,11 @@ export interface Config {
   usageRetentionDays: number;
   rateLimitFailMode: 'open' | 'closed';
   authFailuresPerMinute: number;
+  /**
+   * Failed verifications per minute on `POST /v1/keys/verify`, counted per caller key AND client IP
+   * (`VERIFY_FAILURES_PER_MINUTE`, 0 = off): a host's end users presenting bad keys must not block its backend.
+   */
+  verifyFailuresPerMinute: number;
   /** Usage rows written per batch at most; a full batch is flushed at once (`USAGE_BATCH_SIZE`). */
   usageBatchSize: number;
   /** Usage rows held in memory at most; more are dropped and counted (`USAGE_BUFFER_MAX`). */
@@ -237,6 +242,7 @@ export function loadConfig(env: Env = process.env): Config {
     usageRetentionDays: integer(env, 'USAGE_RETENTION_DAYS', 90, 0),
     rateLimitFailMode: oneOf(env, 'RATE_LIMIT_FAIL_MODE', ['open', 'closed'] as const, 'open'),
     authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 60, 0),
+    verifyFailuresPerMinute: integer(env, 'VERIFY_FAILURES_PER_MINUTE', 600, 0),
     usageBatchSize: integer(env, 'USAGE_BATCH_SIZE', 500, 1, 100_000),
     usageBufferMax: integer(env, 'USAGE_BUFFER_MAX', 50_000, 1),
     redisTimeoutMs: integer(env, 'REDIS_TIMEOUT_MS', 500, 10, 60_000),

@@ -9,10 +9,12 @@ import { createJwtAuthenticator } from './services/jwt.js';
 import { createKeyCache, type KeyCache } from './services/key-cache.js';
 import { createKeyService, type KeyService } from './services/key-service.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from './services/last-used.js';
+import { createQuotaGate, createRateLimitGate, loadKeyWithOwnerTier } from './services/limit-gates.js';
 import { createMetrics, type Metrics } from './services/metrics.js';
 import { createMemoryRateLimiter, createRedisRateLimiter, type RateLimiter } from './services/rate-limiter.js';
 import { createSelfService, type SelfService } from './services/self-service.js';
 import { createUsageAnalytics, type UsageAnalytics } from './services/usage-analytics.js';
+import { createUsageIngest, type UsageIngest } from './services/usage-ingest.js';
 import { createUsageRecorder, type UsageRecorder } from './services/usage-recorder.js';
 import { createUserService, type UserService } from './services/user-service.js';
 import { createVerifier, type Verifier } from './services/verifier.js';
@@ -42,11 +44,15 @@ export interface Container {
   redis: Redis | null;
   /** Per-key rate limits and the brute-force guard's counters: Redis when configured, else memory. */
   rateLimiter: RateLimiter;
-  /** Failed authentications/verifications per client IP. */
+  /** Failed authentications per client IP. */
   bruteForce: BruteForceGuard;
+  /** Failed verifications on `POST /v1/keys/verify`, per caller key and client IP (its own budget). */
+  verifyGuard: BruteForceGuard;
   /** Usage rows, buffered and written in batches. */
   usage: UsageRecorder;
   usageAnalytics: UsageAnalytics;
+  /** Usage rows reported by the SDK middleware (`POST /v1/usage/events`). */
+  usageIngest: UsageIngest;
   audit: AuditService;
   /** Flushes buffered work and closes connections. */
   close(): Promise<void>;
@@ -67,6 +73,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     ? createRedisRateLimiter({ redis, prefix: `${config.redisPrefix}rl:`, failMode: config.rateLimitFailMode, metrics, now })
     : createMemoryRateLimiter({ metrics, now });
   const bruteForce = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
+  const verifyGuard = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.verifyFailuresPerMinute, metrics, now });
   const usage = createUsageRecorder({
     db,
     flushMs: config.usageFlushMs,
@@ -88,7 +95,9 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     write: (batch) => db.db.transaction().execute((trx) => setLastUsed(trx, batch)),
     flushMs: config.lastUsedFlushMs,
   });
-  const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, now });
+  // After the scope check: the rate limit (the key's own, else its owner's tier default), then the quota.
+  const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config.tiers, db: db.db }), createQuotaGate({ db: db.db })];
+  const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, gates, load: loadKeyWithOwnerTier, metrics, now });
   const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });
   // Keys removed with their user (cascade) or re-tiered go through the key service's change hook (caches).
   const users = createUserService({ db, config, onKeysChanged: (changed) => keys.announceChanged(changed) });
@@ -97,6 +106,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   const importer = createImportService({ db, onKeyChanged: (key) => invalidation.keyChanged(key) });
   const health = createHealthService({ db });
   const usageAnalytics = createUsageAnalytics({ db, keys, now });
+  const usageIngest = createUsageIngest({ usage, now });
   const audit = createAuditService({ db });
   return {
     config,
@@ -115,8 +125,10 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     redis,
     rateLimiter,
     bruteForce,
+    verifyGuard,
     usage,
     usageAnalytics,
+    usageIngest,
     audit,
     async close() {
       // Buffered writes first (a SIGTERM must not lose them), then announcements, then connections.

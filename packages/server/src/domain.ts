@@ -35,6 +35,11 @@ export interface ApiKey {
   rolledFrom: string | null;
   rateLimit: RateLimit | null;
   quota: Quota | null;
+  /**
+   * The owner's tier, read with the record when the verifier loads it (so the tier's default rate limit costs
+   * no read per verification); absent when the record was read another way or the key has no owner.
+   */
+  ownerTier?: string | null;
 }
 
 export interface User {

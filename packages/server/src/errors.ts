@@ -23,8 +23,11 @@ export const ERRORS = {
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be application/json' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
+  USAGE_EXCEEDED: { status: 429, title: 'The API key has used up its quota' },
   INTERNAL_ERROR: { status: 500, title: 'Internal error' },
+  BAD_GATEWAY: { status: 502, title: 'The upstream service could not be reached' },
   SERVICE_UNAVAILABLE: { status: 503, title: 'The service is temporarily unavailable' },
+  GATEWAY_TIMEOUT: { status: 504, title: 'The upstream service did not answer in time' },
 } as const satisfies Record<string, { status: number; title: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

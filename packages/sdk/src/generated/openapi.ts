@@ -419,6 +419,151 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/usage/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report requests seen by a host application
+         * @description For the SDK middleware and the gateway: one usage row per request they saw (endpoint, method, status, IP, user agent, response time, outcome), in batches of up to 500. Rows are written in batches off the request path; 202 means taken, not yet written (a full buffer drops rows and counts them in `/metrics`). The caller needs an admin key or `keyward:verify`.
+         */
+        post: {
+            parameters: {
+                query?: never;
+                header?: never;
+                path?: never;
+                cookie?: never;
+            };
+            requestBody: {
+                content: {
+                    "application/json": {
+                        events: {
+                            key_id: string | null;
+                            /**
+                             * @description What the key came to for this request: a verification code (`VALID`, `NOT_FOUND`, `RATE_LIMITED`, …)
+                             * @enum {string}
+                             */
+                            outcome: "VALID" | "INVALID_FORMAT" | "NOT_FOUND" | "REVOKED" | "DISABLED" | "EXPIRED" | "INSUFFICIENT_SCOPES" | "RATE_LIMITED" | "USAGE_EXCEEDED";
+                            endpoint?: string | null;
+                            method?: string | null;
+                            status_code?: number | null;
+                            ip_address?: string | null;
+                            user_agent?: string | null;
+                            response_time_ms?: number | null;
+                            occurred_at?: string | null;
+                        }[];
+                    };
+                };
+            };
+            responses: {
+                /** @description Default Response */
+                202: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            accepted: number;
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                400: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
+                            code: string;
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                401: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
+                            code: string;
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
+                            code: string;
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
+                            code: string;
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+            };
+        };
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/audit-logs": {
         parameters: {
             query?: never;
@@ -2077,7 +2222,7 @@ export interface paths {
         put?: never;
         /**
          * Verify an API key
-         * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance.
+         * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. Too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute answer 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`).
          */
         post: {
             parameters: {
@@ -2139,6 +2284,8 @@ export interface paths {
                                 remaining: number;
                                 /** @description When the current window ends, in unix seconds */
                                 reset: number;
+                                /** @description The length of the window, in seconds */
+                                window_seconds?: number;
                             };
                             /** @description Quota left after this request, when the key has a quota */
                             remaining?: number;
@@ -2189,6 +2336,27 @@ export interface paths {
                 };
                 /** @description RFC 9457 problem details */
                 403: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
+                            code: string;
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
                     headers: {
                         [name: string]: unknown;
                     };

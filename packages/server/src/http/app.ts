@@ -12,6 +12,7 @@ import { healthRoutes } from './routes/health.js';
 import { meRoutes } from './routes/me.js';
 import { metricsRoutes } from './routes/metrics.js';
 import { usageRoutes } from './routes/usage.js';
+import { usageEventRoutes } from './routes/usage-events.js';
 import { userRoutes } from './routes/users.js';
 import { verifyRoutes } from './routes/verify.js';
 import { ProblemResponse } from './schemas.js';
@@ -66,6 +67,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   await app.register(async (v1: App) => {
     requireAuthentication(v1, container.authenticator, container.bruteForce);
     usageRoutes(v1, container);
+    usageEventRoutes(v1, container);
     auditLogRoutes(v1, container);
     apiKeyRoutes(v1, container);
     verifyRoutes(v1, container);

@@ -4,6 +4,7 @@ import type { Executor } from '../store/schema.js';
 import type { KeyCache } from './key-cache.js';
 import { loadKey, type Presented, present } from './key-lookup.js';
 import type { LastUsedRecorder } from './last-used.js';
+import type { Metrics } from './metrics.js';
 import { type Caller, hasScopes, isAdmin, MANAGEMENT_SCOPES, type Principal } from './principal.js';
 
 /** Verification outcomes (SPEC §5). */
@@ -31,6 +32,8 @@ export interface RateLimitState {
   limit: number;
   remaining: number;
   reset: number;
+  /** The window's length (for `RateLimit-Policy`'s `w`). */
+  windowSeconds?: number;
 }
 
 /** What a gate adds to the answer: the rate-limit state and/or the quota left. */
@@ -71,6 +74,8 @@ export interface VerifierDeps {
   /** Finds the record for a well-formed key (tests count calls to it). */
   load?: (db: Executor, key: string, presented: Presented) => Promise<ApiKey | undefined>;
   now?: () => number;
+  /** Verifications by code and their latency (verify only), key cache hits and misses (every check). */
+  metrics?: Pick<Metrics, 'verifications' | 'verifyDuration' | 'cacheLookups'> | undefined;
 }
 
 export interface Verifier {
@@ -98,13 +103,19 @@ export function mayVerify(principal: Principal): boolean {
 const INVALID_FORMAT: KeyCheck = { code: 'INVALID_FORMAT', key: null };
 const NOT_FOUND: KeyCheck = { code: 'NOT_FOUND', key: null };
 
-export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey, now = Date.now }: VerifierDeps): Verifier {
+export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey, now = Date.now, metrics }: VerifierDeps): Verifier {
+  // Bound children: counting then costs no label hashing on the hot path.
+  const cacheHit = metrics?.cacheLookups.labels('hit');
+  const cacheMiss = metrics?.cacheLookups.labels('miss');
+  const byCode = new Map(VERIFY_CODES.map((code) => [code, metrics?.verifications.labels(code)]));
+
   async function check(key: string): Promise<KeyCheck> {
     const presented = present(key);
     if (presented === null) return INVALID_FORMAT;
     // A fresh cached answer needs no await; otherwise the plaintext stays in this closure for the one load
     // (imported bcrypt keys need it) and is never kept.
     let found = cache?.fresh(presented.hash);
+    if (cache) (found === undefined ? cacheMiss : cacheHit)?.inc();
     if (found === undefined) {
       const loader = () => load(db, key, presented);
       found = (cache ? await cache.get(presented.hash, loader) : await loader()) ?? null;
@@ -116,33 +127,46 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
     return state;
   }
 
+  async function verify(caller: Caller, input: VerifyInput): Promise<Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST'>> {
+    if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
+    const cost = input.cost ?? 1;
+    if (!Number.isSafeInteger(cost) || cost < 0) {
+      return err('INVALID_COST', 'body.cost: must be a non-negative integer', [
+        { field: 'body.cost', message: 'must be a non-negative integer' },
+      ]);
+    }
+    const checked = await check(input.key);
+    if (checked.code !== 'VALID') return ok(checked);
+    const key = checked.key;
+    if (input.scopes && input.scopes.length > 0 && !hasScopes(key.scopes, input.scopes)) {
+      return ok({ code: 'INSUFFICIENT_SCOPES', key });
+    }
+    if (gates.length === 0) return ok(checked);
+    const report: GateReport = {};
+    const at = now();
+    for (const gate of gates) {
+      // A gate with nothing to do answers synchronously: no await, no extra turn of the event loop.
+      const pending = gate.check(key, { cost, now: at });
+      const outcome = pending instanceof Promise ? await pending : pending;
+      if (outcome.ratelimit !== undefined) report.ratelimit = outcome.ratelimit;
+      if (outcome.remaining !== undefined) report.remaining = outcome.remaining;
+      if (!outcome.ok) return ok({ code: outcome.code, key, ...report });
+    }
+    return ok({ code: 'VALID', key, ...report });
+  }
+
   return {
     check,
-
-    async verify(caller, input) {
-      if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
-      const cost = input.cost ?? 1;
-      if (!Number.isSafeInteger(cost) || cost < 0) {
-        return err('INVALID_COST', 'body.cost: must be a non-negative integer', [
-          { field: 'body.cost', message: 'must be a non-negative integer' },
-        ]);
-      }
-      const checked = await check(input.key);
-      if (checked.code !== 'VALID') return ok(checked);
-      const key = checked.key;
-      if (input.scopes && input.scopes.length > 0 && !hasScopes(key.scopes, input.scopes)) {
-        return ok({ code: 'INSUFFICIENT_SCOPES', key });
-      }
-      if (gates.length === 0) return ok(checked);
-      const report: GateReport = {};
-      const at = now();
-      for (const gate of gates) {
-        const outcome = await gate.check(key, { cost, now: at });
-        if (outcome.ratelimit !== undefined) report.ratelimit = outcome.ratelimit;
-        if (outcome.remaining !== undefined) report.remaining = outcome.remaining;
-        if (!outcome.ok) return ok({ code: outcome.code, key, ...report });
-      }
-      return ok({ code: 'VALID', key, ...report });
-    },
+    verify: metrics
+      ? async (caller, input) => {
+          const started = performance.now();
+          const result = await verify(caller, input);
+          if (result.ok) {
+            metrics.verifyDuration.observe((performance.now() - started) / 1000);
+            byCode.get(result.value.code)?.inc();
+          }
+          return result;
+        }
+      : verify,
   };
 }

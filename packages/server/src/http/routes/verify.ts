@@ -1,4 +1,8 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { ProblemError } from '../../errors.js';
+import type { BruteForceGuard } from '../../services/brute-force-guard.js';
+import type { Caller } from '../../services/principal.js';
+import type { UsageRecorder } from '../../services/usage-recorder.js';
 import { VERIFY_CODES, type Verifier, type VerifyCode, type VerifyOutcome } from '../../services/verifier.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
@@ -62,6 +66,7 @@ export const VerifyKeyResponse = Type.Object(
           limit: Type.Integer(),
           remaining: Type.Integer(),
           reset: Type.Integer({ description: 'When the current window ends, in unix seconds' }),
+          window_seconds: Type.Optional(Type.Integer({ description: 'The length of the window, in seconds' })),
         },
         { description: 'The key’s rate-limit window after this request, when the key has a rate limit' },
       ),
@@ -87,13 +92,34 @@ export function verifyView(outcome: VerifyOutcome): VerifyKeyResponse {
     metadata: key.metadata,
     expires_at: key.expiresAt === null ? null : iso(key.expiresAt),
   };
-  if (outcome.ratelimit !== undefined) view.ratelimit = outcome.ratelimit;
+  const { ratelimit } = outcome;
+  if (ratelimit !== undefined) {
+    view.ratelimit = { limit: ratelimit.limit, remaining: ratelimit.remaining, reset: ratelimit.reset };
+    if (ratelimit.windowSeconds !== undefined) view.ratelimit.window_seconds = ratelimit.windowSeconds;
+  }
   if (outcome.remaining !== undefined) view.remaining = outcome.remaining;
   return view;
 }
 
-export function verifyRoutes(app: App, deps: { verifier: Verifier }): void {
-  const { verifier } = deps;
+/** Codes that mean "no valid key was presented": what the brute-force guard counts. */
+const FAILED: ReadonlySet<VerifyCode> = new Set(['INVALID_FORMAT', 'NOT_FOUND', 'REVOKED', 'DISABLED', 'EXPIRED']);
+
+// The verify endpoint's brute-force guard counts per caller key AND client IP: a host backend relays its end
+// users' keys, so its failures are theirs, and a per-IP count would let them block the whole backend (and,
+// behind a shared NAT, its neighbours). Its budget (VERIFY_FAILURES_PER_MINUTE) is its own, higher one.
+const guardClient = (caller: Caller): string =>
+  `${caller.principal.kind === 'key' ? caller.principal.key.id : caller.principal.kind}|${caller.ip}`;
+
+export interface VerifyRouteDeps {
+  verifier: Verifier;
+  /** One usage row per verification, buffered (never the key). */
+  usage: Pick<UsageRecorder, 'record'>;
+  /** Failed verifications per caller key and client IP. */
+  verifyGuard: BruteForceGuard;
+}
+
+export function verifyRoutes(app: App, deps: VerifyRouteDeps): void {
+  const { verifier, usage, verifyGuard } = deps;
   app.post(
     '/v1/keys/verify',
     {
@@ -101,15 +127,34 @@ export function verifyRoutes(app: App, deps: { verifier: Verifier }): void {
         tags: ['Verification'],
         summary: 'Verify an API key',
         description:
-          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance.',
+          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. Too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute answer 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`).',
         security: SECURED,
         body: VerifyKeyBody,
-        response: { 200: VerifyKeyResponse, ...problems(400, 401, 403, 503) },
+        response: { 200: VerifyKeyResponse, ...problems(400, 401, 403, 429, 503) },
       },
     },
     async (request, reply) => {
+      const caller = callerOf(request);
+      const client = guardClient(caller);
+      const blocked = verifyGuard.check(client);
+      if (blocked.blocked) {
+        throw new ProblemError('RATE_LIMITED', 'too many failed verifications from this caller and address; try again later', undefined, {
+          'retry-after': String(blocked.retryAfterSeconds),
+        });
+      }
       const { key, scopes, cost } = request.body;
-      const outcome = unwrap(await verifier.verify(callerOf(request), { key, scopes, cost }));
+      const outcome = unwrap(await verifier.verify(caller, { key, scopes, cost }));
+      if (FAILED.has(outcome.code)) await verifyGuard.fail(client);
+      usage.record({
+        apiKeyId: outcome.key?.id ?? null,
+        outcome: outcome.code,
+        endpoint: '/v1/keys/verify',
+        method: request.method,
+        statusCode: 200,
+        ipAddress: request.ip,
+        userAgent: request.headers['user-agent'] ?? null,
+        responseTimeMs: reply.elapsedTime,
+      });
       reply.header('cache-control', 'no-store');
       return verifyView(outcome);
     },

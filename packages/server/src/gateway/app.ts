@@ -1,0 +1,233 @@
+import type { IncomingHttpHeaders } from 'node:http';
+import replyFrom from '@fastify/reply-from';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import type { Container } from '../container.js';
+import type { ApiKey } from '../domain.js';
+import { ProblemError } from '../errors.js';
+import { credentialOf, WWW_AUTHENTICATE } from '../http/auth.js';
+import { installProblemHandlers, sendProblem, toProblemError } from '../http/problem.js';
+import { loggerOptions } from '../logger.js';
+import type { Caller } from '../services/principal.js';
+import type { RateLimitState, VerifyCode } from '../services/verifier.js';
+import { DEFAULT_RULES, type GatewayRules, requestTarget, ruleFor } from './rules.js';
+
+export interface GatewayOptions {
+  /** The API behind the gateway, `http(s)://host[:port][/base/path]` (see {@link parseUpstream}). */
+  upstream: string;
+  /** Route rules; without them every request needs a key (or none, with REQUIRE_API_KEY=false). */
+  rules?: GatewayRules;
+  /** How long the upstream may take to send its response headers before the client gets 504 (default 60 s). */
+  headersTimeoutMs?: number;
+  /** A pino logger to use instead of one built from the configuration (tests capture log lines with it). */
+  loggerInstance?: FastifyBaseLogger;
+}
+
+/**
+ * Checks an `--upstream` value and returns it as the base every request path is appended to (always ending
+ * in `/`, so `http://api:9000/v2` forwards `/users` to `/v2/users`). Throws an Error saying what is wrong.
+ */
+export function parseUpstream(value: string): string {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    throw new Error(`expected an http:// or https:// URL (got "${value}")`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`expected an http:// or https:// URL (got "${value}")`);
+  if (url.username !== '' || url.password !== '') throw new Error('the upstream URL must not carry credentials');
+  if (url.search !== '' || url.hash !== '') throw new Error('the upstream URL must not have a query string or fragment');
+  if (!url.pathname.endsWith('/')) url.pathname = `${url.pathname}/`;
+  return url.href;
+}
+
+/** Headers that carry the caller's credential or Keyward's identity: never forwarded as the client sent them. */
+const KEY_HEADERS = ['authorization', 'x-api-key'];
+const IDENTITY_PREFIX = 'x-keyward-';
+
+/** Verify codes that mean "no valid credential": the 401 each becomes, as the server's own routes answer. */
+const UNAUTHENTICATED = {
+  INVALID_FORMAT: 'INVALID_CREDENTIALS',
+  NOT_FOUND: 'INVALID_CREDENTIALS',
+  EXPIRED: 'KEY_EXPIRED',
+  DISABLED: 'KEY_DISABLED',
+  REVOKED: 'KEY_REVOKED',
+} as const;
+
+const INVALID_TOKEN = 'Bearer realm="keyward", error="invalid_token"';
+
+/** What the gateway learned about a request before forwarding it. */
+interface Passage {
+  /** The normalised path forwarded upstream (and recorded as the usage row's endpoint). */
+  path: string;
+  /** The verification outcome when a key was presented and checked; no usage row without one. */
+  outcome: VerifyCode | null;
+  keyId: string | null;
+  /** The key the request is forwarded as; `null` for an anonymous request. */
+  key: ApiKey | null;
+}
+
+/** Whole seconds from `now` (epoch ms) until `reset` (unix seconds), at least `floor`. */
+const secondsUntil = (reset: number, now: number, floor: number) => Math.max(floor, Math.ceil(reset - now / 1000));
+
+/** `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft), as the SDK middleware sends them. */
+function rateLimitHeaders(state: RateLimitState | undefined, now: number): Record<string, string> {
+  if (state === undefined) return {};
+  const window = state.windowSeconds === undefined ? '' : `;w=${state.windowSeconds}`;
+  return {
+    'ratelimit-policy': `"default";q=${state.limit}${window}`,
+    ratelimit: `"default";r=${Math.max(0, state.remaining)};t=${secondsUntil(state.reset, now, 0)}`,
+  };
+}
+
+function joined(value: string | string[] | undefined): string | undefined {
+  return Array.isArray(value) ? value.join(', ') : value;
+}
+
+/**
+ * The headers sent upstream: the client's, minus its credential and any `X-Keyward-*` it made up, plus the
+ * verified identity and the usual `X-Forwarded-*`.
+ */
+function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, key: ApiKey | null): IncomingHttpHeaders {
+  const out: IncomingHttpHeaders = {};
+  for (const [name, value] of Object.entries(headers)) {
+    if (KEY_HEADERS.includes(name) || name.startsWith(IDENTITY_PREFIX)) continue;
+    out[name] = value;
+  }
+  const peer = request.raw.socket.remoteAddress ?? request.ip;
+  const forwardedFor = joined(headers['x-forwarded-for']);
+  out['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${peer}` : peer;
+  out['x-forwarded-proto'] = request.protocol;
+  if (request.host) out['x-forwarded-host'] = request.host;
+  if (key !== null) {
+    out['x-keyward-key-id'] = key.id;
+    if (key.userId !== null) out['x-keyward-user-id'] = key.userId;
+    // Scopes never contain commas or spaces (see the Scope schema): a plain comma-separated list.
+    out['x-keyward-scopes'] = key.scopes.join(',');
+  }
+  return out;
+}
+
+/**
+ * The gateway (`keyward gateway`): a reverse proxy that verifies the presented key with the container's
+ * verifier (same cache, invalidation, rate limits and quotas as `keyward serve`), applies the route rules,
+ * records usage and forwards the request upstream without the key. The container is the caller's to close.
+ */
+export async function buildGateway(container: Container, options: GatewayOptions): Promise<FastifyInstance> {
+  const { config, verifier, usage, bruteForce } = container;
+  const rules = options.rules ?? DEFAULT_RULES;
+  const base = parseUpstream(options.upstream);
+  const now = Date.now;
+  const passages = new WeakMap<FastifyRequest, Passage>();
+
+  const app = Fastify({
+    ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: loggerOptions(config.logLevel) }),
+    trustProxy: config.trustProxy,
+    logController: new LogController({ disableRequestLogging: config.logLevel !== 'debug' && config.logLevel !== 'trace' }),
+    // A URL the router cannot decode (`/%zz`) is refused before any hook: as problem+json, like every refusal.
+    frameworkErrors: (_error, _request, reply) => sendProblem(reply, 'INVALID_REQUEST', 'the request path is not valid'),
+  });
+  installProblemHandlers(app);
+  // Bodies are streamed upstream as they arrive, whatever their type: nothing is parsed, buffered or capped here.
+  app.removeAllContentTypeParsers();
+  app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
+
+  await app.register(replyFrom, {
+    base,
+    // One info line per request would cost the hot path; errors are still logged (without headers).
+    disableRequestLogging: true,
+    // Only the wait for headers is bounded (as nginx's proxy_read_timeout, 60 s): a long stream may go on.
+    undici: { headersTimeout: options.headersTimeoutMs ?? 60_000 },
+  });
+
+  app.addHook('onRequest', async (request, reply) => {
+    const target = requestTarget(request.url);
+    if (target === null) throw new ProblemError('INVALID_REQUEST', 'the request path is not valid');
+    const passage: Passage = { path: target.path, outcome: null, keyId: null, key: null };
+    passages.set(request, passage);
+    const access = ruleFor(rules, request.method, target.segments);
+    if (access.public) return;
+
+    const credential = credentialOf(request);
+    if (credential === undefined || credential === '') {
+      // A route that names scopes cannot be satisfied anonymously, whatever REQUIRE_API_KEY says.
+      if (!config.requireApiKey && access.scopes.length === 0) return;
+      throw new ProblemError('AUTH_REQUIRED', undefined, undefined, { 'www-authenticate': WWW_AUTHENTICATE });
+    }
+    const blocked = bruteForce.check(request.ip);
+    if (blocked.blocked) {
+      throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
+        'retry-after': String(blocked.retryAfterSeconds),
+      });
+    }
+    const caller: Caller = { principal: { kind: 'system', name: 'gateway' }, ip: request.ip };
+    const verified = await verifier.verify(caller, { key: credential, scopes: access.scopes, cost: access.cost });
+    if (!verified.ok) throw toProblemError(verified);
+    const outcome = verified.value;
+    passage.outcome = outcome.code;
+    passage.keyId = outcome.key?.id ?? null;
+    const limits = rateLimitHeaders(outcome.ratelimit, now());
+
+    switch (outcome.code) {
+      case 'VALID':
+        passage.key = outcome.key;
+        reply.headers(limits);
+        return;
+      case 'INVALID_FORMAT':
+      case 'NOT_FOUND':
+      case 'EXPIRED':
+      case 'DISABLED':
+      case 'REVOKED':
+        await bruteForce.fail(request.ip);
+        throw new ProblemError(UNAUTHENTICATED[outcome.code], undefined, undefined, { 'www-authenticate': INVALID_TOKEN });
+      case 'INSUFFICIENT_SCOPES':
+        throw new ProblemError('FORBIDDEN', `this key lacks a scope this route requires (${access.scopes.join(', ')})`, undefined, limits);
+      case 'RATE_LIMITED':
+        throw new ProblemError('RATE_LIMITED', 'this key is over its rate limit', undefined, {
+          ...limits,
+          'retry-after': String(secondsUntil(outcome.ratelimit?.reset ?? 0, now(), 1)),
+        });
+      case 'USAGE_EXCEEDED':
+        // No Retry-After: when the quota refills (if ever) is not part of the verification answer.
+        throw new ProblemError('USAGE_EXCEEDED', 'this key has used up its quota', undefined, limits);
+    }
+  });
+
+  app.all('/*', async (request, reply) => {
+    const passage = passages.get(request);
+    if (passage === undefined) throw new ProblemError('INTERNAL_ERROR');
+    // `./path` keeps the upstream's base path (and a path starting with `//` cannot name another host).
+    reply.from(`.${passage.path}`, {
+      rewriteRequestHeaders: (_raw, headers) => upstreamHeaders(request, headers, passage.key),
+      // A gateway passes the upstream's answers on as they are: no retries, not even of a GET's 503.
+      retryDelay: () => null,
+      onError: (_raw, { error }) => {
+        const timedOut = (error as { statusCode?: number }).statusCode === 504;
+        // 5xx bodies never carry internals: the log has the cause, the client a stable code.
+        sendProblem(
+          reply,
+          timedOut ? 'GATEWAY_TIMEOUT' : 'BAD_GATEWAY',
+          timedOut ? 'the upstream service did not answer in time' : 'the upstream service could not be reached',
+        );
+      },
+    });
+    return reply;
+  });
+
+  app.addHook('onResponse', async (request, reply) => {
+    const passage = passages.get(request);
+    if (passage?.outcome == null) return;
+    // Never the key: the key's id, what happened, and where. The query string is left out (keys end up there).
+    usage.record({
+      apiKeyId: passage.keyId,
+      outcome: passage.outcome,
+      endpoint: passage.path,
+      method: request.method,
+      statusCode: reply.statusCode,
+      ipAddress: request.ip,
+      userAgent: request.headers['user-agent'] ?? null,
+      responseTimeMs: reply.elapsedTime,
+    });
+  });
+
+  return app;
+}

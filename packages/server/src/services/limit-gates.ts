@@ -1,0 +1,79 @@
+import type { TierSetting } from '../config.js';
+import type { ApiKey } from '../domain.js';
+import type { Executor } from '../store/schema.js';
+import { findUserById } from '../store/users.repository.js';
+import { loadKey, type Presented } from './key-lookup.js';
+import { spendQuota } from './quota.js';
+import { type RateLimiter, rateRuleFor } from './rate-limiter.js';
+import type { GateOutcome, VerifyGate } from './verifier.js';
+
+// The two gates verification runs after the scope check (SPEC §6: rate limit, then quota). A key with
+// neither costs no await here: the gates answer synchronously.
+
+const PASS: GateOutcome = { ok: true };
+
+/**
+ * The verifier's loader: the key record (see {@link loadKey}) plus its owner's tier, read once when the
+ * cache is filled, so a tier's default rate limit costs no database read per verification. A tier change
+ * announces every key of the user (the user service's `onKeysChanged`), which drops these entries.
+ */
+export async function loadKeyWithOwnerTier(db: Executor, key: string, presented: Presented): Promise<ApiKey | undefined> {
+  const found = await loadKey(db, key, presented);
+  if (found === undefined || found.userId === null) return found;
+  const owner = await findUserById(db, found.userId);
+  return { ...found, ownerTier: owner?.tier ?? null };
+}
+
+export interface RateLimitGateDeps {
+  limiter: RateLimiter;
+  tiers: Readonly<Record<string, TierSetting>>;
+  /** Reads the owner's tier for a record loaded without it (not the container's loader). */
+  db?: Executor;
+}
+
+/**
+ * Consumes one unit of the key's rate limit per verification: the key's own `rate_limit`, else its owner's
+ * tier default, else none. Reports `{limit, remaining, reset, windowSeconds}`; a denial is `RATE_LIMITED`.
+ * When the Redis backend fails, the limiter's fail mode decides (and counts it).
+ */
+export function createRateLimitGate({ limiter, tiers, db }: RateLimitGateDeps): VerifyGate {
+  const tierSetting = (tier: string | null | undefined): TierSetting | undefined =>
+    tier != null && Object.hasOwn(tiers, tier) ? tiers[tier] : undefined;
+
+  async function decide(key: ApiKey, tier: TierSetting | undefined): Promise<GateOutcome> {
+    const rule = rateRuleFor(key, tier);
+    if (rule === null) return PASS;
+    const decision = await limiter.consume(`key:${key.id}`, rule);
+    const ratelimit = { limit: decision.limit, remaining: decision.remaining, reset: decision.reset, windowSeconds: rule.windowSeconds };
+    return decision.allowed ? { ok: true, ratelimit } : { ok: false, code: 'RATE_LIMITED', ratelimit };
+  }
+
+  return {
+    check(key) {
+      if (key.userId !== null && key.ownerTier === undefined && db !== undefined) {
+        return findUserById(db, key.userId).then((owner) => decide(key, tierSetting(owner?.tier)));
+      }
+      const tier = key.userId === null ? undefined : tierSetting(key.ownerTier);
+      if (key.rateLimit === null && (tier === undefined || tier.rateLimit === null)) return PASS;
+      return decide(key, tier);
+    },
+  };
+}
+
+/**
+ * Spends `cost` from the key's quota (atomically, in one SQL statement; see `spendQuota`), refilling it
+ * first when a refill is due. Reports what is left; not enough left is `USAGE_EXCEEDED` and spends nothing.
+ * A key without a quota (as cached) costs no database work.
+ */
+export function createQuotaGate({ db }: { db: Executor }): VerifyGate {
+  return {
+    check(key, { cost, now }) {
+      if (key.quota === null) return PASS;
+      return spendQuota(db, key.id, cost, now).then((spent): GateOutcome => {
+        if (!spent.ok) return { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining };
+        // `null`: the quota was removed since this record was cached; nothing to report.
+        return spent.remaining === null ? PASS : { ok: true, remaining: spent.remaining };
+      });
+    },
+  };
+}
