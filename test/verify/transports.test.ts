@@ -81,7 +81,11 @@ for (const [transport, available, reason] of TRANSPORTS) {
       await a.app.inject({ method: 'DELETE', url: `/v1/api-keys/${id}`, headers: bearer(a.adminKey) });
       await sees(b, key, 'NOT_FOUND');
       // A remembered miss on B is dropped when the key appears on A.
-      const created = await a.container.keys.create({ principal: { kind: 'system', name: 'test' }, ip: null }, { name: 'late' }, { plaintext: plain });
+      const created = await a.container.keys.create(
+        { principal: { kind: 'system', name: 'test' }, ip: null },
+        { name: 'late' },
+        { plaintext: plain },
+      );
       expect(created.ok).toBe(true);
       await sees(b, plain, 'VALID');
     });
