@@ -249,11 +249,13 @@ describe('displayPrefix', () => {
     expect(displayPrefix(live)).toBe(live.slice(0, 'sk_live_'.length + 8));
   });
 
-  it('is the first 12 characters of any other key', () => {
-    const token = randomBytes(32).toString('base64url');
-    expect(displayPrefix(token)).toBe(token.slice(0, 12));
+  it('shows at most a quarter, and never more than 8 characters, of any other key', () => {
+    const token = randomBytes(32).toString('base64url'); // 43 characters
+    expect(displayPrefix(token)).toBe(token.slice(0, 8));
     const tampered = `${generateKey().slice(0, -1)}!`;
-    expect(displayPrefix(tampered)).toBe(tampered.slice(0, 12));
+    expect(displayPrefix(tampered)).toBe(tampered.slice(0, 8));
+    expect(displayPrefix('abcdefghijklmnop')).toBe('abcd'); // a 16-character key keeps 12 characters hidden
+    expect(displayPrefix('abcdefghijklmnopqrstu')).toBe('abcde');
   });
 
   it('never reveals enough of the secret to matter', () => {
