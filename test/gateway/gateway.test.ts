@@ -195,10 +195,20 @@ describe.each(DIALECTS)('keyward gateway on %s', (dialect) => {
       expect(refused.json()).toMatchObject({ code: 'INVALID_REQUEST' });
     }
     expect(echo.received.length).toBe(before);
-    // An encoded slash that hides no traversal (GitLab-style ids) passes as one segment.
-    const encoded = await f.gateway.inject({ method: 'GET', url: '/public/group%2Fproject' });
-    expect(encoded.statusCode).toBe(200);
-    expect(echoed(encoded).url).toBe('/public/group%2Fproject');
+  });
+
+  it('refuses encoded slashes and backslashes with 400, so a stricter rule cannot be escaped', async () => {
+    const f = await setup();
+    // A key without companies:read: as one segment, `companies%2F1` would fall to the laxer default and pass.
+    const { key } = await createKey(f.t);
+    const before = echo.received.length;
+    for (const url of ['/v1/companies%2F1', '/v1/companies%2f1', '/v1/companies%5C1', '/public/group%2Fproject']) {
+      const refused = await f.gateway.inject({ method: 'GET', url, headers: bearer(key) });
+      expect(refused.statusCode, url).toBe(400);
+      expect(refused.headers['content-type']).toMatch(/^application\/problem\+json/);
+      expect(refused.json()).toMatchObject({ code: 'INVALID_REQUEST' });
+    }
+    expect(echo.received.length).toBe(before);
   });
 
   it('with REQUIRE_API_KEY=false lets keyless requests through anonymously, but still refuses a bad key', async () => {

@@ -68,7 +68,16 @@ describe('gateway rules: request paths', () => {
     expect(requestTarget('/a/%2e%2E/c')).toEqual({ path: '/c', segments: ['c'] });
     expect(requestTarget('/a\\..\\c')).toEqual({ path: '/c', segments: ['c'] });
     expect(requestTarget('/%61dmin/x')).toEqual({ path: '/%61dmin/x', segments: ['admin', 'x'] });
-    expect(requestTarget('/g%2Fp')).toEqual({ path: '/g%2Fp', segments: ['g/p'] });
+  });
+
+  it('refuses encoded slashes and backslashes in any case, so a stricter rule cannot be escaped', () => {
+    for (const url of ['/admin%2Fusers', '/admin%2fusers', '/admin%5Cusers', '/admin%5cusers', '/g%2Fp/x', '/a/b%2F']) {
+      expect(requestTarget(url), url).toBeNull();
+    }
+    // Only the path is checked: an encoded slash in the query string is the upstream's business.
+    expect(requestTarget('/admin?next=%2Fusers')).toEqual({ path: '/admin', segments: ['admin'] });
+    // Other escapes still decode for matching.
+    expect(requestTarget('/a%20b')).toEqual({ path: '/a%20b', segments: ['a b'] });
   });
 
   it('refuses traversal hidden behind encoded slashes, control characters, bad escapes and non-paths', () => {

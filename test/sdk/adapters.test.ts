@@ -40,6 +40,8 @@ const adapters: Record<string, Adapter> = {
       caller: request.keyward,
     }));
     app.get('/admin', { config: { keyward: { admin: true } } }, async (request) => ({ caller: request.keyward }));
+    app.get('/v1/reports', { config: { keyward: { scopes: ['companies:read'], cost: 10 } } }, async () => ({ report: true }));
+    app.get('/v1/free', { config: { keyward: { cost: 0 } } }, async () => ({ free: true }));
     app.get('/whoami', async (request) => ({ caller: request.keyward }));
     app.get('/public', { config: { keyward: false } }, async () => ({ public: true }));
     await app.ready();
@@ -69,6 +71,12 @@ const adapters: Record<string, Adapter> = {
     app.get('/admin', keyward({ admin: true }), (req, res) => {
       res.json({ caller: req.keyward });
     });
+    app.get('/v1/reports', keyward({ scopes: ['companies:read'], cost: 10 }), (_req, res) => {
+      res.json({ report: true });
+    });
+    app.get('/v1/free', keyward({ cost: 0 }), (_req, res) => {
+      res.json({ free: true });
+    });
     app.get('/whoami', (req, res) => {
       res.json({ caller: req.keyward });
     });
@@ -88,6 +96,8 @@ const adapters: Record<string, Adapter> = {
     app.use('*', keyward());
     app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (c) => c.json({ data: companies, caller: c.get('keyward') }));
     app.get('/admin', keyward({ admin: true }), (c) => c.json({ caller: c.get('keyward') }));
+    app.get('/v1/reports', keyward({ scopes: ['companies:read'], cost: 10 }), (c) => c.json({ report: true }));
+    app.get('/v1/free', keyward({ cost: 0 }), (c) => c.json({ free: true }));
     app.get('/whoami', (c) => c.json({ caller: c.get('keyward') }));
     return {
       request: async (path, headers = {}) => answerOf(await app.request(path, { headers })),
@@ -167,6 +177,27 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
       body: { caller: { keyId: 'admin' } },
     });
     expect(keyward.seen).toHaveLength(2);
+  });
+
+  it("charges a route's cost in all, behind a global guard too, and never more than it", async () => {
+    const { h, keyward, reader } = await setup();
+    // Keyward charges 1 when no cost is sent.
+    const charged = () => keyward.seen.reduce((sum, s) => sum + (typeof s.body?.cost === 'number' ? s.body.cost : 1), 0);
+    expect(await h.request('/v1/reports', { authorization: `Bearer ${reader}` })).toMatchObject({ status: 200, body: { report: true } });
+    expect(charged()).toBe(10);
+    // The verification that charges the route's cost checks its scopes too.
+    expect(keyward.seen.at(-1)?.body?.scopes).toEqual(['companies:read']);
+    keyward.seen.length = 0;
+    // A route cheaper than what was spent verifies once: quota is never refunded, nor charged twice.
+    expect((await h.request('/v1/free', { authorization: `Bearer ${reader}` })).status).toBe(200);
+    expect(keyward.seen).toHaveLength(1);
+    keyward.seen.length = 0;
+    // A key over its quota for the extra units is refused with Keyward's 429.
+    const spent = generateKey('kw');
+    keyward.answers[spent] = validAnswer({ scopes: ['companies:read'] });
+    keyward.state.refuseCostAbove = 1;
+    const refused = await h.request('/v1/reports', { authorization: `Bearer ${spent}` });
+    expect(refused).toMatchObject({ status: 429, body: { code: 'USAGE_EXCEEDED' } });
   });
 
   it('with requireApiKey false, serves anonymous requests where no scope is needed, but still refuses bad keys', async () => {

@@ -15,7 +15,12 @@ export interface SeenRequest {
 export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
   const seen: SeenRequest[] = [];
   const usage: UsageEvent[][] = [];
-  const state = { failWith: null as null | 'network' | number, usageFailWith: null as null | 'network' | number };
+  const state = {
+    failWith: null as null | 'network' | number,
+    usageFailWith: null as null | 'network' | number,
+    /** A verification asking for more quota units than this is answered USAGE_EXCEEDED (no cost sent is 1). */
+    refuseCostAbove: null as null | number,
+  };
   const fetch = async (request: Request): Promise<Response> => {
     const text = await request.text();
     const body = text ? (JSON.parse(text) as Record<string, unknown>) : null;
@@ -41,6 +46,10 @@ export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
     }
     const key = typeof body?.key === 'string' ? body.key : '';
     const answer = answers[key] ?? { valid: false, code: 'NOT_FOUND' };
+    const cost = typeof body?.cost === 'number' ? body.cost : 1;
+    if (answer.valid && state.refuseCostAbove !== null && cost > state.refuseCostAbove) {
+      return Response.json({ ...answer, valid: false, code: 'USAGE_EXCEEDED' });
+    }
     return Response.json(answer);
   };
   return { fetch, seen, usage, answers, state };

@@ -212,13 +212,16 @@ describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
     expect(await countUsableAdminKeys(db.db, NOW + 1)).toBe(1);
   });
 
-  it('counts a user’s keys that are not revoked (deactivated ones count)', async () => {
+  it('counts a user’s live keys: not revoked, not expired (deactivated ones count)', async () => {
     const user = await addUser();
     await insertKey(db.db, newKey({ userId: user.id }));
     await insertKey(db.db, newKey({ userId: user.id, isActive: false }));
     await insertKey(db.db, newKey({ userId: user.id, isActive: false, revokedAt: NOW }));
+    await insertKey(db.db, newKey({ userId: user.id, expiresAt: NOW }));
+    await insertKey(db.db, newKey({ userId: user.id, expiresAt: NOW + 1 }));
     await insertKey(db.db, newKey());
-    expect(await countKeysOfUser(db.db, user.id)).toBe(2);
+    expect(await countKeysOfUser(db.db, user.id, NOW)).toBe(3);
+    expect(await countKeysOfUser(db.db, user.id, NOW + 1)).toBe(2);
   });
 
   it('moves last_used_at forward only', async () => {

@@ -1,6 +1,7 @@
 import type { NextFunction, Request, RequestHandler, Response } from 'express';
 import {
   type AccessRule,
+  costOf,
   createKeywardAuth,
   type Decision,
   type KeywardAuth,
@@ -36,7 +37,8 @@ function send(res: Response, decision: Extract<Decision, { ok: false }>): void {
 /**
  * Express middleware that authenticates requests with Keyward, sets `req.keyward` and enforces a rule.
  * Use it once globally and again per route: a later guard re-checks the identity the first one found
- * instead of verifying again. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ * instead of verifying again, unless its rule's `cost` exceeds what was spent: then it verifies again for the
+ * difference, so the quota is charged the route's cost in all. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
  *
  * @example
  * const keyward = keywardExpress({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY });
@@ -47,11 +49,11 @@ function send(res: Response, decision: Extract<Decision, { ok: false }>): void {
  */
 export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGuard {
   const auth = options.auth ?? createKeywardAuth(options);
-  // What each request's key came to; a later route guard that refuses it updates it before the report.
-  const outcomes = new WeakMap<Request, { outcome: RequestOutcome }>();
+  // What each request's key came to and the quota it spent; a later route guard updates both before the report.
+  const outcomes = new WeakMap<Request, { outcome: RequestOutcome; spent: number }>();
 
-  function track(req: Request, res: Response, outcome: RequestOutcome, started: number): void {
-    const state = { outcome };
+  function track(req: Request, res: Response, outcome: RequestOutcome, spent: number, started: number): void {
+    const state = { outcome, spent };
     outcomes.set(req, state);
     res.once('finish', () => {
       auth.record(state.outcome, {
@@ -69,25 +71,37 @@ export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGu
     (rule: AccessRule = {}) =>
     (req: Request, res: Response, next: NextFunction): void => {
       const path = req.originalUrl;
-      if (req.keyward !== undefined) {
-        const decision = auth.permit(req.keyward, rule, path);
-        const state = outcomes.get(req);
-        if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
-        if (decision.ok) next();
-        else send(res, decision);
-        return;
-      }
-      const started = performance.now();
       const header = req.headers['x-api-key'];
-      auth
-        .authorize({ authorization: req.headers.authorization, apiKey: Array.isArray(header) ? header.join(', ') : header, path }, rule)
-        .then((decision) => {
-          if (decision.outcome) track(req, res, decision.outcome, started);
+      const presented = { authorization: req.headers.authorization, apiKey: Array.isArray(header) ? header.join(', ') : header, path };
+      if (req.keyward !== undefined) {
+        const state = outcomes.get(req);
+        const extra = req.keyward !== null && state ? costOf(rule) - state.spent : 0;
+        if (extra <= 0 || !state) {
+          const decision = auth.permit(req.keyward, rule, path);
+          if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
+          if (decision.ok) next();
+          else send(res, decision);
+          return;
+        }
+        // This route costs more than the global guard spent: verify again for the difference.
+        auth.authorize(presented, { ...rule, cost: extra }).then((decision) => {
+          if (decision.outcome) state.outcome = decision.outcome;
           if (!decision.ok) return send(res, decision);
+          state.spent += extra;
           res.set(decision.headers);
           req.keyward = decision.identity;
           next();
         }, next);
+        return;
+      }
+      const started = performance.now();
+      auth.authorize(presented, rule).then((decision) => {
+        if (decision.outcome) track(req, res, decision.outcome, costOf(rule), started);
+        if (!decision.ok) return send(res, decision);
+        res.set(decision.headers);
+        req.keyward = decision.identity;
+        next();
+      }, next);
     };
   return Object.assign(guard, { close: () => auth.close() });
 }

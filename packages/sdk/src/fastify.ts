@@ -27,7 +27,8 @@ export interface KeywardFastifyOptions extends KeywardAuthOptions {
 /**
  * A Fastify plugin that authenticates every request of the instance it is registered on (not encapsulated)
  * with Keyward, before the body is read, sets `request.keyward`, and enforces each route's
- * `config.keyward` rule. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ * `config.keyward` rule, verifying once per request with that rule (so its `cost` is what the quota is
+ * charged). Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
  * Each request that presented a key is reported to Keyward's usage once answered (unless `usage: false`);
  * closing the app sends what is queued.
  *

@@ -1,6 +1,7 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import {
   type AccessRule,
+  costOf,
   createKeywardAuth,
   type Decision,
   type KeywardAuth,
@@ -50,7 +51,8 @@ function problemResponse(decision: Extract<Decision, { ok: false }>): Response {
 /**
  * Hono middleware that authenticates requests with Keyward, sets `c.get('keyward')` and enforces a rule.
  * Use it once globally and again per route: a later guard re-checks the identity the first one found
- * instead of verifying again. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ * instead of verifying again, unless its rule's `cost` exceeds what was spent: then it verifies again for the
+ * difference, so the quota is charged the route's cost in all. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
  *
  * @example
  * const keyward = keywardHono({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY });
@@ -61,28 +63,38 @@ function problemResponse(decision: Extract<Decision, { ok: false }>): Response {
 export function keywardHono(options: KeywardHonoOptions): KeywardHonoGuard {
   const auth = options.auth ?? createKeywardAuth(options);
   const clientIp = options.clientIp ?? nodeSocketAddress;
-  // What each request's key came to (by its context); a later route guard that refuses it updates it.
-  const outcomes = new WeakMap<Context, { outcome: RequestOutcome }>();
+  // What each request's key came to and the quota it spent (by its context); a later route guard updates both.
+  const outcomes = new WeakMap<Context, { outcome: RequestOutcome; spent: number }>();
 
   const guard =
     (rule: AccessRule = {}): MiddlewareHandler<{ Variables: KeywardVariables }> =>
     async (c, next) => {
       const path = c.req.path;
+      const presented = { authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key'), path };
       const known = c.get('keyward');
       if (known !== undefined) {
-        const decision = auth.permit(known, rule, path);
         const state = outcomes.get(c);
-        if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
+        const extra = known !== null && state ? costOf(rule) - state.spent : 0;
+        if (extra <= 0 || !state) {
+          const decision = auth.permit(known, rule, path);
+          if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
+          if (!decision.ok) return problemResponse(decision);
+          await next();
+          return;
+        }
+        // This route costs more than the global guard spent: verify again for the difference.
+        const decision = await auth.authorize(presented, { ...rule, cost: extra });
+        if (decision.outcome) state.outcome = decision.outcome;
         if (!decision.ok) return problemResponse(decision);
+        state.spent += extra;
+        for (const [name, value] of Object.entries(decision.headers)) c.header(name, value);
+        c.set('keyward', decision.identity);
         await next();
         return;
       }
       const started = performance.now();
-      const decision = await auth.authorize(
-        { authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key'), path },
-        rule,
-      );
-      const state = decision.outcome ? { outcome: decision.outcome } : null;
+      const decision = await auth.authorize(presented, rule);
+      const state = decision.outcome ? { outcome: decision.outcome, spent: costOf(rule) } : null;
       const report = (status: number) => {
         if (state === null) return;
         auth.record(state.outcome, {

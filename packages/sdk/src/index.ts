@@ -47,9 +47,7 @@ export {
 export {
   type AccessRule,
   createKeywardAuth,
-  credentialOf,
   type Decision,
-  hasScopes,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
@@ -57,8 +55,16 @@ export {
   type PresentedCredentials,
   problemOf,
   type RequestOutcome,
-  rateLimitHeaders,
   type SeenResponse,
-  scopeCovers,
 } from './middleware.js';
+export {
+  type CredentialHeaders,
+  credentialOf,
+  hasScopes,
+  type RateLimitInfo,
+  rateLimitHeaders,
+  scopeCovers,
+  secondsUntil,
+  UNAUTHENTICATED_CODES,
+} from './shared.js';
 export { createUsageReporter, type UsageReporter, type UsageReportingOptions } from './usage-reporter.js';

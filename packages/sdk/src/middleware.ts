@@ -2,6 +2,7 @@ import { LRUCache } from 'lru-cache';
 import { KeywardClient, type VerifyCode, type VerifyKeyInput, type VerifyKeyResult } from './client.js';
 import { KeywardError, type Problem } from './errors.js';
 import { classifyKey, hashApiKey } from './key.js';
+import { credentialOf, hasScopes, rateLimitHeaders, secondsUntil, UNAUTHENTICATED_CODES } from './shared.js';
 import { createUsageReporter, type UsageReportingOptions } from './usage-reporter.js';
 
 // The framework-agnostic core of the Fastify, Express and Hono middleware: read the credential, verify it
@@ -118,6 +119,12 @@ export interface KeywardAuth {
   close(): Promise<void>;
 }
 
+/**
+ * The quota units a request checked against `rule` spends: its `cost`, else Keyward's default of 1. A route
+ * guard behind a global one verifies again for what its rule costs beyond what the global guard spent.
+ */
+export const costOf = (rule: AccessRule): number => rule.cost ?? 1;
+
 const DEFAULT_CACHE = { maxEntries: 1_000, ttlMs: 5_000 };
 /** Longer strings are never keys (SPEC §2): refused before they are even hashed. */
 const MAX_KEY_LENGTH = 256;
@@ -143,37 +150,6 @@ type ProblemCode = keyof typeof MIDDLEWARE_PROBLEMS;
 const REALM = 'Bearer realm="keyward"';
 const INVALID_TOKEN = 'Bearer realm="keyward", error="invalid_token"';
 
-/** Whether one granted scope covers a required one: `*` covers all, `inventory:*` covers `inventory:read`. */
-export function scopeCovers(granted: string, required: string): boolean {
-  if (granted === required || granted === '*') return true;
-  return granted.endsWith(':*') && required.startsWith(granted.slice(0, -1));
-}
-
-/**
- * Whether the granted scopes cover every required one (Keyward's rule, see {@link scopeCovers}).
- *
- * @example
- * hasScopes(['companies:*'], ['companies:read']); // true
- * hasScopes(['companies:read'], ['companies:write']); // false
- */
-export function hasScopes(granted: readonly string[], required: readonly string[]): boolean {
-  return required.every((r) => granted.some((g) => scopeCovers(g, r)));
-}
-
-/**
- * The credential in `Authorization: Bearer …` or `X-API-Key: …` (as Keyward reads it); `undefined` when none
- * was sent. A non-Bearer `Authorization` header yields a credential that can never verify.
- */
-export function credentialOf(request: Pick<PresentedCredentials, 'authorization' | 'apiKey'>): string | undefined {
-  const header = request.authorization;
-  if (typeof header === 'string' && header !== '') {
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    return match?.[1] ?? '\u0000';
-  }
-  const apiKey = request.apiKey?.trim();
-  return apiKey === '' ? undefined : apiKey;
-}
-
 /** A problem+json body shaped exactly as Keyward shapes its own. */
 export function problemOf(code: ProblemCode, path: string, detail?: string): Problem {
   const { status, title } = MIDDLEWARE_PROBLEMS[code];
@@ -197,14 +173,8 @@ interface CachedKey {
   expiresAt: number | null;
 }
 
-/** Verify codes that mean "no valid credential" and the 401 each becomes (as the server's own routes answer). */
-const UNAUTHENTICATED: Record<string, ProblemCode> = {
-  INVALID_FORMAT: 'INVALID_CREDENTIALS',
-  NOT_FOUND: 'INVALID_CREDENTIALS',
-  EXPIRED: 'KEY_EXPIRED',
-  DISABLED: 'KEY_DISABLED',
-  REVOKED: 'KEY_REVOKED',
-};
+/** {@link UNAUTHENTICATED_CODES}, looked up by any verify code. */
+const UNAUTHENTICATED: Partial<Record<string, ProblemCode>> = UNAUTHENTICATED_CODES;
 
 function identityOf(result: VerifyKeyResult): KeywardIdentity | null {
   if (typeof result.key_id !== 'string') return null;
@@ -214,24 +184,6 @@ function identityOf(result: VerifyKeyResult): KeywardIdentity | null {
     scopes: result.scopes ?? [],
     isAdmin: result.is_admin ?? false,
     metadata: result.metadata ?? {},
-  };
-}
-
-/** Whole seconds from `now` (epoch ms) until `reset` (unix seconds), at least `floor`. */
-function secondsUntil(reset: number, now: number, floor: number): number {
-  return Math.max(floor, Math.ceil(reset - now / 1000));
-}
-
-/**
- * `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft syntax) for a key with a rate
- * limit: the quota `q` (and window `w` when Keyward says it), what is left `r` and seconds to reset `t`.
- */
-export function rateLimitHeaders(ratelimit: VerifyKeyResult['ratelimit'], now = Date.now()): Record<string, string> {
-  if (!ratelimit) return {};
-  const window = ratelimit.window_seconds === undefined ? '' : `;w=${ratelimit.window_seconds}`;
-  return {
-    'ratelimit-policy': `"default";q=${ratelimit.limit}${window}`,
-    ratelimit: `"default";r=${Math.max(0, ratelimit.remaining)};t=${secondsUntil(ratelimit.reset, now, 0)}`,
   };
 }
 

@@ -100,7 +100,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, gates, load: loadKeyWithOwnerTier, metrics, now });
   const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });
   // Keys removed with their user (cascade) or re-tiered go through the key service's change hook (caches).
-  const users = createUserService({ db, config, onKeysChanged: (changed) => keys.announceChanged(changed) });
+  const users = createUserService({ db, config, onKeysChanged: (changed) => keys.announceChanged(changed), now });
   const selfService = createSelfService({ db, keys });
   const authenticator = createAuthenticator({ verifier, jwt: createJwtAuthenticator({ config, users }) });
   const importer = createImportService({ db, onKeyChanged: (key) => invalidation.keyChanged(key) });

@@ -1,5 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
+import { rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
@@ -44,15 +45,6 @@ export function parseUpstream(value: string): string {
 const KEY_HEADERS = ['authorization', 'x-api-key'];
 const IDENTITY_PREFIX = 'x-keyward-';
 
-/** Verify codes that mean "no valid credential": the 401 each becomes, as the server's own routes answer. */
-const UNAUTHENTICATED = {
-  INVALID_FORMAT: 'INVALID_CREDENTIALS',
-  NOT_FOUND: 'INVALID_CREDENTIALS',
-  EXPIRED: 'KEY_EXPIRED',
-  DISABLED: 'KEY_DISABLED',
-  REVOKED: 'KEY_REVOKED',
-} as const;
-
 const INVALID_TOKEN = 'Bearer realm="keyward", error="invalid_token"';
 
 /** What the gateway learned about a request before forwarding it. */
@@ -66,17 +58,11 @@ interface Passage {
   key: ApiKey | null;
 }
 
-/** Whole seconds from `now` (epoch ms) until `reset` (unix seconds), at least `floor`. */
-const secondsUntil = (reset: number, now: number, floor: number) => Math.max(floor, Math.ceil(reset - now / 1000));
-
-/** `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft), as the SDK middleware sends them. */
+/** `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft), exactly as the SDK middleware sends them. */
 function rateLimitHeaders(state: RateLimitState | undefined, now: number): Record<string, string> {
   if (state === undefined) return {};
-  const window = state.windowSeconds === undefined ? '' : `;w=${state.windowSeconds}`;
-  return {
-    'ratelimit-policy': `"default";q=${state.limit}${window}`,
-    ratelimit: `"default";r=${Math.max(0, state.remaining)};t=${secondsUntil(state.reset, now, 0)}`,
-  };
+  const { limit, remaining, reset, windowSeconds } = state;
+  return rateLimitHeadersOf({ limit, remaining, reset, window_seconds: windowSeconds }, now);
 }
 
 function joined(value: string | string[] | undefined): string | undefined {
@@ -178,7 +164,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
       case 'DISABLED':
       case 'REVOKED':
         await bruteForce.fail(request.ip);
-        throw new ProblemError(UNAUTHENTICATED[outcome.code], undefined, undefined, { 'www-authenticate': INVALID_TOKEN });
+        throw new ProblemError(UNAUTHENTICATED_CODES[outcome.code], undefined, undefined, { 'www-authenticate': INVALID_TOKEN });
       case 'INSUFFICIENT_SCOPES':
         throw new ProblemError('FORBIDDEN', `this key lacks a scope this route requires (${access.scopes.join(', ')})`, undefined, limits);
       case 'RATE_LIMITED':

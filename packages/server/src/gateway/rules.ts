@@ -195,17 +195,20 @@ export function ruleFor(rules: GatewayRules, method: string, segments: readonly 
   return rules.default;
 }
 
+/** `%2F` or `%5C`, in any case. */
+const ENCODED_SEPARATOR = /%(?:2f|5c)/i;
+
 /**
  * The path a request is forwarded to and the segments rules are matched against, or `null` for a path that
  * must be refused. The path is normalised as upstreams resolve it (WHATWG URL: `\` is `/`, `.`/`..` and
  * `%2e` segments are resolved); segments are percent-decoded for matching, so `/%61dmin` is `/admin`.
- * A decoded segment that hides a `.`/`..` behind an encoded slash (`..%2F`) is refused: an upstream that
- * decodes `%2F` would route it somewhere the rules never saw. Other encoded slashes (`group%2Fproject`) pass.
+ * An encoded slash or backslash (`%2F`, `%5C`) is refused, as Apache's `AllowEncodedSlashes Off` does: the
+ * rules would see one segment (`admin%2Fusers`) where an upstream that decodes it routes two (`/admin/users`).
  */
 export function requestTarget(rawUrl: string): { path: string; segments: string[] } | null {
   const query = rawUrl.indexOf('?');
   const raw = query === -1 ? rawUrl : rawUrl.slice(0, query);
-  if (!raw.startsWith('/')) return null;
+  if (!raw.startsWith('/') || ENCODED_SEPARATOR.test(raw)) return null;
   let path: string;
   try {
     path = new URL(`http://gateway.invalid${raw}`).pathname;
@@ -223,7 +226,6 @@ export function requestTarget(rawUrl: string): { path: string; segments: string[
     // Control characters (NUL included) have no business in a path.
     // biome-ignore lint/suspicious/noControlCharactersInRegex: that is what it looks for
     if (/[\u0000-\u001f\u007f]/.test(decoded)) return null;
-    if (decoded.split(/[/\\]/).some((part) => part === '.' || part === '..')) return null;
     segments.push(decoded);
   }
   return { path, segments };

@@ -1,6 +1,7 @@
+import { credentialOf as credentialOfHeaders } from '@keyward/sdk';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ProblemError } from '../errors.js';
-import type { Authenticator } from '../services/auth.js';
+import type { Authenticator, AuthResult } from '../services/auth.js';
 import type { BruteForceGuard } from '../services/brute-force-guard.js';
 import type { Caller } from '../services/principal.js';
 
@@ -11,16 +12,13 @@ declare module 'fastify' {
   }
 }
 
-/** The credential in `Authorization: Bearer …` or `X-API-Key: …`; `undefined` when none was sent. */
+/**
+ * The credential in `Authorization: Bearer …` or `X-API-Key: …`, parsed as the SDK middleware parses it;
+ * `undefined` when none was sent. A repeated `X-API-Key` header is not one credential: ignored.
+ */
 export function credentialOf(request: FastifyRequest): string | undefined {
-  const header = request.headers.authorization;
-  if (typeof header === 'string' && header !== '') {
-    const match = /^Bearer[ \t]+(\S+)[ \t]*$/i.exec(header);
-    // A non-Bearer Authorization header is a credential we cannot read, not a missing one.
-    return match?.[1] ?? '\u0000';
-  }
   const apiKey = request.headers['x-api-key'];
-  return typeof apiKey === 'string' ? apiKey.trim() : undefined;
+  return credentialOfHeaders({ authorization: request.headers.authorization, apiKey: typeof apiKey === 'string' ? apiKey : undefined });
 }
 
 export const WWW_AUTHENTICATE = 'Bearer realm="keyward"';
@@ -38,20 +36,36 @@ export function callerOf(request: FastifyRequest): Caller {
  * and each rejected credential counts against its IP; a missing credential is not a guess and does not.
  */
 export function requireAuthentication(app: FastifyInstance, authenticator: Authenticator, guard?: BruteForceGuard): void {
-  app.addHook('onRequest', async (request) => {
-    const blocked = guard?.check(request.ip);
+  const accept = (request: FastifyRequest, ip: string, result: AuthResult): Promise<void> | undefined => {
+    if (result.ok) {
+      request.caller = { principal: result.value, ip };
+      return undefined;
+    }
+    return refuse(ip, result);
+  };
+  const refuse = async (ip: string, result: Exclude<AuthResult, { ok: true }>): Promise<never> => {
+    if (guard && result.code !== 'AUTH_REQUIRED' && result.code !== 'SERVICE_UNAVAILABLE') await guard.fail(ip);
+    if (result.code === 'SERVICE_UNAVAILABLE') throw new ProblemError(result.code, result.detail, undefined, { 'retry-after': '5' });
+    const error = result.code === 'AUTH_REQUIRED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
+    throw new ProblemError(result.code, result.detail, undefined, { 'www-authenticate': error });
+  };
+  // A callback hook, not an async one: a cached key is accepted synchronously, with no promise and no
+  // extra turn of the microtask queue on every request.
+  app.addHook('onRequest', (request, _reply, done) => {
+    const ip = request.ip;
+    const blocked = guard?.check(ip);
     if (blocked?.blocked) {
       throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
         'retry-after': String(blocked.retryAfterSeconds),
       });
     }
-    const result = await authenticator.authenticate(credentialOf(request));
-    if (!result.ok) {
-      if (guard && result.code !== 'AUTH_REQUIRED' && result.code !== 'SERVICE_UNAVAILABLE') await guard.fail(request.ip);
-      if (result.code === 'SERVICE_UNAVAILABLE') throw new ProblemError(result.code, result.detail, undefined, { 'retry-after': '5' });
-      const error = result.code === 'AUTH_REQUIRED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
-      throw new ProblemError(result.code, result.detail, undefined, { 'www-authenticate': error });
-    }
-    request.caller = { principal: result.value, ip: request.ip };
+    const result = authenticator.authenticate(credentialOf(request));
+    const pending = result instanceof Promise ? result.then((settled) => accept(request, ip, settled)) : accept(request, ip, result);
+    if (pending === undefined) done();
+    else
+      pending.then(
+        () => done(),
+        (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+      );
   });
 }

@@ -1,6 +1,6 @@
 import { err, ok, type Result } from '../errors.js';
 import type { Principal } from './principal.js';
-import type { Verifier } from './verifier.js';
+import type { KeyCheck, MaybePromise, Verifier } from './verifier.js';
 
 export type AuthFailureCode =
   | 'AUTH_REQUIRED'
@@ -17,8 +17,11 @@ export type AuthResult = Result<Principal, AuthFailureCode>;
 export type JwtAuthenticator = (token: string) => Promise<AuthResult>;
 
 export interface Authenticator {
-  /** Resolves a presented credential (an API key or a JWT) to a principal, or says why not (401s, or 503). */
-  authenticate(credential: string | undefined): Promise<AuthResult>;
+  /**
+   * Resolves a presented credential (an API key or a JWT) to a principal, or says why not (401s, or 503).
+   * Synchronous for a cached key (no promise on the hot path); `await` works on either.
+   */
+  authenticate(credential: string | undefined): MaybePromise<AuthResult>;
 }
 
 // A JWT is three base64url segments; its header always starts with `{"` (eyJ). Keys never contain dots
@@ -29,26 +32,30 @@ export function looksLikeJwt(credential: string): boolean {
   return JWT_SHAPE.test(credential);
 }
 
+function fromCheck(checked: KeyCheck): AuthResult {
+  switch (checked.code) {
+    case 'VALID':
+      return ok({ kind: 'key', key: checked.key });
+    case 'EXPIRED':
+      return err('KEY_EXPIRED');
+    case 'DISABLED':
+      return err('KEY_DISABLED');
+    case 'REVOKED':
+      return err('KEY_REVOKED');
+    default:
+      return err('INVALID_CREDENTIALS');
+  }
+}
+
 export function createAuthenticator(deps: { verifier: Verifier; jwt?: JwtAuthenticator | null }): Authenticator {
   return {
-    async authenticate(credential) {
+    authenticate(credential) {
       if (credential === undefined || credential === '') return err('AUTH_REQUIRED');
       if (looksLikeJwt(credential)) {
         return deps.jwt ? deps.jwt(credential) : err('INVALID_CREDENTIALS', 'JWT sign-in is not configured');
       }
-      const checked = await deps.verifier.check(credential);
-      switch (checked.code) {
-        case 'VALID':
-          return ok({ kind: 'key', key: checked.key });
-        case 'EXPIRED':
-          return err('KEY_EXPIRED');
-        case 'DISABLED':
-          return err('KEY_DISABLED');
-        case 'REVOKED':
-          return err('KEY_REVOKED');
-        default:
-          return err('INVALID_CREDENTIALS');
-      }
+      const checked = deps.verifier.check(credential);
+      return checked instanceof Promise ? checked.then(fromCheck) : fromCheck(checked);
     },
   };
 }

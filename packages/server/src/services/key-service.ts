@@ -9,8 +9,11 @@ import {
   deleteKey,
   findKeyByHash,
   findKeyById,
+  findKeyForUpdate,
   insertKey,
+  isUniqueViolation,
   listKeys,
+  lockBootstrap,
   updateKey,
 } from '../store/api-keys.repository.js';
 import type { Db } from '../store/database.js';
@@ -75,6 +78,13 @@ export interface KeyServiceDeps {
 
 export type KeyService = ReturnType<typeof createKeyService>;
 
+/** For the operator only (bootstrap with `INITIAL_ADMIN_KEY`): HTTP never sets them. */
+export interface CreateOptions {
+  plaintext?: string;
+  action?: 'key.create' | 'admin.bootstrap';
+  note?: Record<string, unknown>;
+}
+
 const UPDATABLE = ['name', 'description', 'scopes', 'metadata', 'expiresAt', 'rateLimit', 'quota'] as const;
 
 export function encodeCursor(id: string): string {
@@ -88,6 +98,27 @@ export function decodeCursor(cursor: string): string | null {
 
 // A user (or a user's own key) must not set, lift or clear the limits the operator's tiers impose.
 const LIMITS_ARE_THE_OPERATORS = 'only an admin or a service key may set the rate limit or quota of a user’s key';
+
+/**
+ * A non-admin key must not escape its own limits (README "Rights"), so:
+ * - it may not change its own rate limit or quota, nor give any key (itself included) an expiry later than
+ *   its own, or none, when it has one;
+ * - when it has a rate limit or a quota, it may not set or change any key's, create keys, or roll any key
+ *   but itself: every new credential would add its own budget, so "at least as strict" is not enough.
+ * Admins and the operator are not limited; users (JWT) are covered by LIMITS_ARE_THE_OPERATORS.
+ */
+function limitedKey(principal: Principal): ApiKey | null {
+  return principal.kind === 'key' && !principal.key.isAdmin ? principal.key : null;
+}
+
+const isLimited = (key: ApiKey): boolean => key.rateLimit !== null || key.quota !== null;
+
+function laterExpiry(self: ApiKey, expiresAt: number | null): Failure<'FORBIDDEN'> | null {
+  if (self.expiresAt === null || (expiresAt !== null && expiresAt <= self.expiresAt)) return null;
+  return err('FORBIDDEN', 'a key may not give a key a later expiry than its own (or none)');
+}
+
+const KEY_IS_LIMITED = 'a key with a rate limit or quota may not create keys, roll other keys or change limits';
 
 function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
   return err('INVALID_REQUEST', `${field}: ${message}`, [{ field, message }]);
@@ -178,6 +209,98 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     return outcome;
   }
 
+  /**
+   * Creates a key (see `create`) in `inTransaction`, or in a transaction of its own when null. Does not call
+   * `onKeyChanged`: the caller does, once the transaction has committed.
+   */
+  async function issue(
+    caller: Caller,
+    input: CreateKeyInput,
+    options: CreateOptions,
+    inTransaction: Executor | null,
+  ): Promise<Result<IssuedKey>> {
+    const { principal } = caller;
+    const reach = keyReach(principal, 'write');
+    if (reach === null) return err('FORBIDDEN', 'this credential may not create keys');
+    const wantsAdmin = input.isAdmin ?? false;
+    if (wantsAdmin && !isAdmin(principal)) return err('FORBIDDEN', 'only an admin may create an admin key');
+    let userId = input.userId ?? null;
+    if (!reach.all) {
+      if (userId !== null && userId !== reach.userId) return err('FORBIDDEN', 'may create keys only for its own user');
+      userId = reach.userId;
+      if (input.rateLimit != null || input.quota != null) return err('FORBIDDEN', LIMITS_ARE_THE_OPERATORS);
+    }
+    const self = limitedKey(principal);
+    if (self && isLimited(self)) return err('FORBIDDEN', KEY_IS_LIMITED);
+    const later = self && laterExpiry(self, input.expiresAt ?? null);
+    if (later) return later;
+    if (wantsAdmin && userId !== null) return invalid('body.is_admin', 'an admin key cannot belong to a user');
+    const expiry = checkExpiry(input.expiresAt);
+    if (expiry) return expiry;
+    const scopes = [...new Set(input.scopes ?? [])];
+
+    const key = options.plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
+    const at = now();
+    const record: ApiKey = {
+      id: uuidv7(),
+      name: input.name,
+      description: input.description ?? null,
+      keyHash: hashApiKey(key),
+      keyPrefix: displayPrefix(key),
+      hashScheme: 'sha256',
+      userId,
+      isAdmin: wantsAdmin,
+      scopes,
+      metadata: input.metadata ?? {},
+      isActive: true,
+      createdAt: at,
+      createdBy: principal.kind === 'system' ? principal.name : principal.kind === 'key' ? principal.key.id : principal.user.id,
+      updatedAt: at,
+      lastUsedAt: null,
+      expiresAt: input.expiresAt ?? null,
+      revokedAt: null,
+      rolledFrom: null,
+      rateLimit: input.rateLimit ?? null,
+      quota: toQuota(input.quota, at) ?? null,
+    };
+
+    const run = async (trx: Executor): Promise<Result<IssuedKey>> => {
+      let tierName: string | null = null;
+      if (userId !== null) {
+        // Locks the user row (PostgreSQL) so the count below and the insert are one decision.
+        const user = await findUserForUpdate(trx, userId, dialect);
+        if (!user) return invalid('body.user_id', 'no such user');
+        // Admins and the operator may give a user's key any scope; the user and their keys only the tier's.
+        tierName = isAdmin(principal) ? null : user.tier;
+        const limit = tierLimit(user.tier);
+        if (limit !== null && (await countKeysOfUser(trx, userId, at)) >= limit) {
+          return err('KEY_LIMIT_REACHED', `the ${user.tier} tier allows ${limit} keys`);
+        }
+      }
+      const denied = checkGrant(principal, scopes, tierName);
+      if (denied) return denied;
+      await insertKey(trx, record);
+      await audit(
+        trx,
+        caller,
+        options.action ?? 'key.create',
+        { type: 'api_key', id: record.id },
+        {
+          ...options.note,
+          name: record.name,
+          key_prefix: record.keyPrefix,
+          is_admin: record.isAdmin,
+          scopes: record.scopes,
+          user_id: record.userId,
+          expires_at: record.expiresAt,
+        },
+        at,
+      );
+      return ok({ key, record });
+    };
+    return inTransaction === null ? db.transaction().execute(run) : run(inTransaction);
+  }
+
   return {
     /** Tells the key-change hook about keys changed outside this service (e.g. removed with their user). */
     announceChanged(changed: readonly ApiKey[]): void {
@@ -188,86 +311,8 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
      * Creates a key and returns its plaintext once. Enforces grants, tier scopes and the tier key limit.
      * `options` are for the operator only (bootstrap with `INITIAL_ADMIN_KEY`): HTTP never sets them.
      */
-    async create(
-      caller: Caller,
-      input: CreateKeyInput,
-      options: { plaintext?: string; action?: 'key.create' | 'admin.bootstrap'; note?: Record<string, unknown> } = {},
-    ): Promise<Result<IssuedKey>> {
-      const { principal } = caller;
-      const reach = keyReach(principal, 'write');
-      if (reach === null) return err('FORBIDDEN', 'this credential may not create keys');
-      const wantsAdmin = input.isAdmin ?? false;
-      if (wantsAdmin && !isAdmin(principal)) return err('FORBIDDEN', 'only an admin may create an admin key');
-      let userId = input.userId ?? null;
-      if (!reach.all) {
-        if (userId !== null && userId !== reach.userId) return err('FORBIDDEN', 'may create keys only for its own user');
-        userId = reach.userId;
-        if (input.rateLimit != null || input.quota != null) return err('FORBIDDEN', LIMITS_ARE_THE_OPERATORS);
-      }
-      if (wantsAdmin && userId !== null) return invalid('body.is_admin', 'an admin key cannot belong to a user');
-      const expiry = checkExpiry(input.expiresAt);
-      if (expiry) return expiry;
-      const scopes = [...new Set(input.scopes ?? [])];
-
-      const key = options.plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
-      const at = now();
-      const record: ApiKey = {
-        id: uuidv7(),
-        name: input.name,
-        description: input.description ?? null,
-        keyHash: hashApiKey(key),
-        keyPrefix: displayPrefix(key),
-        hashScheme: 'sha256',
-        userId,
-        isAdmin: wantsAdmin,
-        scopes,
-        metadata: input.metadata ?? {},
-        isActive: true,
-        createdAt: at,
-        createdBy: principal.kind === 'system' ? principal.name : principal.kind === 'key' ? principal.key.id : principal.user.id,
-        updatedAt: at,
-        lastUsedAt: null,
-        expiresAt: input.expiresAt ?? null,
-        revokedAt: null,
-        rolledFrom: null,
-        rateLimit: input.rateLimit ?? null,
-        quota: toQuota(input.quota, at) ?? null,
-      };
-
-      const outcome = await db.transaction().execute(async (trx): Promise<Result<IssuedKey>> => {
-        let tierName: string | null = null;
-        if (userId !== null) {
-          // Locks the user row (PostgreSQL) so the count below and the insert are one decision.
-          const user = await findUserForUpdate(trx, userId, dialect);
-          if (!user) return invalid('body.user_id', 'no such user');
-          // Admins and the operator may give a user's key any scope; the user and their keys only the tier's.
-          tierName = isAdmin(principal) ? null : user.tier;
-          const limit = tierLimit(user.tier);
-          if (limit !== null && (await countKeysOfUser(trx, userId)) >= limit) {
-            return err('KEY_LIMIT_REACHED', `the ${user.tier} tier allows ${limit} keys`);
-          }
-        }
-        const denied = checkGrant(principal, scopes, tierName);
-        if (denied) return denied;
-        await insertKey(trx, record);
-        await audit(
-          trx,
-          caller,
-          options.action ?? 'key.create',
-          { type: 'api_key', id: record.id },
-          {
-            ...options.note,
-            name: record.name,
-            key_prefix: record.keyPrefix,
-            is_admin: record.isAdmin,
-            scopes: record.scopes,
-            user_id: record.userId,
-            expires_at: record.expiresAt,
-          },
-          at,
-        );
-        return ok({ key, record });
-      });
+    async create(caller: Caller, input: CreateKeyInput, options: CreateOptions = {}): Promise<Result<IssuedKey>> {
+      const outcome = await issue(caller, input, options, null);
       if (outcome.ok) onKeyChanged(outcome.value.record);
       return outcome;
     },
@@ -275,23 +320,37 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     /**
      * On a database with no usable admin key, creates one: from `initialKey` (stored hashed) or generated.
      * Returns the generated plaintext so the caller can print it once; `null` when nothing was created.
+     * Instances starting together are serialized by a lock held across the check and the insert.
      */
     async bootstrap(initialKey: string | null): Promise<{ generated: string | null; record: ApiKey } | null> {
-      if ((await countUsableAdminKeys(db, now())) > 0) return null;
-      // A configured key that exists but was deactivated or revoked is not brought back to life.
-      if (initialKey !== null && (await findKeyByHash(db, hashApiKey(initialKey)))) return null;
       const caller: Caller = { principal: { kind: 'system', name: 'bootstrap' }, ip: null };
-      // One audit row, `admin.bootstrap`, written in the same transaction as the key.
-      const created = await this.create(
-        caller,
-        { name: 'Initial admin key', isAdmin: true },
-        {
-          ...(initialKey === null ? {} : { plaintext: initialKey }),
-          action: 'admin.bootstrap',
-          note: { source: initialKey ? 'INITIAL_ADMIN_KEY' : 'generated' },
-        },
-      );
+      let created: Result<IssuedKey> | null;
+      try {
+        created = await db.transaction().execute(async (trx): Promise<Result<IssuedKey> | null> => {
+          await lockBootstrap(trx, dialect);
+          if ((await countUsableAdminKeys(trx, now())) > 0) return null;
+          // A configured key that exists but was deactivated or revoked is not brought back to life.
+          if (initialKey !== null && (await findKeyByHash(trx, hashApiKey(initialKey)))) return null;
+          // One audit row, `admin.bootstrap`, written in the same transaction as the key.
+          return issue(
+            caller,
+            { name: 'Initial admin key', isAdmin: true },
+            {
+              ...(initialKey === null ? {} : { plaintext: initialKey }),
+              action: 'admin.bootstrap',
+              note: { source: initialKey ? 'INITIAL_ADMIN_KEY' : 'generated' },
+            },
+            trx,
+          );
+        });
+      } catch (error) {
+        // Another instance stored the same INITIAL_ADMIN_KEY first (a database without the lock): bootstrapped.
+        if (initialKey !== null && isUniqueViolation(error)) return null;
+        throw error;
+      }
+      if (created === null) return null;
       if (!created.ok) throw new Error(`bootstrap failed: ${created.code}`);
+      onKeyChanged(created.value.record);
       return { generated: initialKey === null ? created.value.key : null, record: created.value.record };
     },
 
@@ -322,9 +381,16 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     async update(caller: Caller, id: string, input: UpdateKeyInput): Promise<Result<ApiKey>> {
       const expiry = checkExpiry(input.expiresAt);
       if (expiry) return expiry;
-      if ((input.rateLimit !== undefined || input.quota !== undefined) && keyReach(caller.principal, 'write')?.all === false) {
+      const touchesLimits = input.rateLimit !== undefined || input.quota !== undefined;
+      if (touchesLimits && keyReach(caller.principal, 'write')?.all === false) {
         return err('FORBIDDEN', LIMITS_ARE_THE_OPERATORS);
       }
+      const self = limitedKey(caller.principal);
+      if (self && touchesLimits && (self.id === id || isLimited(self))) {
+        return err('FORBIDDEN', self.id === id ? 'a key may not change its own rate limit or quota' : KEY_IS_LIMITED);
+      }
+      const later = self && input.expiresAt !== undefined && laterExpiry(self, input.expiresAt);
+      if (later) return later;
       if (input.scopes !== undefined) {
         const loaded = await loadReachable(caller, id, 'write');
         if (!loaded.ok) return loaded;
@@ -371,20 +437,39 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
      * Replaces a key's secret: a new key with the same name, description, owner, admin flag, scopes,
      * metadata, rate limit, quota, state and expiry (`rolled_from` = the old id), returned once. The old key
      * keeps working for `gracePeriodSeconds`, never longer than it already would. One transaction, audited.
+     * The quota moves to the new key (the old one keeps none during its grace), so a roll never adds budget;
+     * for a user's caller a roll with grace holds two live keys, so it must fit the tier's key limit.
      */
     async roll(caller: Caller, id: string, input: { gracePeriodSeconds?: number }): Promise<Result<IssuedKey>> {
       const loaded = await loadReachable(caller, id, 'write');
       if (!loaded.ok) return loaded;
+      const { principal } = caller;
       // A roll issues a new credential with the old one's scopes: a key may do that only for scopes it holds.
-      const denied = checkGrant(caller.principal, loaded.value.scopes, null);
+      const denied = checkGrant(principal, loaded.value.scopes, null);
       if (denied) return denied;
+      const self = limitedKey(principal);
+      if (self && isLimited(self) && self.id !== id) return err('FORBIDDEN', KEY_IS_LIMITED);
+      const later = self && laterExpiry(self, loaded.value.expiresAt);
+      if (later) return later;
       const grace = input.gracePeriodSeconds ?? 0;
+      const ownerId = loaded.value.userId;
       const outcome = await db.transaction().execute(async (trx): Promise<Result<{ issued: IssuedKey; old: ApiKey }>> => {
-        const current = await findKeyById(trx, id);
+        // Lock order as in `create`: the user row (the count below and the insert are one decision), then the key.
+        const owner = ownerId !== null && !isAdmin(principal) ? await findUserForUpdate(trx, ownerId, dialect) : undefined;
+        // Locked so that a concurrent verification cannot spend quota the new key has already been given.
+        const current = await findKeyForUpdate(trx, id, dialect);
         if (!current) return err('KEY_NOT_FOUND');
         if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
         const at = now();
         if (current.expiresAt !== null && current.expiresAt <= at) return err('KEY_IS_EXPIRED');
+        const expiresAt = Math.min(current.expiresAt ?? Number.POSITIVE_INFINITY, at + grace * 1000);
+        // With grace 0 the roll replaces the key and is always allowed; with grace both keys are live for a while.
+        if (owner && expiresAt > at) {
+          const limit = tierLimit(owner.tier);
+          if (limit !== null && (await countKeysOfUser(trx, owner.id, at)) >= limit) {
+            return err('KEY_LIMIT_REACHED', `the ${owner.tier} tier allows ${limit} keys; roll with grace_period_seconds 0`);
+          }
+        }
         const key = generateKey(rollPrefix(current.keyPrefix, config.keyPrefix));
         const record: ApiKey = {
           ...current,
@@ -393,14 +478,14 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
           keyPrefix: displayPrefix(key),
           hashScheme: 'sha256',
           createdAt: at,
-          createdBy: actorId(caller.principal),
+          createdBy: actorId(principal),
           updatedAt: at,
           lastUsedAt: null,
           rolledFrom: current.id,
         };
         await insertKey(trx, record);
-        const expiresAt = Math.min(current.expiresAt ?? Number.POSITIVE_INFINITY, at + grace * 1000);
-        const old = (await updateKey(trx, id, { expiresAt, updatedAt: at })) ?? current;
+        const spent: Quota | null = current.quota && { remaining: 0, refill: null, lastRefillAt: null };
+        const old = (await updateKey(trx, id, { expiresAt, quota: spent, updatedAt: at })) ?? current;
         await audit(
           trx,
           caller,
@@ -411,6 +496,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
             new_key_prefix: record.keyPrefix,
             grace_period_seconds: grace,
             expires_at: { from: current.expiresAt, to: expiresAt },
+            ...(current.quota ? { quota: { from: current.quota, to: spent } } : {}),
           },
           at,
         );

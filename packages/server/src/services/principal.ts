@@ -1,4 +1,8 @@
+import { hasScopes } from '@keyward/sdk';
 import type { Actor, ApiKey, User } from '../domain.js';
+
+// Scope matching is the SDK's, so the server and the middleware can never disagree on it.
+export { hasScopes, scopeCovers } from '@keyward/sdk';
 
 /** Who is making a request: an API key, a user signed in with a JWT, or the local operator (CLI). */
 export type Principal = { kind: 'key'; key: ApiKey } | { kind: 'user'; user: User } | { kind: 'system'; name: string };
@@ -28,17 +32,6 @@ export function actorOf(principal: Principal): Actor {
 
 export function isAdmin(principal: Principal): boolean {
   return principal.kind === 'system' || (principal.kind === 'key' && principal.key.isAdmin);
-}
-
-/** Whether one granted scope covers a required one: `*` covers all, `inventory:*` covers `inventory:read`. */
-export function scopeCovers(granted: string, required: string): boolean {
-  if (granted === required || granted === '*') return true;
-  return granted.endsWith(':*') && required.startsWith(granted.slice(0, -1));
-}
-
-/** Whether the granted scopes cover every required scope. */
-export function hasScopes(granted: readonly string[], required: readonly string[]): boolean {
-  return required.every((r) => granted.some((g) => scopeCovers(g, r)));
 }
 
 /**

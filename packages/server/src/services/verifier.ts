@@ -75,17 +75,26 @@ export interface VerifierDeps {
   load?: (db: Executor, key: string, presented: Presented) => Promise<ApiKey | undefined>;
   now?: () => number;
   /** Verifications by code and their latency (verify only), key cache hits and misses (every check). */
-  metrics?: Pick<Metrics, 'verifications' | 'verifyDuration' | 'cacheLookups'> | undefined;
+  metrics?: Pick<Metrics, 'hot' | 'verifyDuration'> | undefined;
 }
+
+/** A value, or a promise of it: the cached path answers synchronously (no promise, no microtask). */
+export type MaybePromise<T> = T | Promise<T>;
+
+export type VerifyResult = Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST'>;
 
 export interface Verifier {
   /**
    * Format+checksum → look-up by hash (cache, then database) → revoked → deactivated → expired. The first
-   * failure decides the code. A malformed key is answered before any cache or database work.
+   * failure decides the code. A malformed key is answered before any cache or database work. Synchronous
+   * when the answer is in the cache; `await` works on either.
    */
-  check(key: string): Promise<KeyCheck>;
-  /** `POST /v1/keys/verify`: {@link check}, then required scopes, then the gates (rate limit, quota). */
-  verify(caller: Caller, input: VerifyInput): Promise<Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST'>>;
+  check(key: string): MaybePromise<KeyCheck>;
+  /**
+   * `POST /v1/keys/verify`: {@link check}, then required scopes, then the gates (rate limit, quota).
+   * Synchronous when the key is cached and no gate has work to wait for.
+   */
+  verify(caller: Caller, input: VerifyInput): MaybePromise<VerifyResult>;
 }
 
 export function stateOf(key: ApiKey, now: number): KeyCheck {
@@ -104,30 +113,63 @@ const INVALID_FORMAT: KeyCheck = { code: 'INVALID_FORMAT', key: null };
 const NOT_FOUND: KeyCheck = { code: 'NOT_FOUND', key: null };
 
 export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey, now = Date.now, metrics }: VerifierDeps): Verifier {
-  // Bound children: counting then costs no label hashing on the hot path.
-  const cacheHit = metrics?.cacheLookups.labels('hit');
-  const cacheMiss = metrics?.cacheLookups.labels('miss');
-  const byCode = new Map(VERIFY_CODES.map((code) => [code, metrics?.verifications.labels(code)]));
+  // Plain-number children, folded into prom-client on scrape: counting costs no label hashing here.
+  const cacheHit = metrics?.hot.cacheLookups('hit');
+  const cacheMiss = metrics?.hot.cacheLookups('miss');
+  const byCode = new Map(VERIFY_CODES.map((code) => [code, metrics?.hot.verifications(code)]));
 
-  async function check(key: string): Promise<KeyCheck> {
-    const presented = present(key);
-    if (presented === null) return INVALID_FORMAT;
-    // A fresh cached answer needs no await; otherwise the plaintext stays in this closure for the one load
-    // (imported bcrypt keys need it) and is never kept.
-    let found = cache?.fresh(presented.hash);
-    if (cache) (found === undefined ? cacheMiss : cacheHit)?.inc();
-    if (found === undefined) {
-      const loader = () => load(db, key, presented);
-      found = (cache ? await cache.get(presented.hash, loader) : await loader()) ?? null;
-    }
-    if (found === null) return NOT_FOUND;
+  function settle(found: ApiKey | null | undefined): KeyCheck {
+    if (found == null) return NOT_FOUND;
     const at = now();
     const state = stateOf(found, at);
     if (state.code === 'VALID') lastUsed?.touch(found.id, at);
     return state;
   }
 
-  async function verify(caller: Caller, input: VerifyInput): Promise<Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST'>> {
+  function check(key: string): MaybePromise<KeyCheck> {
+    const presented = present(key);
+    if (presented === null) return INVALID_FORMAT;
+    // A fresh cached answer needs no promise; otherwise the plaintext stays in this closure for the one
+    // load (imported bcrypt keys need it) and is never kept.
+    if (cache) {
+      const found = cache.fresh(presented.hash);
+      if (found !== undefined) {
+        cacheHit?.inc();
+        return settle(found);
+      }
+      cacheMiss?.inc();
+      return cache.get(presented.hash, () => load(db, key, presented)).then(settle);
+    }
+    return load(db, key, presented).then(settle);
+  }
+
+  /** Runs the gates from `index` on: synchronously while they answer synchronously. */
+  function runGates(key: ApiKey, cost: number, at: number, index: number, report: GateReport): MaybePromise<VerifyResult> {
+    for (let i = index; i < gates.length; i++) {
+      const gate = gates[i] as VerifyGate;
+      const outcome = gate.check(key, { cost, now: at });
+      if (outcome instanceof Promise) {
+        return outcome.then((settled) => (merge(settled, report) ? runGates(key, cost, at, i + 1, report) : denied(key, settled, report)));
+      }
+      if (!merge(outcome, report)) return denied(key, outcome, report);
+    }
+    // Nothing reported (no limit, no quota): the check's own answer, without copying it.
+    return report.ratelimit === undefined && report.remaining === undefined
+      ? ok({ code: 'VALID', key })
+      : ok({ code: 'VALID', key, ...report });
+  }
+
+  function afterCheck(checked: KeyCheck, input: VerifyInput, cost: number): MaybePromise<VerifyResult> {
+    if (checked.code !== 'VALID') return ok(checked);
+    const key = checked.key;
+    if (input.scopes && input.scopes.length > 0 && !hasScopes(key.scopes, input.scopes)) {
+      return ok({ code: 'INSUFFICIENT_SCOPES', key });
+    }
+    if (gates.length === 0) return ok(checked);
+    return runGates(key, cost, now(), 0, {});
+  }
+
+  function verify(caller: Caller, input: VerifyInput): MaybePromise<VerifyResult> {
     if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
     const cost = input.cost ?? 1;
     if (!Number.isSafeInteger(cost) || cost < 0) {
@@ -135,38 +177,36 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
         { field: 'body.cost', message: 'must be a non-negative integer' },
       ]);
     }
-    const checked = await check(input.key);
-    if (checked.code !== 'VALID') return ok(checked);
-    const key = checked.key;
-    if (input.scopes && input.scopes.length > 0 && !hasScopes(key.scopes, input.scopes)) {
-      return ok({ code: 'INSUFFICIENT_SCOPES', key });
-    }
-    if (gates.length === 0) return ok(checked);
-    const report: GateReport = {};
-    const at = now();
-    for (const gate of gates) {
-      // A gate with nothing to do answers synchronously: no await, no extra turn of the event loop.
-      const pending = gate.check(key, { cost, now: at });
-      const outcome = pending instanceof Promise ? await pending : pending;
-      if (outcome.ratelimit !== undefined) report.ratelimit = outcome.ratelimit;
-      if (outcome.remaining !== undefined) report.remaining = outcome.remaining;
-      if (!outcome.ok) return ok({ code: outcome.code, key, ...report });
-    }
-    return ok({ code: 'VALID', key, ...report });
+    const checked = check(input.key);
+    return checked instanceof Promise ? checked.then((c) => afterCheck(c, input, cost)) : afterCheck(checked, input, cost);
   }
 
+  if (!metrics) return { check, verify };
+  const observe = (result: VerifyResult, started: number): VerifyResult => {
+    if (result.ok) {
+      metrics.verifyDuration.observe((performance.now() - started) / 1000);
+      byCode.get(result.value.code)?.inc();
+    }
+    return result;
+  };
   return {
     check,
-    verify: metrics
-      ? async (caller, input) => {
-          const started = performance.now();
-          const result = await verify(caller, input);
-          if (result.ok) {
-            metrics.verifyDuration.observe((performance.now() - started) / 1000);
-            byCode.get(result.value.code)?.inc();
-          }
-          return result;
-        }
-      : verify,
+    verify(caller, input) {
+      const started = performance.now();
+      const result = verify(caller, input);
+      return result instanceof Promise ? result.then((settled) => observe(settled, started)) : observe(result, started);
+    },
   };
+}
+
+/** Adds what a gate reports to `report`; whether the gate let the verification through. */
+function merge(outcome: GateOutcome, report: GateReport): boolean {
+  if (outcome.ratelimit !== undefined) report.ratelimit = outcome.ratelimit;
+  if (outcome.remaining !== undefined) report.remaining = outcome.remaining;
+  return outcome.ok;
+}
+
+function denied(key: ApiKey, outcome: GateOutcome, report: GateReport): VerifyResult {
+  // `merge` has run: a denial carries its code.
+  return ok({ code: outcome.ok ? 'VALID' : outcome.code, key, ...report });
 }

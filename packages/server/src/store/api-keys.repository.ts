@@ -1,5 +1,6 @@
 import { sql } from 'kysely';
 import type { ApiKey, HashScheme, RefillInterval } from '../domain.js';
+import type { Dialect } from './database.js';
 import type { ApiKeyRow, ApiKeyUpdate, Executor, NewApiKeyRow } from './schema.js';
 
 export function toApiKey(row: ApiKeyRow): ApiKey {
@@ -86,6 +87,14 @@ export async function findKeyById(db: Executor, id: string): Promise<ApiKey | un
   return row && toApiKey(row);
 }
 
+/** Reads a key and, on PostgreSQL, locks its row until the transaction ends (SQLite writes are serialized anyway). */
+export async function findKeyForUpdate(db: Executor, id: string, dialect: Dialect): Promise<ApiKey | undefined> {
+  let query = db.selectFrom('api_keys').selectAll().where('id', '=', id);
+  if (dialect === 'postgres') query = query.forUpdate();
+  const row = await query.executeTakeFirst();
+  return row && toApiKey(row);
+}
+
 export async function findKeyByHash(db: Executor, keyHash: string): Promise<ApiKey | undefined> {
   const row = await db.selectFrom('api_keys').selectAll().where('key_hash', '=', keyHash).executeTakeFirst();
   return row && toApiKey(row);
@@ -137,15 +146,36 @@ export async function deleteKey(db: Executor, id: string): Promise<boolean> {
   return result.numDeletedRows > 0n;
 }
 
-/** Keys a user holds that count against the tier limit: not revoked (deactivated keys still count). */
-export async function countKeysOfUser(db: Executor, userId: string): Promise<number> {
+/**
+ * Keys a user holds that count against the tier limit: live ones, i.e. not revoked and not expired
+ * (deactivated keys still count, they can be activated again; an expired one never works again).
+ */
+export async function countKeysOfUser(db: Executor, userId: string, now: number): Promise<number> {
   const row = await db
     .selectFrom('api_keys')
     .select((eb) => eb.fn.countAll<number>().as('n'))
     .where('user_id', '=', userId)
     .where('revoked_at', 'is', null)
+    .where((eb) => eb.or([eb('expires_at', 'is', null), eb('expires_at', '>', now)]))
     .executeTakeFirstOrThrow();
   return Number(row.n);
+}
+
+// Any fixed 64-bit number works; this one is "keyward bootstrap" in no particular encoding, just unlikely to collide.
+const BOOTSTRAP_LOCK_ID = 0x6b_77_62_6f_6f_74n;
+
+/**
+ * Serializes bootstrap across instances: on PostgreSQL a transaction-scoped advisory lock, released at commit
+ * or rollback. SQLite needs none: its write transactions are already serialized.
+ */
+export async function lockBootstrap(db: Executor, dialect: Dialect): Promise<void> {
+  if (dialect === 'postgres') await sql`select pg_advisory_xact_lock(${BOOTSTRAP_LOCK_ID.toString()}::bigint)`.execute(db);
+}
+
+/** Whether an error is a unique-constraint violation (PostgreSQL 23505, SQLite SQLITE_CONSTRAINT_UNIQUE). */
+export function isUniqueViolation(error: unknown): boolean {
+  if (typeof error !== 'object' || error === null || !('code' in error)) return false;
+  return error.code === '23505' || error.code === 'SQLITE_CONSTRAINT_UNIQUE';
 }
 
 export async function countUsableAdminKeys(db: Executor, now: number): Promise<number> {

@@ -1,16 +1,74 @@
-import { sql } from 'kysely';
+import { CompiledQuery, sql } from 'kysely';
 import type { Executor, NewApiKeyUsageRow } from './schema.js';
 
-// Ten columns a row: 500 rows is 5,000 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
-const ROWS_PER_STATEMENT = 500;
+const USAGE_COLUMNS = [
+  'id',
+  'api_key_id',
+  'endpoint',
+  'method',
+  'status_code',
+  'ip_address',
+  'user_agent',
+  'response_time_ms',
+  'outcome',
+  'created_at',
+] as const satisfies readonly (keyof NewApiKeyUsageRow)[];
+
+// Ten columns a row: 512 rows is 5,120 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
+const ROWS_PER_STATEMENT = 512;
+// Compiled only for its text: one bound parameter per column, in USAGE_COLUMNS order (Kysely keeps key order).
+const PLACEHOLDER_ROW: Required<NewApiKeyUsageRow> = {
+  id: '',
+  api_key_id: null,
+  endpoint: null,
+  method: null,
+  status_code: null,
+  ip_address: null,
+  user_agent: null,
+  response_time_ms: null,
+  outcome: '',
+  created_at: 0,
+};
+
+// Usage rows are written on the same event loop that answers verifications, one row per verification: the
+// query builder costs more per row than the database does. So the statement text for N rows is compiled
+// once per dialect (the adapter decides `?` or `$n`) and reused; a batch goes out in chunks of power-of-two
+// sizes, so at most 10 texts are ever kept.
+const statements = new WeakMap<object, Map<number, string>>();
+
+function insertStatement(db: Executor, rows: number): string {
+  const adapter = db.getExecutor().adapter;
+  let bySize = statements.get(adapter);
+  if (bySize === undefined) {
+    bySize = new Map();
+    statements.set(adapter, bySize);
+  }
+  let text = bySize.get(rows);
+  if (text === undefined) {
+    text = db
+      .insertInto('api_key_usage')
+      .values(Array.from({ length: rows }, () => PLACEHOLDER_ROW))
+      .compile().sql;
+    bySize.set(rows, text);
+  }
+  return text;
+}
 
 /** Inserts usage rows with multi-row INSERTs; the caller opens the transaction. */
 export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
-  for (let i = 0; i < rows.length; i += ROWS_PER_STATEMENT) {
-    await db
-      .insertInto('api_key_usage')
-      .values(rows.slice(i, i + ROWS_PER_STATEMENT))
-      .execute();
+  let start = 0;
+  while (start < rows.length) {
+    const left = rows.length - start;
+    // The largest power of two that fits (all of ROWS_PER_STATEMENT when that many are left).
+    const size = left >= ROWS_PER_STATEMENT ? ROWS_PER_STATEMENT : 2 ** Math.floor(Math.log2(left));
+    const parameters: unknown[] = new Array(size * USAGE_COLUMNS.length);
+    let p = 0;
+    for (let r = start; r < start + size; r++) {
+      const row = rows[r] as NewApiKeyUsageRow;
+      for (const column of USAGE_COLUMNS) parameters[p++] = row[column] ?? null;
+    }
+    await db.executeQuery(CompiledQuery.raw(insertStatement(db, size), parameters));
+    start += size;
   }
 }
 
