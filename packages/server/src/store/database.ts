@@ -11,6 +11,7 @@ import {
   type PrimitiveValueListNode,
   type QueryResult,
   type RootOperationNode,
+  type SqliteDatabase,
   SqliteDialect,
   sql,
   type UnknownRow,
@@ -49,6 +50,36 @@ export class SqliteBooleanPlugin implements KyselyPlugin {
   }
 }
 
+/**
+ * Kysely prepares every statement anew; better-sqlite3 statements are reusable, and preparing costs about as
+ * much as running a small query. This keeps the most recent prepared statements by SQL text (bounded), which
+ * matters for the usage-row inserts and uncached key look-ups that run all the time.
+ */
+export function withStatementCache(sqlite: SQLite.Database, max = 256): SqliteDatabase {
+  const statements = new Map<string, SQLite.Statement>();
+  return {
+    close: () => {
+      statements.clear();
+      sqlite.close();
+    },
+    prepare(text: string) {
+      let statement = statements.get(text);
+      if (statement) {
+        // Refresh its place so the map's insertion order stays least-recently-used first.
+        statements.delete(text);
+      } else {
+        statement = sqlite.prepare(text);
+        if (statements.size >= max) {
+          const oldest = statements.keys().next();
+          if (!oldest.done) statements.delete(oldest.value);
+        }
+      }
+      statements.set(text, statement);
+      return statement;
+    },
+  };
+}
+
 /** The file path of a `sqlite:` URL (`sqlite:./data/keyward.db`, `sqlite::memory:`). */
 export function sqlitePath(url: string): string {
   return url.replace(/^sqlite:(\/\/)?/, '');
@@ -67,7 +98,10 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
     sqlite.pragma('synchronous = NORMAL');
     sqlite.pragma('foreign_keys = ON');
     sqlite.pragma('busy_timeout = 5000');
-    const db = new Kysely<Database>({ dialect: new SqliteDialect({ database: sqlite }), plugins: [new SqliteBooleanPlugin()] });
+    const db = new Kysely<Database>({
+      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+      plugins: [new SqliteBooleanPlugin()],
+    });
     return { db, dialect: 'sqlite', close: () => db.destroy() };
   }
   const types = {
