@@ -224,6 +224,17 @@ describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
     expect(await countKeysOfUser(db.db, user.id, NOW + 1)).toBe(2);
   });
 
+  it('writes last_used_at for more keys than one statement carries (chunks of 500)', async () => {
+    const keys = Array.from({ length: 1_201 }, () => newKey());
+    await db.db.transaction().execute(async (trx) => {
+      for (const key of keys) await insertKey(trx, key);
+    });
+    await setLastUsed(db.db, new Map(keys.map((k, i) => [k.id, NOW + i])));
+    const first = await findKeyById(db.db, keys[0]?.id ?? '');
+    const last = await findKeyById(db.db, keys[1_200]?.id ?? '');
+    expect([first?.lastUsedAt, last?.lastUsedAt]).toEqual([NOW, NOW + 1_200]);
+  });
+
   it('moves last_used_at forward only', async () => {
     const a = newKey();
     const b = newKey({ lastUsedAt: NOW + 100 });

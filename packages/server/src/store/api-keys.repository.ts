@@ -191,13 +191,14 @@ export async function countUsableAdminKeys(db: Executor, now: number): Promise<n
 
 /** Writes coalesced `last_used_at` values: one statement per key, all in the caller's transaction. */
 export async function setLastUsed(db: Executor, lastUsed: ReadonlyMap<string, number>): Promise<void> {
-  for (const [id, at] of lastUsed) {
-    await db
-      .updateTable('api_keys')
-      .set({ last_used_at: at })
-      .where('id', '=', id)
-      .where((eb) => eb.or([eb('last_used_at', 'is', null), eb('last_used_at', '<', at)]))
-      .execute();
+  // One statement per 500 keys (not one per key): a flush after busy seconds can hold thousands of keys,
+  // and per-key statements would block the event loop for tens of milliseconds on SQLite.
+  const entries = [...lastUsed];
+  for (let i = 0; i < entries.length; i += 500) {
+    const rows = entries.slice(i, i + 500).map(([id, at]) => sql`(${id}, cast(${at} as bigint))`);
+    await sql`with v(id, at) as (values ${sql.join(rows)})
+      update api_keys set last_used_at = v.at from v
+      where api_keys.id = v.id and (api_keys.last_used_at is null or api_keys.last_used_at < v.at)`.execute(db);
   }
 }
 
