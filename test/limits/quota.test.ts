@@ -1,4 +1,3 @@
-import { generateKey, hashApiKey } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiKey, Quota } from '../../packages/server/src/domain.js';
@@ -7,34 +6,13 @@ import { findKeyById, insertKey } from '../../packages/server/src/store/api-keys
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
+import { newApiKey } from '../helpers/fixtures.js';
 
 const NOW = Date.UTC(2030, 2, 15, 12, 0, 0); // 2030-03-15T12:00Z
 const DAY = 86_400_000;
 
 function newKey(quota: Quota | null): ApiKey {
-  const key = generateKey();
-  return {
-    id: uuidv7(),
-    name: 'metered',
-    description: null,
-    keyHash: hashApiKey(key),
-    keyPrefix: key.slice(0, 11),
-    hashScheme: 'sha256',
-    userId: null,
-    isAdmin: false,
-    scopes: [],
-    metadata: {},
-    isActive: true,
-    createdAt: NOW,
-    createdBy: 'test',
-    updatedAt: NOW,
-    lastUsedAt: null,
-    expiresAt: null,
-    revokedAt: null,
-    rolledFrom: null,
-    rateLimit: null,
-    quota,
-  };
+  return newApiKey({ name: 'metered', quota }, NOW);
 }
 
 describe('quota periods', () => {

@@ -1,4 +1,4 @@
-import { generateKey, hashApiKey } from '@keyward/sdk';
+import { hashApiKey } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiKey, User } from '../../packages/server/src/domain.js';
@@ -18,34 +18,12 @@ import { type Db, openDatabase } from '../../packages/server/src/store/database.
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { insertUserIfAbsent } from '../../packages/server/src/store/users.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
+import { newApiKey } from '../helpers/fixtures.js';
 
 const NOW = 1_900_000_000_000;
 
 function newKey(overrides: Partial<ApiKey> = {}): ApiKey {
-  const key = generateKey();
-  return {
-    id: uuidv7(),
-    name: 'a key',
-    description: null,
-    keyHash: hashApiKey(key),
-    keyPrefix: key.slice(0, 11),
-    hashScheme: 'sha256',
-    userId: null,
-    isAdmin: false,
-    scopes: [],
-    metadata: {},
-    isActive: true,
-    createdAt: NOW,
-    createdBy: 'test',
-    updatedAt: NOW,
-    lastUsedAt: null,
-    expiresAt: null,
-    revokedAt: null,
-    rolledFrom: null,
-    rateLimit: null,
-    quota: null,
-    ...overrides,
-  };
+  return newApiKey(overrides, NOW);
 }
 
 function newUser(overrides: Partial<User> = {}): User {
