@@ -5,15 +5,17 @@ import { runHttp } from './http.js';
 import { runInProcess } from './in-process.js';
 import { cleanUpAll, planPinning } from './lib/processes.js';
 import { renderTable, type Table } from './lib/table.js';
+import { runLimits } from './limits.js';
 import { runUncached } from './uncached.js';
 
-const SECTIONS = ['in-process', 'http', 'uncached'] as const;
+const SECTIONS = ['in-process', 'limits', 'http', 'uncached'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
   options: {
     quick: { type: 'boolean', default: false },
     pg: { type: 'string' },
+    redis: { type: 'string' },
     only: { type: 'string' },
     'no-pin': { type: 'boolean', default: false },
     help: { type: 'boolean', short: 'h', default: false },
@@ -24,6 +26,7 @@ if (values.help) {
   process.stdout.write(`Usage: npm run bench -- [--quick] [--pg postgres://…] [--only ${SECTIONS.join(',')}] [--no-pin]
   --quick   about one minute: shorter rounds, 10k vs 100k keys for the uncached case
   --pg URL  also measure uncached verification on PostgreSQL (default: DATABASE_URL if it is postgres://)
+  --redis URL  also measure limits with the Redis rate limiter (default: REDIS_URL)
   --only    run some sections only (comma-separated)
   --no-pin  do not pin servers and load generator to separate CPUs with taskset
 `);
@@ -102,6 +105,9 @@ const header = [
 log(`${quick ? 'quick' : 'full'} run: ${only.join(', ')}${postgresUrl ? ' (with PostgreSQL)' : ''}`);
 
 await section('in-process', () => runInProcess({ rounds: quick ? 11 : 21, opsPerRound: quick ? 20_000 : 30_000, log }));
+await section('limits', () =>
+  runLimits({ rounds: quick ? 5 : 9, opsPerRound: quick ? 2_000 : 5_000, redisUrl: values.redis ?? process.env.REDIS_URL ?? null, log }),
+);
 await section('http', () =>
   runHttp({
     rounds: quick ? 3 : 5,

@@ -96,6 +96,41 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     await vi.waitFor(async () => expect(await rowCount(db)).toBe(10));
   });
 
+  it('rows arriving while a batch is written wait for the next batch instead of a transaction of their own', async () => {
+    let transactions = 0;
+    let release = () => {};
+    const gate = new Promise<void>((resolve) => {
+      release = resolve;
+    });
+    const gated: Db = {
+      ...db,
+      db: new Proxy(db.db, {
+        get(target, property, receiver) {
+          if (property === 'transaction') {
+            transactions += 1;
+            const real = target.transaction();
+            // The first write is held until released, as a slow write is while requests keep coming.
+            return () => ({ execute: async <T>(work: Parameters<typeof real.execute<T>>[0]) => (await gate, real.execute(work)) });
+          }
+          const value: unknown = Reflect.get(target, property, receiver);
+          return typeof value === 'function' ? value.bind(target) : value;
+        },
+      }),
+    };
+    const r = createUsageRecorder({ db: gated, flushMs: 3_600_000, retentionDays: 0, batchSize: 10, metrics });
+    recorders.push(r);
+    for (let i = 0; i < 10; i++) r.record(event()); // a full batch: its write starts and is held
+    for (let tick = 0; tick < 5; tick++) await Promise.resolve();
+    for (let i = 0; i < 3; i++) r.record(event()); // traffic meanwhile
+    release();
+    await vi.waitFor(async () => expect(await rowCount(db)).toBe(10));
+    for (let tick = 0; tick < 20; tick++) await new Promise((resolve) => setImmediate(resolve));
+    expect(transactions).toBe(1);
+    expect(r.buffered()).toBe(3);
+    await r.flush();
+    expect(await rowCount(db)).toBe(13);
+  });
+
   it('flushes on its own every flush interval', async () => {
     const r = recorder({ flushMs: 20 });
     r.record(event());

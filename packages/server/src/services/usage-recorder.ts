@@ -102,8 +102,12 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
 
   const gauge = () => metrics?.usageBuffered.set(buffer.length);
 
+  // Rows that arrive while a batch is being written wait for the next trigger (a full batch, the interval,
+  // or close): looping until the buffer is empty would, under steady traffic, write one tiny transaction
+  // per arriving row.
   async function writeOnce(): Promise<void> {
-    while (buffer.length > 0) {
+    if (buffer.length === 0) return;
+    do {
       const batch = buffer;
       const batchTimes = times;
       buffer = [];
@@ -125,7 +129,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         gauge();
         return;
       }
-    }
+    } while (buffer.length >= batchSize || (closed && buffer.length > 0));
   }
 
   // One flush at a time: a flush requested during another runs right after it.
