@@ -23,14 +23,23 @@ export interface TestAppOptions {
   env?: Record<string, string>;
   /** Build the app over an existing database instead of a fresh one. */
   database?: FreshDatabase;
+  /** Connect to this URL instead of the database's own (e.g. through a TCP proxy). */
+  databaseUrl?: string;
+  /** The clock for every service (tests move it by hand instead of waiting). */
+  now?: () => number;
 }
 
 /** A fresh database, migrated and bootstrapped, and the app built from the factory (in-process, `app.inject`). */
 export async function createTestApp(options: TestAppOptions = {}): Promise<TestApp> {
   const database = options.database ?? (await freshDatabase(options.dialect ?? 'sqlite'));
   const adminKey = generateKey('kw');
-  const config = loadConfig({ DATABASE_URL: database.url, INITIAL_ADMIN_KEY: adminKey, LOG_LEVEL: 'silent', ...options.env });
-  const container = createContainer(config);
+  const config = loadConfig({
+    DATABASE_URL: options.databaseUrl ?? database.url,
+    INITIAL_ADMIN_KEY: adminKey,
+    LOG_LEVEL: 'silent',
+    ...options.env,
+  });
+  const container = createContainer(config, options.now ? { now: options.now } : {});
   await migrateUp(container.db.db);
   await container.keys.bootstrap(config.initialAdminKey);
   const app = await buildApp(container);

@@ -1,13 +1,9 @@
 import { connect, createServer, type Server, type Socket } from 'node:net';
-import { generateKey } from '@keyward/sdk';
 import type { LightMyRequestResponse } from 'fastify';
-import { loadConfig } from '../../packages/server/src/config.js';
-import { type Container, createContainer } from '../../packages/server/src/container.js';
-import { buildApp } from '../../packages/server/src/http/app.js';
+import type { Container } from '../../packages/server/src/container.js';
 import type { Dialect } from '../../packages/server/src/store/database.js';
-import { migrateUp } from '../../packages/server/src/store/migrator.js';
-import { bearer, type TestApp } from '../helpers/app.js';
-import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
+import { bearer, createTestApp, type TestApp } from '../helpers/app.js';
+import type { FreshDatabase } from '../helpers/db.js';
 
 /** A clock the test moves by hand, so expiry and freshness are tested without waiting. */
 export interface Clock {
@@ -33,33 +29,8 @@ export interface ClockedApp extends TestApp {
 export async function createClockedApp(
   options: { dialect?: Dialect; env?: Record<string, string>; database?: FreshDatabase; databaseUrl?: string } = {},
 ): Promise<ClockedApp> {
-  const database = options.database ?? (await freshDatabase(options.dialect ?? 'sqlite'));
   const clock = manualClock();
-  const adminKey = generateKey('kw');
-  const config = loadConfig({
-    DATABASE_URL: options.databaseUrl ?? database.url,
-    INITIAL_ADMIN_KEY: adminKey,
-    LOG_LEVEL: 'silent',
-    ...options.env,
-  });
-  const container = createContainer(config, { now: clock.now });
-  await migrateUp(container.db.db);
-  await container.keys.bootstrap(config.initialAdminKey);
-  const app = await buildApp(container);
-  await app.ready();
-  return {
-    app,
-    container,
-    config,
-    database,
-    adminKey,
-    clock,
-    async close() {
-      await app.close();
-      await container.close();
-      if (!options.database) await database.cleanup();
-    },
-  };
+  return { ...(await createTestApp({ ...options, now: clock.now })), clock };
 }
 
 export function verify(t: TestApp, body: Record<string, unknown>, asKey: string = t.adminKey): Promise<LightMyRequestResponse> {
