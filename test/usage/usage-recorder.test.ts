@@ -110,7 +110,12 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
             transactions += 1;
             const real = target.transaction();
             // The first write is held until released, as a slow write is while requests keep coming.
-            return () => ({ execute: async <T>(work: Parameters<typeof real.execute<T>>[0]) => (await gate, real.execute(work)) });
+            return () => ({
+              execute: async <T>(work: Parameters<typeof real.execute<T>>[0]) => {
+                await gate;
+                return real.execute(work);
+              },
+            });
           }
           const value: unknown = Reflect.get(target, property, receiver);
           return typeof value === 'function' ? value.bind(target) : value;
