@@ -17,6 +17,7 @@ import { createUsageAnalytics, type UsageAnalytics } from './services/usage-anal
 import { createUsageIngest, type UsageIngest } from './services/usage-ingest.js';
 import { createUsageRecorder, type UsageRecorder } from './services/usage-recorder.js';
 import { createUserService, type UserService } from './services/user-service.js';
+import { createVerification, type Verification } from './services/verification.js';
 import { createVerifier, type Verifier } from './services/verifier.js';
 import { setLastUsed } from './store/api-keys.repository.js';
 import { type Db, openDatabase } from './store/database.js';
@@ -48,6 +49,8 @@ export interface Container {
   bruteForce: BruteForceGuard;
   /** Failed verifications on `POST /v1/keys/verify`, per caller key and client IP (its own budget). */
   verifyGuard: BruteForceGuard;
+  /** `POST /v1/keys/verify`: guard, verification and its usage row. */
+  verification: Verification;
   /** Usage rows, buffered and written in batches. */
   usage: UsageRecorder;
   usageAnalytics: UsageAnalytics;
@@ -98,6 +101,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   // After the scope check: the rate limit (the key's own, else its owner's tier default), then the quota.
   const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config.tiers, db: db.db }), createQuotaGate({ db: db.db })];
   const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, gates, load: loadKeyWithOwnerTier, metrics, now });
+  const verification = createVerification({ verifier, usage, verifyGuard });
   const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });
   // Keys removed with their user (cascade) or re-tiered go through the key service's change hook (caches).
   const users = createUserService({ db, config, onKeysChanged: (changed) => keys.announceChanged(changed), now });
@@ -126,6 +130,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     rateLimiter,
     bruteForce,
     verifyGuard,
+    verification,
     usage,
     usageAnalytics,
     usageIngest,

@@ -87,6 +87,8 @@ export interface Failure<C extends ErrorCode = ErrorCode> {
   code: C;
   detail?: string;
   errors?: FieldError[];
+  /** For `RATE_LIMITED`: when to try again (sent as `Retry-After`). */
+  retryAfterSeconds?: number;
 }
 
 export type Result<T, C extends ErrorCode = ErrorCode> = { ok: true; value: T } | Failure<C>;

@@ -9,7 +9,8 @@ export function unwrap<T>(result: Result<T>): T {
 }
 
 export function toProblemError(failure: Failure): ProblemError {
-  return new ProblemError(failure.code, failure.detail, failure.errors);
+  const headers = failure.retryAfterSeconds === undefined ? undefined : { 'retry-after': String(failure.retryAfterSeconds) };
+  return new ProblemError(failure.code, failure.detail, failure.errors, headers);
 }
 
 export function sendProblem(

@@ -1,9 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import { ProblemError } from '../../errors.js';
-import type { BruteForceGuard } from '../../services/brute-force-guard.js';
-import type { Caller } from '../../services/principal.js';
-import type { UsageRecorder } from '../../services/usage-recorder.js';
-import { VERIFY_CODES, type Verifier, type VerifyCode, type VerifyOutcome, type VerifyResult } from '../../services/verifier.js';
+import type { Verification, VerificationResult } from '../../services/verification.js';
+import { VERIFY_CODES, type VerifyCode, type VerifyOutcome } from '../../services/verifier.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import { iso, problems, Scope } from '../schemas.js';
@@ -101,25 +98,8 @@ export function verifyView(outcome: VerifyOutcome): VerifyKeyResponse {
   return view;
 }
 
-/** Codes that mean "no valid key was presented": what the brute-force guard counts. */
-const FAILED: ReadonlySet<VerifyCode> = new Set(['INVALID_FORMAT', 'NOT_FOUND', 'REVOKED', 'DISABLED', 'EXPIRED']);
-
-// The verify endpoint's brute-force guard counts per caller key AND client IP: a host backend relays its end
-// users' keys, so its failures are theirs, and a per-IP count would let them block the whole backend (and,
-// behind a shared NAT, its neighbours). Its budget (VERIFY_FAILURES_PER_MINUTE) is its own, higher one.
-const guardClient = (caller: Caller): string =>
-  `${caller.principal.kind === 'key' ? caller.principal.key.id : caller.principal.kind}|${caller.ip}`;
-
-export interface VerifyRouteDeps {
-  verifier: Verifier;
-  /** One usage row per verification, buffered (never the key). */
-  usage: Pick<UsageRecorder, 'record'>;
-  /** Failed verifications per caller key and client IP. */
-  verifyGuard: BruteForceGuard;
-}
-
-export function verifyRoutes(app: App, deps: VerifyRouteDeps): void {
-  const { verifier, usage, verifyGuard } = deps;
+export function verifyRoutes(app: App, deps: { verification: Verification }): void {
+  const { verification } = deps;
   app.post(
     '/v1/keys/verify',
     {
@@ -135,34 +115,17 @@ export function verifyRoutes(app: App, deps: VerifyRouteDeps): void {
     },
     // Not `async`: a cached key is answered synchronously (no promise, no extra microtask turn).
     (request, reply) => {
-      const caller = callerOf(request);
-      const client = guardClient(caller);
-      const blocked = verifyGuard.check(client);
-      if (blocked.blocked) {
-        throw new ProblemError('RATE_LIMITED', 'too many failed verifications from this caller and address; try again later', undefined, {
-          'retry-after': String(blocked.retryAfterSeconds),
-        });
-      }
-      const { key, scopes, cost } = request.body;
-      const finish = (outcome: VerifyOutcome): VerifyKeyResponse => {
-        usage.record({
-          apiKeyId: outcome.key?.id ?? null,
-          outcome: outcome.code,
-          endpoint: '/v1/keys/verify',
-          method: request.method,
-          statusCode: 200,
-          ipAddress: caller.ip,
-          userAgent: request.headers['user-agent'] ?? null,
-          responseTimeMs: reply.elapsedTime,
-        });
+      const answer = (result: VerificationResult): VerifyKeyResponse => {
+        const outcome = unwrap(result);
         reply.header('cache-control', 'no-store');
         return verifyView(outcome);
       };
-      const answer = (result: VerifyResult): VerifyKeyResponse | Promise<VerifyKeyResponse> => {
-        const outcome = unwrap(result);
-        return FAILED.has(outcome.code) ? verifyGuard.fail(client).then(() => finish(outcome)) : finish(outcome);
-      };
-      const result = verifier.verify(caller, { key, scopes, cost });
+      const { key, scopes, cost } = request.body;
+      const result = verification.verifyFor(
+        callerOf(request),
+        { key, scopes, cost },
+        { method: request.method, userAgent: request.headers['user-agent'] ?? null, elapsedMs: () => reply.elapsedTime },
+      );
       return result instanceof Promise ? result.then(answer) : answer(result);
     },
   );

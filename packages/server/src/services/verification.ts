@@ -1,0 +1,68 @@
+import type { Failure, Result } from '../errors.js';
+import type { BruteForceGuard } from './brute-force-guard.js';
+import type { Caller } from './principal.js';
+import type { UsageRecorder } from './usage-recorder.js';
+import type { MaybePromise, Verifier, VerifyCode, VerifyInput, VerifyOutcome, VerifyResult } from './verifier.js';
+
+/** What the verify endpoint knows of the HTTP request, for its usage row. */
+export interface VerificationRequest {
+  method: string;
+  userAgent: string | null;
+  /** Milliseconds since the request arrived, read when the answer is ready. */
+  elapsedMs: () => number;
+}
+
+export type VerificationResult = Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST' | 'RATE_LIMITED'>;
+
+/** Codes that mean "no valid key was presented": what the brute-force guard counts. */
+const FAILED: ReadonlySet<VerifyCode> = new Set(['INVALID_FORMAT', 'NOT_FOUND', 'REVOKED', 'DISABLED', 'EXPIRED']);
+
+// The verify endpoint's brute-force guard counts per caller key AND client IP: a host backend relays its end
+// users' keys, so its failures are theirs, and a per-IP count would let them block the whole backend (and,
+// behind a shared NAT, its neighbours). Its budget (VERIFY_FAILURES_PER_MINUTE) is its own, higher one.
+const guardClient = (caller: Caller): string =>
+  `${caller.principal.kind === 'key' ? caller.principal.key.id : caller.principal.kind}|${caller.ip}`;
+
+export type Verification = ReturnType<typeof createVerification>;
+
+/**
+ * `POST /v1/keys/verify` as a service: the brute-force guard, the verification itself, and one usage row per
+ * answer (never the key). Synchronous when the verifier answers synchronously (a cached key).
+ */
+export function createVerification(deps: { verifier: Verifier; usage: Pick<UsageRecorder, 'record'>; verifyGuard: BruteForceGuard }) {
+  const { verifier, usage, verifyGuard } = deps;
+  return {
+    verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
+      const client = guardClient(caller);
+      const blocked = verifyGuard.check(client);
+      if (blocked.blocked) {
+        const refused: Failure<'RATE_LIMITED'> = {
+          ok: false,
+          code: 'RATE_LIMITED',
+          detail: 'too many failed verifications from this caller and address; try again later',
+          retryAfterSeconds: blocked.retryAfterSeconds,
+        };
+        return refused;
+      }
+      const finish = (result: VerifyResult): VerificationResult => {
+        if (result.ok) {
+          usage.record({
+            apiKeyId: result.value.key?.id ?? null,
+            outcome: result.value.code,
+            endpoint: '/v1/keys/verify',
+            method: request.method,
+            statusCode: 200,
+            ipAddress: caller.ip,
+            userAgent: request.userAgent,
+            responseTimeMs: request.elapsedMs(),
+          });
+        }
+        return result;
+      };
+      const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
+        result.ok && FAILED.has(result.value.code) ? verifyGuard.fail(client).then(() => finish(result)) : finish(result);
+      const result = verifier.verify(caller, input);
+      return result instanceof Promise ? result.then(answer) : answer(result);
+    },
+  };
+}
