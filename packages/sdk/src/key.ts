@@ -8,7 +8,6 @@ const BODY_LENGTH = SECRET_LENGTH + CHECKSUM_LENGTH;
 export const DISPLAY_SECRET_CHARS = 8;
 
 const PREFIX_PATTERN = /^[a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*$/;
-const NATIVE_PATTERN = /^([a-z][a-z0-9]*(?:_[a-z][a-z0-9]*)*)_([A-Za-z0-9]{49})$/;
 const PRINTABLE_PATTERN = /^[\x21-\x7e]{16,256}$/;
 
 /** The parts of a key in Keyward's native `{prefix}_{secret}{checksum}` shape. */
@@ -63,41 +62,54 @@ function checksumOf(prefixAndSecret: string): string {
   return out.padStart(CHECKSUM_LENGTH, '0');
 }
 
-/** The value of a base62 digit (0–9, A–Z, a–z), or -1. */
-function base62Digit(c: number): number {
-  if (c >= 48 && c <= 57) return c - 48;
-  if (c >= 65 && c <= 90) return c - 55;
-  if (c >= 97 && c <= 122) return c - 61;
-  return -1;
-}
+/** The value of each base62 digit (0–9, A–Z, a–z) by ASCII code; -1 for any other character. */
+const DIGIT_VALUE = (() => {
+  const table = new Int8Array(128).fill(-1);
+  for (let i = 0; i < ALPHABET.length; i++) table[ALPHABET.charCodeAt(i)] = i;
+  return table;
+})();
 
-/** Whether the last 6 characters of a native-shaped key are the base62 CRC-32 of the rest, without building strings. */
-function checksumMatches(key: string): boolean {
-  const end = key.length - CHECKSUM_LENGTH;
-  let stored = 0;
-  for (let i = end; i < key.length; i++) stored = stored * 62 + base62Digit(key.charCodeAt(i));
-  return stored === crc32Ascii(key, end);
-}
+const digitOf = (c: number): number => (c < 128 ? (DIGIT_VALUE[c] ?? -1) : -1);
+
+const NOT_NATIVE = 0;
+const NATIVE = 1;
+const BAD_CHECKSUM = 2;
 
 /**
- * The same test as NATIVE_PATTERN plus the prefix length limit, as one pass over the char codes: it runs
- * on every verification (twice per verify request), where the regex costs several times more.
+ * Whether `key` has the native shape (`^[a-z][a-z0-9]*(_[a-z][a-z0-9]*)*_[A-Za-z0-9]{49}$`, prefix ≤ 20) and, if so, whether its
+ * last 6 characters are the base62 CRC-32 of the rest. One pass over the char codes, computing the CRC while
+ * checking the shape: it runs on every verification (twice per verify request), where the regex and a
+ * second pass each cost about as much again.
  */
-function hasNativeShape(key: string): boolean {
+function nativeState(key: string): typeof NOT_NATIVE | typeof NATIVE | typeof BAD_CHECKSUM {
   const separator = key.length - BODY_LENGTH - 1;
-  if (separator < 1 || separator > 20 || key.charCodeAt(separator) !== 95) return false;
+  if (separator < 1 || separator > 20 || key.charCodeAt(separator) !== 95) return NOT_NATIVE;
+  let crc = -1;
   // Prefix: `[a-z][a-z0-9]*` segments joined by single `_`.
   let segmentStart = true;
   for (let i = 0; i < separator; i++) {
     const c = key.charCodeAt(i);
     if (c >= 97 && c <= 122) segmentStart = false;
-    else if (segmentStart) return false;
+    else if (segmentStart) return NOT_NATIVE;
     else if (c === 95) segmentStart = true;
-    else if (c < 48 || c > 57) return false;
+    else if (c < 48 || c > 57) return NOT_NATIVE;
+    crc = (CRC_TABLE[(crc ^ c) & 0xff] ?? 0) ^ (crc >>> 8);
   }
-  if (segmentStart) return false;
-  for (let i = separator + 1; i < key.length; i++) if (base62Digit(key.charCodeAt(i)) < 0) return false;
-  return true;
+  if (segmentStart) return NOT_NATIVE;
+  const end = key.length - CHECKSUM_LENGTH;
+  // The separator, then the secret.
+  for (let i = separator; i < end; i++) {
+    const c = key.charCodeAt(i);
+    if (i > separator && digitOf(c) < 0) return NOT_NATIVE;
+    crc = (CRC_TABLE[(crc ^ c) & 0xff] ?? 0) ^ (crc >>> 8);
+  }
+  let stored = 0;
+  for (let i = end; i < key.length; i++) {
+    const digit = digitOf(key.charCodeAt(i));
+    if (digit < 0) return NOT_NATIVE;
+    stored = stored * 62 + digit;
+  }
+  return stored === (crc ^ -1) >>> 0 ? NATIVE : BAD_CHECKSUM;
 }
 
 /**
@@ -133,13 +145,10 @@ export function generateKey(prefix = 'kw'): string {
  * parseKey('sk_live_tampered');             // null
  */
 export function parseKey(key: string): ParsedKey | null {
-  const match = NATIVE_PATTERN.exec(key);
-  if (!match) return null;
-  const prefix = match[1] ?? '';
-  const body = match[2] ?? '';
-  if (prefix.length > 20) return null;
-  if (!checksumMatches(key)) return null;
-  return { prefix, secret: body.slice(0, SECRET_LENGTH), checksum: body.slice(SECRET_LENGTH) };
+  if (nativeState(key) !== NATIVE) return null;
+  const separator = key.length - BODY_LENGTH - 1;
+  const end = key.length - CHECKSUM_LENGTH;
+  return { prefix: key.slice(0, separator), secret: key.slice(separator + 1, end), checksum: key.slice(end) };
 }
 
 /**
@@ -164,7 +173,8 @@ export function isWellFormed(key: string): boolean {
 export function classifyKey(key: string): KeyShape {
   if (key.length > 256 || key.length < 16) return 'invalid';
   // The prefix is everything before the `_` that starts the 49-character body.
-  if (hasNativeShape(key)) return checksumMatches(key) ? 'native' : 'invalid';
+  const state = nativeState(key);
+  if (state !== NOT_NATIVE) return state === NATIVE ? 'native' : 'invalid';
   return PRINTABLE_PATTERN.test(key) ? 'foreign' : 'invalid';
 }
 

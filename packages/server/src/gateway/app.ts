@@ -99,7 +99,7 @@ function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, 
  * records usage and forwards the request upstream without the key. The container is the caller's to close.
  */
 export async function buildGateway(container: Container, options: GatewayOptions): Promise<FastifyInstance> {
-  const { config, verifier, usage, bruteForce } = container;
+  const { config, verifier, usage, bruteForce, metrics } = container;
   const rules = options.rules ?? DEFAULT_RULES;
   const base = parseUpstream(options.upstream);
   const now = Date.now;
@@ -148,6 +148,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
     const caller: Caller = { principal: { kind: 'system', name: 'gateway' }, ip: request.ip };
     const verified = await verifier.verify(caller, { key: credential, scopes: access.scopes, cost: access.cost });
     if (!verified.ok) throw toProblemError(verified);
+    metrics.verifyDuration.observe(reply.elapsedTime / 1000);
     const outcome = verified.value;
     passage.outcome = outcome.code;
     passage.keyId = outcome.key?.id ?? null;

@@ -30,9 +30,10 @@ export interface KeyCacheStats {
 export interface KeyCache {
   /**
    * The fresh entry for `hash`, without waiting: the record, `null` for a remembered miss, or `undefined`
-   * when there is nothing fresh (then call {@link get}). The hot path of every verification.
+   * when there is nothing fresh (then call {@link get}). The hot path of every verification, which passes
+   * the time it has already read as `at`.
    */
-  fresh(hash: string): ApiKey | null | undefined;
+  fresh(hash: string, at?: number): ApiKey | null | undefined;
   /**
    * The record for `hash`: the cached one when fresh, else from `load` (one load per hash at a time).
    * When `load` fails because the database is unreachable, a cached record within the stale window.
@@ -96,9 +97,9 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     return flight;
   }
 
-  function fresh(hash: string): ApiKey | null | undefined {
+  function fresh(hash: string, at = now()): ApiKey | null | undefined {
     const entry = lru?.get(hash);
-    if (entry === undefined || !live || entry.epoch !== epoch || now() - entry.at >= freshFor(entry)) return undefined;
+    if (entry === undefined || !live || entry.epoch !== epoch || at - entry.at >= freshFor(entry)) return undefined;
     hits++;
     return entry.key;
   }

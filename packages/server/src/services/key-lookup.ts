@@ -1,4 +1,4 @@
-import { classifyKey, hashApiKey, type KeyShape } from '@keyward/sdk';
+import type { KeyShape } from '@keyward/sdk';
 import bcrypt from 'bcryptjs';
 import type { ApiKey } from '../domain.js';
 import { findKeyByHash, findKeysByPrefix, updateKey } from '../store/api-keys.repository.js';
@@ -8,11 +8,6 @@ import type { Executor } from '../store/schema.js';
 export interface Presented {
   shape: Exclude<KeyShape, 'invalid'>;
   hash: string;
-}
-
-export function present(key: string): Presented | null {
-  const shape = classifyKey(key);
-  return shape === 'invalid' ? null : { shape, hash: hashApiKey(key) };
 }
 
 /** The look-up prefix of an imported bcrypt key: the part before the first `.` (`amos_1a2b3c4d.<token>`). */

@@ -47,7 +47,7 @@ export interface Metrics {
     verifications(code: string): HotCounter;
     cacheLookups(result: 'hit' | 'miss'): HotCounter;
   };
-  /** Seconds spent in one verification, from the request reaching the verifier to its answer. */
+  /** Seconds to answer one verification: `POST /v1/keys/verify` or the gateway, from the request's arrival to the answer. */
   verifyDuration: Histogram;
   /** Key cache look-ups: `hit` (fresh record or remembered miss) or `miss` (went to the database). */
   cacheLookups: Counter<'result'>;
@@ -101,7 +101,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     },
     verifyDuration: new Histogram({
       name: 'keyward_verify_duration_seconds',
-      help: 'Time to verify one key',
+      help: 'Time to answer one key verification, from the request arriving to the answer being ready',
       // Cached verifications take microseconds, uncached ones a database round trip.
       buckets: [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1],
       registers,

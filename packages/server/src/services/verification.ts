@@ -1,5 +1,6 @@
 import type { Failure, Result } from '../errors.js';
 import type { BruteForceGuard } from './brute-force-guard.js';
+import type { Metrics } from './metrics.js';
 import type { Caller } from './principal.js';
 import type { UsageRecorder } from './usage-recorder.js';
 import type { MaybePromise, Verifier, VerifyCode, VerifyInput, VerifyOutcome, VerifyResult } from './verifier.js';
@@ -29,8 +30,13 @@ export type Verification = ReturnType<typeof createVerification>;
  * `POST /v1/keys/verify` as a service: the brute-force guard, the verification itself, and one usage row per
  * answer (never the key). Synchronous when the verifier answers synchronously (a cached key).
  */
-export function createVerification(deps: { verifier: Verifier; usage: Pick<UsageRecorder, 'record'>; verifyGuard: BruteForceGuard }) {
-  const { verifier, usage, verifyGuard } = deps;
+export function createVerification(deps: {
+  verifier: Verifier;
+  usage: Pick<UsageRecorder, 'record'>;
+  verifyGuard: BruteForceGuard;
+  metrics?: Pick<Metrics, 'verifyDuration'>;
+}) {
+  const { verifier, usage, verifyGuard, metrics } = deps;
   return {
     verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
       const client = guardClient(caller);
@@ -46,6 +52,9 @@ export function createVerification(deps: { verifier: Verifier; usage: Pick<Usage
       }
       const finish = (result: VerifyResult): VerificationResult => {
         if (result.ok) {
+          // One clock read serves the usage row and the latency histogram.
+          const elapsedMs = request.elapsedMs();
+          metrics?.verifyDuration.observe(elapsedMs / 1000);
           usage.record({
             apiKeyId: result.value.key?.id ?? null,
             outcome: result.value.code,
@@ -54,7 +63,7 @@ export function createVerification(deps: { verifier: Verifier; usage: Pick<Usage
             statusCode: 200,
             ipAddress: caller.ip,
             userAgent: request.userAgent,
-            responseTimeMs: request.elapsedMs(),
+            responseTimeMs: elapsedMs,
           });
         }
         return result;

@@ -1,8 +1,9 @@
+import { classifyKey, hashApiKey } from '@keyward/sdk';
 import type { ApiKey } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
 import type { Executor } from '../store/schema.js';
 import type { KeyCache } from './key-cache.js';
-import { loadKey, type Presented, present } from './key-lookup.js';
+import { loadKey, type Presented } from './key-lookup.js';
 import type { LastUsedRecorder } from './last-used.js';
 import type { Metrics } from './metrics.js';
 import { type Caller, hasScopes, isAdmin, MANAGEMENT_SCOPES, type Principal } from './principal.js';
@@ -74,8 +75,8 @@ export interface VerifierDeps {
   /** Finds the record for a well-formed key (tests count calls to it). */
   load?: (db: Executor, key: string, presented: Presented) => Promise<ApiKey | undefined>;
   now?: () => number;
-  /** Verifications by code and their latency (verify only), key cache hits and misses (every check). */
-  metrics?: Pick<Metrics, 'hot' | 'verifyDuration'> | undefined;
+  /** Verifications by code (verify only), key cache hits and misses (every check). */
+  metrics?: Pick<Metrics, 'hot'> | undefined;
 }
 
 /** A value, or a promise of it: the cached path answers synchronously (no promise, no microtask). */
@@ -117,30 +118,36 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
   const cacheHit = metrics?.hot.cacheLookups('hit');
   const cacheMiss = metrics?.hot.cacheLookups('miss');
   const byCode = new Map(VERIFY_CODES.map((code) => [code, metrics?.hot.verifications(code)]));
+  const counted = (result: VerifyResult): VerifyResult => {
+    if (result.ok) byCode.get(result.value.code)?.inc();
+    return result;
+  };
 
-  function settle(found: ApiKey | null | undefined): KeyCheck {
+  // `at` is read once per verification and passed on: a clock read costs about as much as a cache look-up.
+  function settle(found: ApiKey | null | undefined, at: number): KeyCheck {
     if (found == null) return NOT_FOUND;
-    const at = now();
     const state = stateOf(found, at);
     if (state.code === 'VALID') lastUsed?.touch(found.id, at);
     return state;
   }
+  const settleNow = (found: ApiKey | undefined): KeyCheck => settle(found, now());
 
-  function check(key: string): MaybePromise<KeyCheck> {
-    const presented = present(key);
-    if (presented === null) return INVALID_FORMAT;
+  function checkAt(key: string, at: number): MaybePromise<KeyCheck> {
+    const shape = classifyKey(key);
+    if (shape === 'invalid') return INVALID_FORMAT;
+    const hash = hashApiKey(key);
     // A fresh cached answer needs no promise; otherwise the plaintext stays in this closure for the one
     // load (imported bcrypt keys need it) and is never kept.
     if (cache) {
-      const found = cache.fresh(presented.hash);
+      const found = cache.fresh(hash, at);
       if (found !== undefined) {
         cacheHit?.inc();
-        return settle(found);
+        return settle(found, at);
       }
       cacheMiss?.inc();
-      return cache.get(presented.hash, () => load(db, key, presented)).then(settle);
+      return cache.get(hash, () => load(db, key, { shape, hash })).then(settleNow);
     }
-    return load(db, key, presented).then(settle);
+    return load(db, key, { shape, hash }).then(settleNow);
   }
 
   /** Runs the gates from `index` on: synchronously while they answer synchronously. */
@@ -159,14 +166,14 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
       : ok({ code: 'VALID', key, ...report });
   }
 
-  function afterCheck(checked: KeyCheck, input: VerifyInput, cost: number): MaybePromise<VerifyResult> {
+  function afterCheck(checked: KeyCheck, input: VerifyInput, cost: number, at: number): MaybePromise<VerifyResult> {
     if (checked.code !== 'VALID') return ok(checked);
     const key = checked.key;
     if (input.scopes && input.scopes.length > 0 && !hasScopes(key.scopes, input.scopes)) {
       return ok({ code: 'INSUFFICIENT_SCOPES', key });
     }
     if (gates.length === 0) return ok(checked);
-    return runGates(key, cost, now(), 0, {});
+    return runGates(key, cost, at, 0, {});
   }
 
   function verify(caller: Caller, input: VerifyInput): MaybePromise<VerifyResult> {
@@ -177,26 +184,15 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
         { field: 'body.cost', message: 'must be a non-negative integer' },
       ]);
     }
-    const checked = check(input.key);
-    return checked instanceof Promise ? checked.then((c) => afterCheck(c, input, cost)) : afterCheck(checked, input, cost);
+    const at = now();
+    const checked = checkAt(input.key, at);
+    // After a database load, the gates see the time the record arrived, as the state check did.
+    const result =
+      checked instanceof Promise ? checked.then((c) => afterCheck(c, input, cost, now())) : afterCheck(checked, input, cost, at);
+    return result instanceof Promise ? result.then(counted) : counted(result);
   }
 
-  if (!metrics) return { check, verify };
-  const observe = (result: VerifyResult, started: number): VerifyResult => {
-    if (result.ok) {
-      metrics.verifyDuration.observe((performance.now() - started) / 1000);
-      byCode.get(result.value.code)?.inc();
-    }
-    return result;
-  };
-  return {
-    check,
-    verify(caller, input) {
-      const started = performance.now();
-      const result = verify(caller, input);
-      return result instanceof Promise ? result.then((settled) => observe(settled, started)) : observe(result, started);
-    },
-  };
+  return { check: (key) => checkAt(key, now()), verify };
 }
 
 /** Adds what a gate reports to `report`; whether the gate let the verification through. */
