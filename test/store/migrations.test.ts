@@ -2,9 +2,18 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateDown, migrateUp, migrationStatus } from '../../packages/server/src/store/migrator.js';
+import { countUsageByBucket } from '../../packages/server/src/store/usage.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
-const TABLES = ['users', 'api_keys', 'api_key_usage', 'audit_log'] as const;
+const TABLES = ['users', 'api_keys', 'api_key_usage', 'api_key_usage_minutes', 'audit_log'] as const;
+const ALL = ['0001-initial', '0002-usage-minutes'];
+
+/** Every migration down, newest first (one step per call, as `keyward migrate down` does). */
+async function migrateAllDown(db: Db): Promise<string[]> {
+  const undone: string[] = [];
+  for (let step = await migrateDown(db.db); step.length > 0; step = await migrateDown(db.db)) undone.push(...step);
+  return undone;
+}
 
 /** Which of our tables answer a query (unqualified, so PostgreSQL resolves them in the test's schema). */
 async function existingTables(db: Db): Promise<string[]> {
@@ -33,20 +42,22 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     database = await freshDatabase(dialect);
     db = openDatabase(database.url);
     expect(await existingTables(db)).toEqual([]);
-    expect((await migrationStatus(db.db)).map((m) => [m.name, m.executedAt])).toEqual([['0001-initial', null]]);
+    expect((await migrationStatus(db.db)).map((m) => [m.name, m.executedAt])).toEqual(ALL.map((name) => [name, null]));
 
-    expect(await migrateUp(db.db)).toEqual(['0001-initial']);
+    expect(await migrateUp(db.db)).toEqual(ALL);
     expect(await existingTables(db)).toEqual([...TABLES]);
     const [status] = await migrationStatus(db.db);
     expect(status?.executedAt).toBeInstanceOf(Date);
     expect(await migrateUp(db.db)).toEqual([]);
 
+    expect(await migrateDown(db.db)).toEqual(['0002-usage-minutes']);
+    expect(await existingTables(db)).toEqual(TABLES.filter((t) => t !== 'api_key_usage_minutes'));
     expect(await migrateDown(db.db)).toEqual(['0001-initial']);
     expect(await existingTables(db)).toEqual([]);
     expect((await migrationStatus(db.db))[0]?.executedAt).toBeNull();
     expect(await migrateDown(db.db)).toEqual([]);
 
-    expect(await migrateUp(db.db)).toEqual(['0001-initial']);
+    expect(await migrateUp(db.db)).toEqual(ALL);
     expect(await existingTables(db)).toEqual([...TABLES]);
     // The schema after a round trip takes the same rows: booleans, bigint times and JSON text.
     await db.db
@@ -79,9 +90,9 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       database = await freshDatabase(dialect);
       db = openDatabase(database.url);
       expect((await migrationStatus(db.db))[0]?.executedAt).toBeNull();
-      expect(await migrateUp(db.db)).toEqual(['0001-initial']);
+      expect(await migrateUp(db.db)).toEqual(ALL);
       expect(await existingTables(db)).toEqual([...TABLES]);
-      expect(await migrateDown(db.db)).toEqual(['0001-initial']);
+      expect(await migrateAllDown(db)).toEqual([...ALL].reverse());
       // The neighbour is untouched.
       expect(await existingTables(other)).toEqual([...TABLES]);
       expect((await migrationStatus(other.db))[0]?.executedAt).toBeInstanceOf(Date);
@@ -99,10 +110,62 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       .insertInto('users')
       .values({ id: 'u1', external_id: 'ext-1', email: null, tier: 'free', created_at: 1, updated_at: 1 })
       .execute();
-    await migrateDown(db.db);
+    await migrateAllDown(db);
     await migrateUp(db.db);
     const users = await db.db.selectFrom('users').selectAll().execute();
     expect(users).toEqual([]);
+  });
+
+  it('counts the usage rows already there by minute when the per-minute table is added, and down drops it', async () => {
+    database = await freshDatabase(dialect);
+    db = openDatabase(database.url);
+    // The migrator has no "up to": all the way up, then one step down.
+    await migrateUp(db.db);
+    await migrateDown(db.db);
+    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true]);
+    const minute = 1_900_000_020_000 - (1_900_000_020_000 % 60_000);
+    const row = (id: string, apiKeyId: string | null, outcome: string, at: number) => ({
+      id,
+      api_key_id: apiKeyId,
+      endpoint: '/v1/keys/verify',
+      method: 'POST',
+      status_code: 200,
+      ip_address: null,
+      user_agent: null,
+      response_time_ms: 1,
+      outcome,
+      created_at: at,
+    });
+    await db.db
+      .insertInto('api_key_usage')
+      .values([
+        row('r1', 'k1', 'VALID', minute + 1),
+        row('r2', 'k1', 'VALID', minute + 59_999),
+        row('r3', 'k1', 'EXPIRED', minute + 60_000),
+        row('r4', 'k2', 'VALID', minute + 5),
+        row('r5', null, 'NOT_FOUND', minute + 6),
+      ])
+      .execute();
+    expect(await migrateUp(db.db)).toEqual(['0002-usage-minutes']);
+    const counts = await db.db
+      .selectFrom('api_key_usage_minutes')
+      .selectAll()
+      .orderBy('minute')
+      .orderBy('api_key_id')
+      .orderBy('outcome')
+      .execute();
+    expect(counts.map((c) => [Number(c.minute), c.api_key_id, c.outcome, Number(c.count)])).toEqual([
+      [minute, '', 'NOT_FOUND', 1],
+      [minute, 'k1', 'VALID', 2],
+      [minute, 'k2', 'VALID', 1],
+      [minute + 60_000, 'k1', 'EXPIRED', 1],
+    ]);
+    expect(await countUsageByBucket(db.db, { keyId: 'k1', from: minute, to: minute + 120_000, bucketMs: 60_000 })).toEqual([
+      { bucket: minute, outcome: 'VALID', count: 2 },
+      { bucket: minute + 60_000, outcome: 'EXPIRED', count: 1 },
+    ]);
+    expect(await migrateDown(db.db)).toEqual(['0002-usage-minutes']);
+    expect(await existingTables(db)).not.toContain('api_key_usage_minutes');
   });
 
   it('enforces the unique key_hash index and the user foreign key (cascade)', async () => {

@@ -276,7 +276,43 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
     expect(await topKeysByUsage(db.db, { from: T0, to: T0 + 2 * DAY, limit: 1 })).toHaveLength(1);
   });
 
-  it('deletes rows older than a cut-off', async () => {
+  it('counts exactly over a range that starts and ends inside a minute (the ends from the raw rows)', async () => {
+    // [T0 + 20 s, T0 + MIN + 1): one VALID of minute 0 (at 59.999 s) and the RATE_LIMITED at T0 + MIN.
+    const from = T0 + 20_000;
+    const to = T0 + MIN + 1;
+    expect(await countUsageByBucket(db.db, { keyId: 'a', from, to, bucketMs: MIN })).toEqual([
+      { bucket: T0, outcome: 'VALID', count: 1 },
+      { bucket: T0 + MIN, outcome: 'RATE_LIMITED', count: 1 },
+    ]);
+    expect(Object.fromEntries(await countUsageByOutcome(db.db, { from, to }))).toEqual({ VALID: 2, RATE_LIMITED: 1, NOT_FOUND: 1 });
+    expect(await topKeysByUsage(db.db, { from, to, limit: 10 })).toEqual([
+      { keyId: 'a', name: null, keyPrefix: null, total: 2, outcomes: { VALID: 1, RATE_LIMITED: 1 } },
+      { keyId: 'b', name: null, keyPrefix: null, total: 1, outcomes: { VALID: 1 } },
+    ]);
+    // Within one minute: raw rows only.
+    expect(await countUsageByBucket(db.db, { keyId: 'a', from: T0 + 5_000, to: T0 + 20_000, bucketMs: MIN })).toEqual([
+      { bucket: T0, outcome: 'VALID', count: 1 },
+    ]);
+  });
+
+  it('adds later batches to the same minute counts', async () => {
+    await insertUsageRows(db.db, [{ id: uuidv7(), api_key_id: 'a', outcome: 'VALID', created_at: T0 + 1 }]);
+    await insertUsageRows(db.db, [{ id: uuidv7(), api_key_id: 'a', outcome: 'VALID', created_at: T0 + 2 }]);
+    const counts = await db.db
+      .selectFrom('api_key_usage_minutes')
+      .selectAll()
+      .where('api_key_id', '=', 'a')
+      .where('minute', '=', T0)
+      .execute();
+    expect(counts.map((c) => [c.outcome, Number(c.count)])).toEqual([['VALID', 4]]);
+    expect(await countUsageByBucket(db.db, { keyId: 'a', from: T0, to: T0 + MIN, bucketMs: MIN })).toEqual([
+      { bucket: T0, outcome: 'VALID', count: 4 },
+    ]);
+  });
+
+  it('deletes rows older than a cut-off, and the minute counts wholly before it', async () => {
     expect(await deleteUsageBefore(db.db, T0 + DAY)).toBe(6);
+    const minutes = await db.db.selectFrom('api_key_usage_minutes').select('minute').execute();
+    expect(minutes.map((m) => Number(m.minute))).toEqual([T0 + DAY]);
   });
 });

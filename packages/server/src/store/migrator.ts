@@ -1,10 +1,12 @@
 import { type Kysely, type Migration, type MigrationResultSet, Migrator, PostgresAdapter, sql } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
+import * as usageMinutes from './migrations/0002-usage-minutes.js';
 import type { Database } from './schema.js';
 
 // Migrations are imported, not read from a folder, so the built CLI and the tests run the same list.
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
+  '0002-usage-minutes': usageMinutes,
 };
 
 export interface MigrationStatus {

@@ -54,6 +54,14 @@ export interface ApiKeyUsageTable {
   created_at: number;
 }
 
+/** Usage rows counted per key, minute (epoch ms, UTC) and outcome; `api_key_id` '' for rows with no key. */
+export interface ApiKeyUsageMinutesTable {
+  minute: number;
+  api_key_id: string;
+  outcome: string;
+  count: number;
+}
+
 export interface AuditLogTable {
   id: string;
   actor_type: string;
@@ -70,6 +78,7 @@ export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
   api_key_usage: ApiKeyUsageTable;
+  api_key_usage_minutes: ApiKeyUsageMinutesTable;
   audit_log: AuditLogTable;
 }
 

@@ -1,6 +1,7 @@
-import { CompiledQuery, sql } from 'kysely';
-import type { Executor, NewApiKeyUsageRow } from './schema.js';
+import { CompiledQuery, type ExpressionBuilder, sql } from 'kysely';
+import type { Database, Executor, NewApiKeyUsageRow } from './schema.js';
 
+// Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
 const USAGE_COLUMNS = [
   'id',
   'api_key_id',
@@ -14,8 +15,6 @@ const USAGE_COLUMNS = [
   'created_at',
 ] as const satisfies readonly (keyof NewApiKeyUsageRow)[];
 
-// Ten columns a row: 512 rows is 5,120 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
-const ROWS_PER_STATEMENT = 512;
 // Compiled only for its text: one bound parameter per column, in USAGE_COLUMNS order (Kysely keeps key order).
 const PLACEHOLDER_ROW: Required<NewApiKeyUsageRow> = {
   id: '',
@@ -30,46 +29,108 @@ const PLACEHOLDER_ROW: Required<NewApiKeyUsageRow> = {
   created_at: 0,
 };
 
+// Values of a per-minute count go in this key order: minute, api_key_id, outcome, count.
+const MINUTE_PLACEHOLDER = { minute: 0, api_key_id: '', outcome: '', count: 0 };
+
+// Ten columns a row: 512 rows is 5,120 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
+const ROWS_PER_STATEMENT = 512;
+const MINUTE_MS = 60_000;
+
 // Usage rows are written on the same event loop that answers verifications, one row per verification: the
 // query builder costs more per row than the database does. So the statement text for N rows is compiled
 // once per dialect (the adapter decides `?` or `$n`) and reused; a batch goes out in chunks of power-of-two
-// sizes, so at most 10 texts are ever kept.
-const statements = new WeakMap<object, Map<number, string>>();
+// sizes, so at most 10 texts per statement are ever kept.
+const statements = new WeakMap<object, Map<string, string>>();
 
-function insertStatement(db: Executor, rows: number): string {
+function cachedStatement(db: Executor, name: 'rows' | 'minutes', rows: number): string {
   const adapter = db.getExecutor().adapter;
-  let bySize = statements.get(adapter);
-  if (bySize === undefined) {
-    bySize = new Map();
-    statements.set(adapter, bySize);
+  let texts = statements.get(adapter);
+  if (texts === undefined) {
+    texts = new Map();
+    statements.set(adapter, texts);
   }
-  let text = bySize.get(rows);
+  const id = `${name}:${rows}`;
+  let text = texts.get(id);
   if (text === undefined) {
-    text = db
-      .insertInto('api_key_usage')
-      .values(Array.from({ length: rows }, () => PLACEHOLDER_ROW))
-      .compile().sql;
-    bySize.set(rows, text);
+    text =
+      name === 'rows'
+        ? db
+            .insertInto('api_key_usage')
+            .values(Array.from({ length: rows }, () => PLACEHOLDER_ROW))
+            .compile().sql
+        : db
+            .insertInto('api_key_usage_minutes')
+            .values(Array.from({ length: rows }, () => MINUTE_PLACEHOLDER))
+            .onConflict((oc) =>
+              oc.columns(['minute', 'api_key_id', 'outcome']).doUpdateSet((eb) => ({
+                count: eb(eb.ref('api_key_usage_minutes.count'), '+', eb.ref('excluded.count')),
+              })),
+            )
+            .compile().sql;
+    texts.set(id, text);
   }
   return text;
 }
 
-/** Inserts usage rows with multi-row INSERTs; the caller opens the transaction. */
-export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
+/** Runs `name` over `values` (one array of column values per row) in power-of-two chunks of rows. */
+async function insertChunked(db: Executor, name: 'rows' | 'minutes', rows: readonly unknown[][]): Promise<void> {
   let start = 0;
   while (start < rows.length) {
     const left = rows.length - start;
     // The largest power of two that fits (all of ROWS_PER_STATEMENT when that many are left).
     const size = left >= ROWS_PER_STATEMENT ? ROWS_PER_STATEMENT : 2 ** Math.floor(Math.log2(left));
-    const parameters: unknown[] = new Array(size * USAGE_COLUMNS.length);
-    let p = 0;
-    for (let r = start; r < start + size; r++) {
-      const row = rows[r] as NewApiKeyUsageRow;
-      for (const column of USAGE_COLUMNS) parameters[p++] = row[column] ?? null;
-    }
-    await db.executeQuery(CompiledQuery.raw(insertStatement(db, size), parameters));
+    const parameters: unknown[] = [];
+    for (let r = start; r < start + size; r++) for (const value of rows[r] as unknown[]) parameters.push(value);
+    await db.executeQuery(CompiledQuery.raw(cachedStatement(db, name, size), parameters));
     start += size;
   }
+}
+
+/**
+ * Inserts usage rows with multi-row INSERTs and adds them to the per-minute counts; the caller opens the
+ * transaction. The counts are summed here first, so each (minute, key, outcome) is one upsert per batch,
+ * sent in primary-key order: two instances adding to the same counts take their row locks in the same
+ * order (no deadlock on PostgreSQL).
+ */
+export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
+  await insertChunked(
+    db,
+    'rows',
+    rows.map((row) => USAGE_COLUMNS.map((column) => row[column] ?? null)),
+  );
+  const counts = new Map<string, unknown[]>();
+  for (const row of rows) {
+    const minute = Math.floor(row.created_at / MINUTE_MS) * MINUTE_MS;
+    const keyId = row.api_key_id ?? '';
+    const id = `${minute}|${keyId}|${row.outcome}`;
+    const counted = counts.get(id);
+    if (counted) counted[3] = (counted[3] as number) + 1;
+    else counts.set(id, [minute, keyId, row.outcome, 1]);
+  }
+  const ordered = [...counts.values()].sort(byPrimaryKey);
+  await insertChunked(db, 'minutes', ordered);
+}
+
+function byPrimaryKey(a: unknown[], b: unknown[]): number {
+  const [am, ak, ao] = a as [number, string, string];
+  const [bm, bk, bo] = b as [number, string, string];
+  if (am !== bm) return am - bm;
+  if (ak !== bk) return ak < bk ? -1 : 1;
+  return ao < bo ? -1 : ao > bo ? 1 : 0;
+}
+
+/**
+ * [from, to) split for counting: the whole minutes inside it come from the per-minute counts; the parts
+ * of a minute at either end (a range need not start or end on a minute) from the raw rows.
+ */
+function splitRange(from: number, to: number): { minutes: [number, number]; raw: Array<[number, number]> } {
+  const first = Math.ceil(from / MINUTE_MS) * MINUTE_MS;
+  const end = Math.floor(to / MINUTE_MS) * MINUTE_MS;
+  if (first >= end) return { minutes: [0, 0], raw: [[from, to]] };
+  const raw: Array<[number, number]> = [];
+  if (from < first) raw.push([from, first]);
+  if (end < to) raw.push([end, to]);
+  return { minutes: [first, end], raw };
 }
 
 export interface UsageBucketCount {
@@ -79,38 +140,90 @@ export interface UsageBucketCount {
   count: number;
 }
 
+/** Adds `n` to the count of (`a`, `b`) in a two-level map. */
+function tally<A, B>(into: Map<A, Map<B, number>>, a: A, b: B, n: number): void {
+  let inner = into.get(a);
+  if (inner === undefined) {
+    inner = new Map();
+    into.set(a, inner);
+  }
+  inner.set(b, (inner.get(b) ?? 0) + n);
+}
+
+/** Raw rows in any of `ranges` of `created_at` (none when there are none). */
+function inRanges(ranges: ReadonlyArray<[number, number]>) {
+  return (eb: ExpressionBuilder<Database, 'api_key_usage'>) =>
+    eb.or(
+      (ranges.length > 0 ? ranges : [[0, 0] as [number, number]]).map(([from, to]) =>
+        eb.and([eb('created_at', '>=', from), eb('created_at', '<', to)]),
+      ),
+    );
+}
+
 /**
- * Counts a key's usage rows by outcome per bucket over [from, to). Buckets are `floor(created_at / size)
- * * size`: times are integer epoch ms in both dialects, so integer division buckets them the same way.
+ * Counts a key's usage rows by outcome per bucket over [from, to). Buckets are `floor(time / size) * size`
+ * (`size` a whole number of minutes): times are integer epoch ms in both dialects, so integer division
+ * buckets them the same way. Ordered by bucket, then outcome.
  */
 export async function countUsageByBucket(
   db: Executor,
   filter: { keyId: string; from: number; to: number; bucketMs: number },
 ): Promise<UsageBucketCount[]> {
+  if (filter.bucketMs % MINUTE_MS !== 0) throw new RangeError('usage buckets are whole minutes');
   const size = sql.lit(filter.bucketMs);
-  const bucket = sql<number>`(created_at / ${size}) * ${size}`;
-  const rows = await db
-    .selectFrom('api_key_usage')
-    .select([bucket.as('bucket'), 'outcome', (eb) => eb.fn.countAll<number>().as('count')])
-    .where('api_key_id', '=', filter.keyId)
-    .where('created_at', '>=', filter.from)
-    .where('created_at', '<', filter.to)
-    .groupBy([bucket, 'outcome'])
-    .orderBy(bucket)
-    .execute();
-  return rows.map((r) => ({ bucket: Number(r.bucket), outcome: r.outcome, count: Number(r.count) }));
+  const { minutes, raw } = splitRange(filter.from, filter.to);
+  const [counted, edges] = await Promise.all([
+    db
+      .selectFrom('api_key_usage_minutes')
+      .select([sql<number>`(minute / ${size}) * ${size}`.as('bucket'), 'outcome', (eb) => eb.fn.sum<number>('count').as('count')])
+      .where('api_key_id', '=', filter.keyId)
+      .where('minute', '>=', minutes[0])
+      .where('minute', '<', minutes[1])
+      .groupBy([sql`(minute / ${size}) * ${size}`, 'outcome'])
+      .execute(),
+    raw.length === 0
+      ? []
+      : db
+          .selectFrom('api_key_usage')
+          .select([sql<number>`(created_at / ${size}) * ${size}`.as('bucket'), 'outcome', (eb) => eb.fn.countAll<number>().as('count')])
+          .where('api_key_id', '=', filter.keyId)
+          .where(inRanges(raw))
+          .groupBy([sql`(created_at / ${size}) * ${size}`, 'outcome'])
+          .execute(),
+  ]);
+  const byBucket = new Map<number, Map<string, number>>();
+  for (const row of [...counted, ...edges]) tally(byBucket, Number(row.bucket), row.outcome, Number(row.count));
+  const out: UsageBucketCount[] = [];
+  for (const bucket of [...byBucket.keys()].sort((a, b) => a - b)) {
+    const outcomes = byBucket.get(bucket) ?? new Map<string, number>();
+    for (const outcome of [...outcomes.keys()].sort()) out.push({ bucket, outcome, count: outcomes.get(outcome) ?? 0 });
+  }
+  return out;
 }
 
-/** Usage rows over [from, to) by outcome, for all keys (unknown keys included, with a null key id). */
+/** Usage rows over [from, to) by outcome, for all keys (unknown keys included). */
 export async function countUsageByOutcome(db: Executor, filter: { from: number; to: number }): Promise<Map<string, number>> {
-  const rows = await db
-    .selectFrom('api_key_usage')
-    .select(['outcome', (eb) => eb.fn.countAll<number>().as('count')])
-    .where('created_at', '>=', filter.from)
-    .where('created_at', '<', filter.to)
-    .groupBy('outcome')
-    .execute();
-  return new Map(rows.map((r) => [r.outcome, Number(r.count)]));
+  const { minutes, raw } = splitRange(filter.from, filter.to);
+  const [counted, edges] = await Promise.all([
+    db
+      .selectFrom('api_key_usage_minutes')
+      .select(['outcome', (eb) => eb.fn.sum<number>('count').as('count')])
+      .where('minute', '>=', minutes[0])
+      .where('minute', '<', minutes[1])
+      .groupBy('outcome')
+      .execute(),
+    raw.length === 0
+      ? []
+      : db
+          .selectFrom('api_key_usage')
+          .select(['outcome', (eb) => eb.fn.countAll<number>().as('count')])
+          .where(inRanges(raw))
+          .groupBy('outcome')
+          .execute(),
+  ]);
+  const totals = new Map<string, number>();
+  for (const row of [...counted, ...edges]) totals.set(row.outcome, (totals.get(row.outcome) ?? 0) + Number(row.count));
+  return totals;
 }
 
 export interface TopKey {
@@ -124,27 +237,37 @@ export interface TopKey {
 
 /** The keys with the most usage rows over [from, to), most first, with their counts by outcome. */
 export async function topKeysByUsage(db: Executor, filter: { from: number; to: number; limit: number }): Promise<TopKey[]> {
+  const { minutes, raw } = splitRange(filter.from, filter.to);
+  // Per key and outcome, from both sources: whole minutes from the counts, the ends from the raw rows.
+  const parts = db
+    .selectFrom('api_key_usage_minutes')
+    .select(['api_key_id', 'outcome', 'count as n'])
+    .where('api_key_id', '!=', '')
+    .where('minute', '>=', minutes[0])
+    .where('minute', '<', minutes[1])
+    .unionAll(
+      db
+        .selectFrom('api_key_usage')
+        .select([(eb) => eb.fn.coalesce('api_key_id', sql.lit('')).as('api_key_id'), 'outcome', sql<number>`1`.as('n')])
+        .where('api_key_id', 'is not', null)
+        .where(inRanges(raw)),
+    );
   const top = await db
-    .selectFrom('api_key_usage')
-    .select(['api_key_id', (eb) => eb.fn.countAll<number>().as('total')])
-    .where('api_key_id', 'is not', null)
-    .where('created_at', '>=', filter.from)
-    .where('created_at', '<', filter.to)
-    .groupBy('api_key_id')
+    .selectFrom(parts.as('u'))
+    .select(['u.api_key_id', (eb) => eb.fn.sum<number>('u.n').as('total')])
+    .groupBy('u.api_key_id')
     .orderBy('total', 'desc')
-    .orderBy('api_key_id')
+    .orderBy('u.api_key_id')
     .limit(filter.limit)
     .execute();
-  const ids = top.flatMap((r) => (r.api_key_id === null ? [] : [r.api_key_id]));
+  const ids = top.map((r) => r.api_key_id);
   if (ids.length === 0) return [];
   const [breakdown, keys] = await Promise.all([
     db
-      .selectFrom('api_key_usage')
-      .select(['api_key_id', 'outcome', (eb) => eb.fn.countAll<number>().as('count')])
-      .where('api_key_id', 'in', ids)
-      .where('created_at', '>=', filter.from)
-      .where('created_at', '<', filter.to)
-      .groupBy(['api_key_id', 'outcome'])
+      .selectFrom(parts.as('u'))
+      .select(['u.api_key_id', 'u.outcome', (eb) => eb.fn.sum<number>('u.n').as('count')])
+      .where('u.api_key_id', 'in', ids)
+      .groupBy(['u.api_key_id', 'u.outcome'])
       .execute(),
     db.selectFrom('api_keys').select(['id', 'name', 'key_prefix']).where('id', 'in', ids).execute(),
   ]);
@@ -162,8 +285,15 @@ export async function topKeysByUsage(db: Executor, filter: { from: number; to: n
   });
 }
 
-/** Deletes usage rows created before `before` (epoch ms); returns how many. */
+/**
+ * Deletes usage rows created before `before` (epoch ms), and the per-minute counts of minutes wholly before
+ * it; returns how many rows.
+ */
 export async function deleteUsageBefore(db: Executor, before: number): Promise<number> {
   const result = await db.deleteFrom('api_key_usage').where('created_at', '<', before).executeTakeFirst();
+  await db
+    .deleteFrom('api_key_usage_minutes')
+    .where('minute', '<=', before - MINUTE_MS)
+    .execute();
   return Number(result.numDeletedRows);
 }
