@@ -28,7 +28,10 @@ describe('brute-force guard', () => {
     for (let i = 0; i < 3; i++) {
       expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
       await guard.fail('10.0.0.1');
+      // Failures below the limit block no one yet: callers may skip `check` altogether.
+      if (i < 2) expect(guard.blocksAny()).toBe(false);
     }
+    expect(guard.blocksAny()).toBe(true);
     const blocked = guard.check('10.0.0.1');
     expect(blocked.blocked).toBe(true);
     if (blocked.blocked) {
@@ -41,6 +44,7 @@ describe('brute-force guard', () => {
     expect(guard.check('10.0.0.1').blocked).toBe(true);
     advance(30_001);
     expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+    expect(guard.blocksAny()).toBe(false);
     // A fresh window: three more failures are allowed before the next block.
     await guard.fail('10.0.0.1');
     expect(guard.check('10.0.0.1')).toEqual({ blocked: false });

@@ -11,6 +11,11 @@ export type GuardDecision = { blocked: false } | { blocked: true; retryAfterSeco
 export interface BruteForceGuard {
   /** Call before doing any work for a client: a blocked client is refused at once (429 + Retry-After). */
   check(client: string): GuardDecision;
+  /**
+   * Whether any client is blocked on this instance now or was recently: when not, `check` would say
+   * "not blocked" for every client, so a caller may skip building the client's name.
+   */
+  blocksAny(): boolean;
   /** Call after a failed authentication or verification by this client. */
   fail(client: string): Promise<void>;
 }
@@ -26,6 +31,7 @@ export interface BruteForceGuardOptions {
 }
 
 const WINDOW_SECONDS = 60;
+const NOT_BLOCKED: GuardDecision = { blocked: false };
 
 export function createBruteForceGuard(options: BruteForceGuardOptions): BruteForceGuard {
   const { limiter, failuresPerMinute, metrics } = options;
@@ -38,18 +44,19 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
 
   return {
     check(client) {
-      if (failuresPerMinute === 0) return { blocked: false };
+      if (failuresPerMinute === 0 || blockedUntil.size === 0) return NOT_BLOCKED;
       const until = blockedUntil.get(client);
-      if (until === undefined) return { blocked: false };
+      if (until === undefined) return NOT_BLOCKED;
       const msLeft = until - now();
       if (msLeft <= 0) {
         blockedUntil.delete(client);
-        return { blocked: false };
+        return NOT_BLOCKED;
       }
       metrics?.bruteForceBlocks.inc();
       // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
       return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
     },
+    blocksAny: () => failuresPerMinute !== 0 && blockedUntil.size > 0,
     async fail(client) {
       if (failuresPerMinute === 0) return;
       const counted = await limiter.consume(`bf:${client}`, rule, 1);

@@ -39,9 +39,9 @@ export function createVerification(deps: {
   const { verifier, usage, verifyGuard, metrics } = deps;
   return {
     verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
-      const client = guardClient(caller);
-      const blocked = verifyGuard.check(client);
-      if (blocked.blocked) {
+      // The guard's name for this caller is built only when the guard has someone blocked or counts a failure.
+      const blocked = verifyGuard.blocksAny() ? verifyGuard.check(guardClient(caller)) : undefined;
+      if (blocked?.blocked) {
         const refused: Failure<'RATE_LIMITED'> = {
           ok: false,
           code: 'RATE_LIMITED',
@@ -69,7 +69,7 @@ export function createVerification(deps: {
         return result;
       };
       const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
-        result.ok && FAILED.has(result.value.code) ? verifyGuard.fail(client).then(() => finish(result)) : finish(result);
+        result.ok && FAILED.has(result.value.code) ? verifyGuard.fail(guardClient(caller)).then(() => finish(result)) : finish(result);
       const result = verifier.verify(caller, input);
       return result instanceof Promise ? result.then(answer) : answer(result);
     },
