@@ -1,8 +1,17 @@
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { ApiKey, Quota } from '../../packages/server/src/domain.js';
-import { effectiveRemaining, isValidCost, nextRefillAt, refillPeriodStarts, spendQuota } from '../../packages/server/src/services/quota.js';
-import { findKeyById, insertKey } from '../../packages/server/src/store/api-keys.repository.js';
+import {
+  createQuotaSpender,
+  effectiveRemaining,
+  isValidCost,
+  nextRefillAt,
+  type QuotaSpend,
+  refillPeriodStarts,
+  spendQuota,
+} from '../../packages/server/src/services/quota.js';
+import type { MaybePromise } from '../../packages/server/src/services/verifier.js';
+import { findKeyById, insertKey, spendKeyQuota } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
@@ -31,13 +40,51 @@ describe('quota periods', () => {
     expect(effectiveRemaining(monthly, Date.UTC(2030, 3, 1))).toBe(5);
   });
 
+  it('answers each instant with its own periods, whatever instant was asked before (the current day is kept)', () => {
+    const instants = [
+      NOW,
+      Date.UTC(2030, 2, 15, 23, 59, 59, 999),
+      Date.UTC(2030, 2, 16),
+      Date.UTC(2030, 2, 15),
+      Date.UTC(2030, 2, 14, 23, 59, 59, 999),
+      Date.UTC(2030, 3, 1),
+      Date.UTC(2030, 2, 31, 12),
+    ];
+    for (const at of [...instants, ...instants.reverse()]) {
+      const d = new Date(at);
+      expect(refillPeriodStarts(at)).toEqual({
+        day: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()),
+        month: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1),
+      });
+    }
+  });
+
   it('accepts only non-negative integer costs', () => {
     for (const good of [0, 1, 1000]) expect(isValidCost(good)).toBe(true);
     for (const bad of [-1, 1.5, Number.NaN, Number.POSITIVE_INFINITY, '1', null, 2 ** 60]) expect(isValidCost(bad)).toBe(false);
   });
 });
 
-describe.each(DIALECTS)('quota spending on %s', (dialect) => {
+type Spend = (keyId: string, cost: number, now: number) => MaybePromise<QuotaSpend>;
+
+// Both ways of spending run the same suite: `spendQuota` (any executor, a promise always) and the quota
+// gate's spender (bound to a database; on SQLite a successful spend answers without a promise).
+function viaSpendQuota(db: Db): Spend {
+  return (keyId, cost, now) => spendQuota(db.db, keyId, cost, now);
+}
+const SPENDERS = { spendQuota: viaSpendQuota, createQuotaSpender };
+const WAYS = DIALECTS.flatMap((dialect) => (['spendQuota', 'createQuotaSpender'] as const).map((way) => [dialect, way] as const));
+
+describe.each(WAYS)('quota spending on %s with %s', (dialect, way) => {
+  const spenders = new Map<Db, Spend>();
+  const spend = (on: Db, keyId: string, cost: number, now: number): MaybePromise<QuotaSpend> => {
+    let bound = spenders.get(on);
+    if (bound === undefined) {
+      bound = SPENDERS[way](on);
+      spenders.set(on, bound);
+    }
+    return bound(keyId, cost, now);
+  };
   let database: FreshDatabase;
   let db: Db;
   const extra: Db[] = [];
@@ -48,6 +95,7 @@ describe.each(DIALECTS)('quota spending on %s', (dialect) => {
     await migrateUp(db.db);
   });
   afterEach(async () => {
+    spenders.clear();
     for (const d of extra.splice(0)) await d.close();
     await db.close();
     await database.cleanup();
@@ -65,7 +113,7 @@ describe.each(DIALECTS)('quota spending on %s', (dialect) => {
 
   it('30 simultaneous spends on a key with 10 left: exactly 10 succeed, and it ends at 0', async () => {
     const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
-    const results = await Promise.all(Array.from({ length: 30 }, () => spendQuota(db.db, id, 1, NOW)));
+    const results = await Promise.all(Array.from({ length: 30 }, () => spend(db, id, 1, NOW)));
     expect(results.filter((r) => r.ok)).toHaveLength(10);
     // Each success reports a distinct remainder: no two spends saw the same row state.
     expect(
@@ -82,72 +130,155 @@ describe.each(DIALECTS)('quota spending on %s', (dialect) => {
     const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
     const second = openDatabase(database.url);
     extra.push(second);
-    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => spendQuota((i % 2 ? second : db).db, id, 1, NOW)));
+    const results = await Promise.all(Array.from({ length: 30 }, (_, i) => spend(i % 2 ? second : db, id, 1, NOW)));
     expect(results.filter((r) => r.ok)).toHaveLength(10);
     expect((await stored(id))?.remaining).toBe(0);
   });
 
   it('is exact with a refill due: 30 simultaneous spends refill once and succeed exactly `amount` times', async () => {
     const id = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
-    const results = await Promise.all(Array.from({ length: 30 }, () => spendQuota(db.db, id, 1, NOW)));
+    const results = await Promise.all(Array.from({ length: 30 }, () => spend(db, id, 1, NOW)));
     expect(results.filter((r) => r.ok)).toHaveLength(10);
     expect(await stored(id)).toMatchObject({ remaining: 0, lastRefillAt: NOW });
   });
 
   it('never goes below zero: a cost larger than what is left is refused and spends nothing', async () => {
     const id = await keyWith({ remaining: 5, refill: null, lastRefillAt: null });
-    expect(await spendQuota(db.db, id, 6, NOW)).toEqual({ ok: false, remaining: 5 });
-    expect(await spendQuota(db.db, id, 5, NOW)).toEqual({ ok: true, remaining: 0 });
-    expect(await spendQuota(db.db, id, 1, NOW)).toEqual({ ok: false, remaining: 0 });
+    expect(await spend(db, id, 6, NOW)).toEqual({ ok: false, remaining: 5 });
+    expect(await spend(db, id, 5, NOW)).toEqual({ ok: true, remaining: 0 });
+    expect(await spend(db, id, 1, NOW)).toEqual({ ok: false, remaining: 0 });
     expect((await stored(id))?.remaining).toBe(0);
   });
 
   it('reads without spending when the cost is 0', async () => {
     const id = await keyWith({ remaining: 3, refill: null, lastRefillAt: null });
-    expect(await spendQuota(db.db, id, 0, NOW)).toEqual({ ok: true, remaining: 3 });
-    expect(await spendQuota(db.db, id, 0, NOW)).toEqual({ ok: true, remaining: 3 });
+    expect(await spend(db, id, 0, NOW)).toEqual({ ok: true, remaining: 3 });
+    expect(await spend(db, id, 0, NOW)).toEqual({ ok: true, remaining: 3 });
     expect((await stored(id))?.remaining).toBe(3);
   });
 
   it('treats a key without a quota as unlimited, and refuses a key that does not exist', async () => {
     const id = await keyWith(null);
-    expect(await spendQuota(db.db, id, 1, NOW)).toEqual({ ok: true, remaining: null });
+    expect(await spend(db, id, 1, NOW)).toEqual({ ok: true, remaining: null });
     expect(await stored(id)).toBeNull();
-    expect(await spendQuota(db.db, uuidv7(), 1, NOW)).toEqual({ ok: false, remaining: 0 });
+    expect(await spend(db, uuidv7(), 1, NOW)).toEqual({ ok: false, remaining: 0 });
   });
 
   it('refills a daily quota lazily on the first spend of a new UTC day, once', async () => {
     const yesterday = Date.UTC(2030, 2, 14, 23, 59);
     const id = await keyWith({ remaining: 0, refill: { amount: 100, interval: 'day' }, lastRefillAt: yesterday });
     // Still the old day: nothing left, nothing refilled.
-    expect(await spendQuota(db.db, id, 1, yesterday + 30_000)).toEqual({ ok: false, remaining: 0 });
+    expect(await spend(db, id, 1, yesterday + 30_000)).toEqual({ ok: false, remaining: 0 });
     expect(await stored(id)).toMatchObject({ remaining: 0, lastRefillAt: yesterday });
     // The new day: refilled to the amount, then spent.
-    expect(await spendQuota(db.db, id, 1, NOW)).toEqual({ ok: true, remaining: 99 });
+    expect(await spend(db, id, 1, NOW)).toEqual({ ok: true, remaining: 99 });
     expect(await stored(id)).toMatchObject({ remaining: 99, lastRefillAt: NOW });
     // A later spend the same day does not refill again.
-    expect(await spendQuota(db.db, id, 1, NOW + 3_600_000)).toEqual({ ok: true, remaining: 98 });
+    expect(await spend(db, id, 1, NOW + 3_600_000)).toEqual({ ok: true, remaining: 98 });
     // Reading on a new day shows the refill that the next spend will make, without writing it.
-    expect(await spendQuota(db.db, id, 0, NOW + DAY)).toEqual({ ok: true, remaining: 100 });
+    expect(await spend(db, id, 0, NOW + DAY)).toEqual({ ok: true, remaining: 100 });
     expect(await stored(id)).toMatchObject({ remaining: 98, lastRefillAt: NOW });
   });
 
   it('refills a monthly quota on the first spend of a new UTC calendar month', async () => {
     const lastMonth = Date.UTC(2030, 1, 28, 10); // 28 February
     const id = await keyWith({ remaining: 2, refill: { amount: 50, interval: 'month' }, lastRefillAt: lastMonth });
-    expect(await spendQuota(db.db, id, 1, Date.UTC(2030, 1, 28, 23, 59, 59))).toEqual({ ok: true, remaining: 1 });
-    expect(await spendQuota(db.db, id, 1, Date.UTC(2030, 2, 1))).toEqual({ ok: true, remaining: 49 });
-    expect(await spendQuota(db.db, id, 1, Date.UTC(2030, 2, 31, 23))).toEqual({ ok: true, remaining: 48 });
+    expect(await spend(db, id, 1, Date.UTC(2030, 1, 28, 23, 59, 59))).toEqual({ ok: true, remaining: 1 });
+    expect(await spend(db, id, 1, Date.UTC(2030, 2, 1))).toEqual({ ok: true, remaining: 49 });
+    expect(await spend(db, id, 1, Date.UTC(2030, 2, 31, 23))).toEqual({ ok: true, remaining: 48 });
   });
 
   it('refills a quota that has a refill but was never refilled', async () => {
     const id = await keyWith({ remaining: 0, refill: { amount: 7, interval: 'day' }, lastRefillAt: null });
-    expect(await spendQuota(db.db, id, 2, NOW)).toEqual({ ok: true, remaining: 5 });
+    expect(await spend(db, id, 2, NOW)).toEqual({ ok: true, remaining: 5 });
   });
 
   it('does not refill when even the refill amount cannot pay the cost', async () => {
     const id = await keyWith({ remaining: 1, refill: { amount: 3, interval: 'day' }, lastRefillAt: NOW - DAY });
-    expect(await spendQuota(db.db, id, 4, NOW)).toEqual({ ok: false, remaining: 3 });
+    expect(await spend(db, id, 4, NOW)).toEqual({ ok: false, remaining: 3 });
     expect(await stored(id)).toMatchObject({ remaining: 1, lastRefillAt: NOW - DAY });
+  });
+});
+
+describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
+  let database: FreshDatabase;
+  let db: Db;
+
+  beforeEach(async () => {
+    database = await freshDatabase(dialect);
+    db = openDatabase(database.url);
+  });
+  afterEach(async () => {
+    await db.close();
+    await database.cleanup();
+  });
+
+  async function keyWith(quota: Quota | null): Promise<string> {
+    const key = newKey(quota);
+    await insertKey(db.db, key);
+    return key.id;
+  }
+
+  it('answers a successful spend without a promise on SQLite; refusals, reads and PostgreSQL take one', async () => {
+    await migrateUp(db.db);
+    const spend = createQuotaSpender(db);
+    const id = await keyWith({ remaining: 2, refill: null, lastRefillAt: null });
+    const spent = spend(id, 1, NOW);
+    if (dialect === 'sqlite') expect(spent).toEqual({ ok: true, remaining: 1 });
+    else expect(spent).toBeInstanceOf(Promise);
+    expect(await spent).toEqual({ ok: true, remaining: 1 });
+    const read = spend(id, 0, NOW);
+    expect(read).toBeInstanceOf(Promise);
+    expect(await read).toEqual({ ok: true, remaining: 1 });
+    const refused = spend(id, 2, NOW);
+    expect(refused).toBeInstanceOf(Promise);
+    expect(await refused).toEqual({ ok: false, remaining: 1 });
+  });
+
+  it('never joins a transaction open on the connection: it waits for it, and its rollback does not undo the spend', async () => {
+    await migrateUp(db.db);
+    const spend = createQuotaSpender(db);
+    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+    let spent: MaybePromise<QuotaSpend> | undefined;
+    const rolledBack = db.db.transaction().execute(async (trx) => {
+      // A write in the transaction: on SQLite it holds the one connection, on PostgreSQL this row's lock.
+      await trx.updateTable('api_keys').set({ name: 'renamed' }).where('id', '=', id).execute();
+      spent = spend(id, 1, NOW);
+      throw new Error('roll back');
+    });
+    await expect(rolledBack).rejects.toThrow('roll back');
+    expect(await spent).toEqual({ ok: true, remaining: 9 });
+    const stored = await findKeyById(db.db, id);
+    expect(stored).toMatchObject({ name: 'metered', quota: { remaining: 9 } });
+  });
+
+  it('is made before the table exists (the container is built before migrating); a failed spend is a rejected promise', async () => {
+    const spend = createQuotaSpender(db);
+    let failed: unknown;
+    try {
+      failed = spend(uuidv7(), 1, NOW);
+    } catch (error) {
+      failed = error;
+    }
+    expect(failed).toBeInstanceOf(Promise);
+    await expect(failed).rejects.toThrow(/api_keys/);
+    await migrateUp(db.db);
+    const id = await keyWith({ remaining: 3, refill: null, lastRefillAt: null });
+    expect(await spend(id, 1, NOW)).toEqual({ ok: true, remaining: 2 });
+  });
+
+  it('compiles the spend statement once per database, not once per spend', async () => {
+    await migrateUp(db.db);
+    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+    let compiled = 0;
+    const counting = db.db.withPlugin({
+      transformQuery: (args) => {
+        if (args.node.kind === 'UpdateQueryNode') compiled += 1;
+        return args.node;
+      },
+      transformResult: async (args) => args.result,
+    });
+    for (let i = 0; i < 3; i++) expect(await spendKeyQuota(counting, id, 1, NOW, refillPeriodStarts(NOW))).toBe(9 - i);
+    expect(compiled).toBe(1);
   });
 });

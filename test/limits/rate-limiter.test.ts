@@ -135,6 +135,15 @@ for (const [name, make] of backends) {
       expect((await backend.limiter.consume('b', rule)).allowed).toBe(true);
       expect((await backend.limiter.consume('a', rule)).allowed).toBe(false);
       expect((await backend.limiter.consume('a', { limit: 1, windowSeconds: 30 })).allowed).toBe(true);
+      // Back to the first length within its window: its count is still there.
+      expect((await backend.limiter.consume('a', rule)).allowed).toBe(false);
+      expect((await backend.limiter.consume('a', { limit: 2, windowSeconds: 30 })).remaining).toBe(0);
+    });
+
+    it('times the window from the caller’s clock reading when it passes one', async () => {
+      const at = Date.now() + 123_456;
+      const decision = await backend.limiter.consume('t', { limit: 5, windowSeconds: 60 }, 1, at);
+      expect(decision).toMatchObject({ allowed: true, remaining: 4, reset: Math.ceil((at + 60_000) / 1000) });
     });
 
     it('is exact under concurrency: 50 simultaneous requests against a limit of 10 give exactly 10', async () => {
@@ -200,6 +209,28 @@ describe('rate limiter (redis) when Redis cannot answer', () => {
       for (const r of opened.splice(0)) r.disconnect();
       await server.close();
     }
+  });
+});
+
+describe('rate limiter (memory) on the verification path', () => {
+  it('decides without a promise, so that a cached verification stays synchronous', () => {
+    const limiter = createMemoryRateLimiter({ now: () => 0 });
+    const rule = { limit: 1, windowSeconds: 60 };
+    expect(limiter.consume('k', rule)).toMatchObject({ allowed: true, remaining: 0 });
+    expect(limiter.consume('k', rule)).toMatchObject({ allowed: false, retryAfterSeconds: 60 });
+  });
+
+  it('keeps the counts of each window length only while their window lasts', async () => {
+    let clock = 0;
+    const limiter = createMemoryRateLimiter({ now: () => clock });
+    expect(await limiter.consume('k', { limit: 1, windowSeconds: 10 })).toMatchObject({ allowed: true });
+    expect(await limiter.consume('k', { limit: 1, windowSeconds: 60 })).toMatchObject({ allowed: true });
+    clock = 10_000; // the 10 s window has ended, the 60 s one has not
+    expect(await limiter.consume('k', { limit: 1, windowSeconds: 10 })).toMatchObject({ allowed: true, reset: 20 });
+    expect(await limiter.consume('k', { limit: 1, windowSeconds: 60 })).toMatchObject({ allowed: false, reset: 60 });
+    clock = 60_000;
+    expect(await limiter.consume('k', { limit: 1, windowSeconds: 60 })).toMatchObject({ allowed: true, reset: 120 });
+    expect(await limiter.consume('k', { limit: 1, windowSeconds: 10 })).toMatchObject({ allowed: true, reset: 70 });
   });
 });
 

@@ -1,14 +1,16 @@
 import type { TierSetting } from '../config.js';
 import type { ApiKey } from '../domain.js';
+import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import { findUserById } from '../store/users.repository.js';
 import { loadKey, type Presented } from './key-lookup.js';
-import { spendQuota } from './quota.js';
-import { type RateLimiter, rateRuleFor } from './rate-limiter.js';
-import type { GateOutcome, VerifyGate } from './verifier.js';
+import { createQuotaSpender, type QuotaSpend } from './quota.js';
+import { type RateDecision, type RateLimiter, type RateRule, rateRuleFor } from './rate-limiter.js';
+import type { GateOutcome, MaybePromise, VerifyGate } from './verifier.js';
 
-// The two gates verification runs after the scope check (SPEC §6: rate limit, then quota). A key with
-// neither costs no await here: the gates answer synchronously.
+// The two gates verification runs after the scope check (SPEC §6: rate limit, then quota). They answer
+// synchronously when they have nothing to wait for: a key with neither limit, the memory rate limiter, a
+// quota spent on SQLite.
 
 const PASS: GateOutcome = { ok: true };
 
@@ -40,40 +42,61 @@ export function createRateLimitGate({ limiter, tiers, db }: RateLimitGateDeps): 
   const tierSetting = (tier: string | null | undefined): TierSetting | undefined =>
     tier != null && Object.hasOwn(tiers, tier) ? tiers[tier] : undefined;
 
-  async function decide(key: ApiKey, tier: TierSetting | undefined): Promise<GateOutcome> {
+  // The limiter's name for a key's counter, built once per cached record rather than per verification:
+  // a string made anew must be hashed anew at each look-up, which costs more than the count itself.
+  const counterNames = new WeakMap<ApiKey, string>();
+  function counterName(key: ApiKey): string {
+    let name = counterNames.get(key);
+    if (name === undefined) {
+      name = `key:${key.id}`;
+      counterNames.set(key, name);
+    }
+    return name;
+  }
+
+  function decide(key: ApiKey, tier: TierSetting | undefined, now: number): MaybePromise<GateOutcome> {
     const rule = rateRuleFor(key, tier);
     if (rule === null) return PASS;
-    const decision = await limiter.consume(`key:${key.id}`, rule);
-    const ratelimit = { limit: decision.limit, remaining: decision.remaining, reset: decision.reset, windowSeconds: rule.windowSeconds };
-    return decision.allowed ? { ok: true, ratelimit } : { ok: false, code: 'RATE_LIMITED', ratelimit };
+    const decision = limiter.consume(counterName(key), rule, 1, now);
+    return decision instanceof Promise ? decision.then((d) => outcomeOf(d, rule)) : outcomeOf(decision, rule);
   }
 
   return {
-    check(key) {
+    check(key, { now }) {
       if (key.userId !== null && key.ownerTier === undefined && db !== undefined) {
-        return findUserById(db, key.userId).then((owner) => decide(key, tierSetting(owner?.tier)));
+        return findUserById(db, key.userId).then((owner) => decide(key, tierSetting(owner?.tier), now));
       }
       const tier = key.userId === null ? undefined : tierSetting(key.ownerTier);
       if (key.rateLimit === null && (tier === undefined || tier.rateLimit === null)) return PASS;
-      return decide(key, tier);
+      return decide(key, tier, now);
     },
   };
+}
+
+function outcomeOf(decision: RateDecision, rule: RateRule): GateOutcome {
+  const ratelimit = { limit: decision.limit, remaining: decision.remaining, reset: decision.reset, windowSeconds: rule.windowSeconds };
+  return decision.allowed ? { ok: true, ratelimit } : { ok: false, code: 'RATE_LIMITED', ratelimit };
 }
 
 /**
  * Spends `cost` from the key's quota (atomically, in one SQL statement; see `spendQuota`), refilling it
  * first when a refill is due. Reports what is left; not enough left is `USAGE_EXCEEDED` and spends nothing.
- * A key without a quota (as cached) costs no database work.
+ * A key without a quota (as cached) costs no database work; on SQLite a successful spend answers
+ * synchronously (see `createQuotaSpender`).
  */
-export function createQuotaGate({ db }: { db: Executor }): VerifyGate {
+export function createQuotaGate({ db }: { db: Db }): VerifyGate {
+  const spend = createQuotaSpender(db);
   return {
     check(key, { cost, now }) {
       if (key.quota === null) return PASS;
-      return spendQuota(db, key.id, cost, now).then((spent): GateOutcome => {
-        if (!spent.ok) return { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining };
-        // `null`: the quota was removed since this record was cached; nothing to report.
-        return spent.remaining === null ? PASS : { ok: true, remaining: spent.remaining };
-      });
+      const spent = spend(key.id, cost, now);
+      return spent instanceof Promise ? spent.then(quotaOutcome) : quotaOutcome(spent);
     },
   };
+}
+
+function quotaOutcome(spent: QuotaSpend): GateOutcome {
+  if (!spent.ok) return { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining };
+  // `null`: the quota was removed since this record was cached; nothing to report.
+  return spent.remaining === null ? PASS : { ok: true, remaining: spent.remaining };
 }

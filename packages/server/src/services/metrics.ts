@@ -42,10 +42,11 @@ export interface Metrics {
   registry: Registry;
   /** Verification outcomes, by verification code (`VALID`, `NOT_FOUND`, …). */
   verifications: Counter<'code'>;
-  /** Hot-path children of {@link verifications} and {@link cacheLookups}: same counts, cheaper `inc`. */
+  /** Hot-path children of {@link verifications}, {@link cacheLookups} and {@link rateLimitDecisions}: same counts, cheaper `inc`. */
   hot: {
     verifications(code: string): HotCounter;
     cacheLookups(result: 'hit' | 'miss'): HotCounter;
+    rateLimitDecisions(backend: string, result: string): HotCounter;
   };
   /** Seconds to answer one verification: `POST /v1/keys/verify` or the gateway, from the request's arrival to the answer. */
   verifyDuration: Histogram;
@@ -84,6 +85,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const registers = [registry];
   const verificationTally = new Tally<'code'>();
   const cacheTally = new Tally<'result'>();
+  const rateLimitTally = new Tally<'backend' | 'result'>();
   const metrics: Metrics = {
     registry,
     verifications: new Counter({
@@ -98,6 +100,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     hot: {
       verifications: (code) => verificationTally.child({ code }),
       cacheLookups: (result) => cacheTally.child({ result }),
+      rateLimitDecisions: (backend, result) => rateLimitTally.child({ backend, result }),
     },
     verifyDuration: new Histogram({
       name: 'keyward_verify_duration_seconds',
@@ -120,6 +123,9 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'Rate-limit decisions, by backend and result (allowed, denied, fail_open, fail_closed)',
       labelNames: ['backend', 'result'],
       registers,
+      collect() {
+        rateLimitTally.drain(this);
+      },
     }),
     usageRowsWritten: new Counter({ name: 'keyward_usage_rows_written_total', help: 'Usage rows written to the database', registers }),
     usageRowsDropped: new Counter({

@@ -1,6 +1,8 @@
 import type { Quota } from '../domain.js';
-import { type RefillPeriodStarts, readKeyQuota, spendKeyQuota } from '../store/api-keys.repository.js';
+import { keyQuotaSpender, type RefillPeriodStarts, readKeyQuota, spendKeyQuota } from '../store/api-keys.repository.js';
+import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
+import type { MaybePromise } from './verifier.js';
 
 /**
  * The outcome of spending from a key's quota. `remaining` is what is left after the spend (or, when
@@ -8,18 +10,29 @@ import type { Executor } from '../store/schema.js';
  */
 export type QuotaSpend = { ok: true; remaining: number | null } | { ok: false; remaining: number };
 
+// Every spend asks, and taking a date apart costs more than the rest of the quota gate: the answer for the
+// current UTC day is kept.
+let today: { day: number; nextDay: number; starts: Readonly<RefillPeriodStarts> } = {
+  day: 0,
+  nextDay: 0,
+  starts: { day: 0, month: 0 },
+};
+
 /**
  * Refill periods are UTC calendar periods: a `day` quota refills on the first spend of each UTC day, a
  * `month` quota on the first spend of each UTC calendar month. Users can tell when their quota comes back
  * (midnight UTC, the 1st), periods never drift with the time of the first spend, and months are real
  * months rather than 30 days. These are the instants the current periods started.
  */
-export function refillPeriodStarts(now: number): RefillPeriodStarts {
+export function refillPeriodStarts(now: number): Readonly<RefillPeriodStarts> {
+  if (now >= today.day && now < today.nextDay) return today.starts;
   const d = new Date(now);
-  return {
+  const starts = {
     day: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate()),
     month: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), 1),
   };
+  today = { day: starts.day, nextDay: Date.UTC(d.getUTCFullYear(), d.getUTCMonth(), d.getUTCDate() + 1), starts };
+  return starts;
 }
 
 /** When the quota will next be refilled (at its next spend from then on); `null` without a refill. */
@@ -59,7 +72,28 @@ export async function spendQuota(db: Executor, keyId: string, cost: number, now 
     const remaining = await spendKeyQuota(db, keyId, cost, now, refillPeriodStarts(now));
     if (remaining !== undefined) return { ok: true, remaining };
   }
-  // Refused (or a read): report what is there. Only the refused path pays this second query.
+  return quotaLeft(db, keyId, cost, now);
+}
+
+/**
+ * {@link spendQuota} bound to one database, answering a successful spend synchronously where the database
+ * can (SQLite, outside a transaction; see `keyQuotaSpender`). Refusals and reads still take a promise.
+ */
+export function createQuotaSpender(database: Db): (keyId: string, cost: number, now: number) => MaybePromise<QuotaSpend> {
+  const spend = keyQuotaSpender(database);
+  const spent = (remaining: number): QuotaSpend => ({ ok: true, remaining });
+  return (keyId, cost, now) => {
+    if (cost === 0) return quotaLeft(database.db, keyId, cost, now);
+    const remaining = spend(keyId, cost, now, refillPeriodStarts(now));
+    if (remaining instanceof Promise) {
+      return remaining.then((r) => (r === undefined ? quotaLeft(database.db, keyId, cost, now) : spent(r)));
+    }
+    return remaining === undefined ? quotaLeft(database.db, keyId, cost, now) : spent(remaining);
+  };
+}
+
+// Refused (or a read): report what is there. Only the refused path pays this second query.
+async function quotaLeft(db: Executor, keyId: string, cost: number, now: number): Promise<QuotaSpend> {
   const row = await readKeyQuota(db, keyId);
   if (row === undefined) return { ok: false, remaining: 0 };
   if (row.quota === null) return { ok: true, remaining: null };

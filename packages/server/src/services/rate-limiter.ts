@@ -4,6 +4,7 @@ import type { TierSetting } from '../config.js';
 import type { ApiKey } from '../domain.js';
 import { redisIsDown } from '../store/redis.js';
 import type { Metrics } from './metrics.js';
+import type { MaybePromise } from './verifier.js';
 
 /** At most `limit` units per `windowSeconds`. */
 export interface RateRule {
@@ -30,7 +31,12 @@ export interface RateDecision {
  * client that waits until `reset` gets its full limit. `cost` 0 reads the state without consuming.
  */
 export interface RateLimiter {
-  consume(id: string, rule: RateRule, cost?: number): Promise<RateDecision>;
+  /**
+   * Decides, and counts when allowed. `now` is the caller's clock reading, when it has one (the limiter's
+   * own clock otherwise). Synchronous when nothing needs waiting for (the memory limiter); `await` works on
+   * either. An invalid `cost` is a rejected promise.
+   */
+  consume(id: string, rule: RateRule, cost?: number, now?: number): MaybePromise<RateDecision>;
   close(): Promise<void>;
 }
 
@@ -51,11 +57,11 @@ export function rateRuleFor(key: Pick<ApiKey, 'rateLimit'>, tier: Pick<TierSetti
 }
 
 // A bad cost is a bug in the caller (requests are validated at the edge), not a decision to make.
-function checkCost(cost: number): void {
-  if (!Number.isSafeInteger(cost) || cost < 0) throw new RangeError('rate-limit cost must be a non-negative integer');
-}
+const isCost = (cost: number): boolean => Number.isSafeInteger(cost) && cost >= 0;
+const costError = () => new RangeError('rate-limit cost must be a non-negative integer');
 
 interface Window {
+  windowSeconds: number;
   used: number;
   resetAt: number;
 }
@@ -64,28 +70,49 @@ interface Window {
 export function createMemoryRateLimiter(
   options: { now?: () => number; maxEntries?: number; metrics?: Metrics | undefined } = {},
 ): RateLimiter {
-  const now = options.now ?? Date.now;
-  const windows = new LRUCache<string, Window>({ max: options.maxEntries ?? 100_000 });
+  const clock = options.now ?? Date.now;
+  const counted = {
+    allowed: options.metrics?.hot.rateLimitDecisions('memory', 'allowed'),
+    denied: options.metrics?.hot.rateLimitDecisions('memory', 'denied'),
+  };
+  // By id, a window per window length (as in Redis, where the length is part of the counter's name):
+  // changing a key's window starts a fresh count. Keyed by the id alone, so that a caller passing the same
+  // string each time (the rate-limit gate does) costs no string building or hashing here.
+  const counters = new LRUCache<string, Window[]>({ max: options.maxEntries ?? 100_000 });
   return {
-    async consume(id, rule, cost = 1) {
-      checkCost(cost);
-      const at = now();
-      // The window length is part of the counter's name, so changing a key's window starts a fresh count.
-      const name = `${id}:${rule.windowSeconds}`;
-      let window = windows.get(name);
-      if (window === undefined || window.resetAt <= at) {
-        window = { used: 0, resetAt: at + rule.windowSeconds * 1000 };
-        if (cost > 0) windows.set(name, window);
+    consume(id, rule, cost = 1, now = clock()) {
+      if (!isCost(cost)) return Promise.reject(costError());
+      const windows = counters.get(id);
+      let window = windows === undefined ? undefined : windowOf(windows, rule.windowSeconds);
+      if (window === undefined || window.resetAt <= now) {
+        window = { windowSeconds: rule.windowSeconds, used: 0, resetAt: now + rule.windowSeconds * 1000 };
+        if (cost > 0) {
+          if (windows === undefined) counters.set(id, [window]);
+          else keep(windows, window, now);
+        }
       }
       const allowed = window.used + cost <= rule.limit;
       if (allowed) window.used += cost;
-      options.metrics?.rateLimitDecisions.inc({ backend: 'memory', result: allowed ? 'allowed' : 'denied' });
-      return decision(rule, allowed, window.used, window.resetAt, at);
+      (allowed ? counted.allowed : counted.denied)?.inc();
+      return decision(rule, allowed, window.used, window.resetAt, now);
     },
     async close() {
-      windows.clear();
+      counters.clear();
     },
   };
+}
+
+function windowOf(windows: readonly Window[], windowSeconds: number): Window | undefined {
+  for (const window of windows) if (window.windowSeconds === windowSeconds) return window;
+  return undefined;
+}
+
+/** Puts `window` in place of the one of its length, dropping windows that have ended. */
+function keep(windows: Window[], window: Window, now: number): void {
+  let kept = 0;
+  for (const w of windows) if (w.resetAt > now && w.windowSeconds !== window.windowSeconds) windows[kept++] = w;
+  windows.length = kept;
+  windows.push(window);
 }
 
 // Why a Lua script rather than rate-limiter-flexible: the decision (read, compare, increment, keep the
@@ -144,9 +171,8 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
   }
 
   return {
-    async consume(id, rule, cost = 1) {
-      checkCost(cost);
-      const at = now();
+    async consume(id, rule, cost = 1, at = now()) {
+      if (!isCost(cost)) throw costError();
       // While ioredis is reconnecting, answer at once rather than wait for the command timeout each time.
       if (redisIsDown(redis)) {
         metrics?.redisErrors.inc({ operation: 'rate_limit' });

@@ -1,6 +1,7 @@
-import { sql } from 'kysely';
+import type SQLite from 'better-sqlite3';
+import { CompiledQuery, sql } from 'kysely';
 import type { ApiKey, HashScheme, RefillInterval } from '../domain.js';
-import type { Dialect } from './database.js';
+import type { Db, Dialect } from './database.js';
 import type { ApiKeyRow, ApiKeyUpdate, Executor, NewApiKeyRow } from './schema.js';
 
 export function toApiKey(row: ApiKeyRow): ApiKey {
@@ -231,6 +232,68 @@ export async function readKeyQuota(db: Executor, keyId: string): Promise<Pick<Ap
   };
 }
 
+/** What one quota spend binds: the statement's parameters, by name. */
+interface SpendValues {
+  keyId: string;
+  cost: number;
+  now: number;
+  day: number;
+  month: number;
+}
+
+// The spend statement, as the query builder builds it; `v` fills its parameters (the values, or markers).
+function spendQuery(db: Executor, v: { keyId: string; cost: unknown; now: unknown; day: unknown; month: unknown }) {
+  const due = sql<boolean>`(quota_refill_amount is not null and (quota_last_refill_at is null
+    or (quota_refill_interval = 'day' and quota_last_refill_at < ${v.day})
+    or (quota_refill_interval = 'month' and quota_last_refill_at < ${v.month})))`;
+  return db
+    .updateTable('api_keys')
+    .set({
+      quota_remaining: sql<number>`case when ${due} then quota_refill_amount - ${v.cost} else quota_remaining - ${v.cost} end`,
+      quota_last_refill_at: sql<number>`case when ${due} then ${v.now} else quota_last_refill_at end`,
+    })
+    .where('id', '=', v.keyId)
+    .where('quota_remaining', 'is not', null)
+    .where(sql<boolean>`case when ${due} then quota_refill_amount else quota_remaining end >= ${v.cost}`)
+    .returning('quota_remaining');
+}
+
+interface SpendStatement {
+  sql: string;
+  /** Which value goes in each parameter, in order. */
+  order: (keyof SpendValues)[];
+}
+
+// The spend runs on every verification of a metered key, and building and compiling it cost more than
+// SQLite takes to run it. So its text is compiled once per dialect (the adapter decides `?` or `$n`), with
+// a marker in each parameter saying which value goes there (`due` alone uses `day` and `month` three times).
+const spendStatements = new WeakMap<object, SpendStatement>();
+const SPEND_MARKERS = { keyId: 'keyId', cost: 'cost', now: 'now', day: 'day', month: 'month' } as const satisfies Record<
+  keyof SpendValues,
+  string
+>;
+const isSpendValue = (parameter: unknown): parameter is keyof SpendValues =>
+  typeof parameter === 'string' && Object.hasOwn(SPEND_MARKERS, parameter);
+
+function spendStatement(db: Executor): SpendStatement {
+  const adapter = db.getExecutor().adapter;
+  let statement = spendStatements.get(adapter);
+  if (statement === undefined) {
+    const compiled = spendQuery(db, SPEND_MARKERS).compile();
+    const order = compiled.parameters.map((parameter) => {
+      if (!isSpendValue(parameter)) throw new Error('the quota spend statement has a parameter without a marker');
+      return parameter;
+    });
+    statement = { sql: compiled.sql, order };
+    spendStatements.set(adapter, statement);
+  }
+  return statement;
+}
+
+function spendParameters(order: readonly (keyof SpendValues)[], v: SpendValues): unknown[] {
+  return order.map((name) => v[name]);
+}
+
 /**
  * Spends `cost` from a key's quota in ONE statement, refilling it first when a refill is due; the WHERE
  * clause refuses a spend that would go below zero. Row locking makes it exact under concurrency on
@@ -245,19 +308,44 @@ export async function spendKeyQuota(
   now: number,
   periods: RefillPeriodStarts,
 ): Promise<number | undefined> {
-  const due = sql<boolean>`(quota_refill_amount is not null and (quota_last_refill_at is null
-    or (quota_refill_interval = 'day' and quota_last_refill_at < ${periods.day})
-    or (quota_refill_interval = 'month' and quota_last_refill_at < ${periods.month})))`;
-  const row = await db
-    .updateTable('api_keys')
-    .set({
-      quota_remaining: sql<number>`case when ${due} then quota_refill_amount - ${cost} else quota_remaining - ${cost} end`,
-      quota_last_refill_at: sql<number>`case when ${due} then ${now} else quota_last_refill_at end`,
-    })
-    .where('id', '=', keyId)
-    .where('quota_remaining', 'is not', null)
-    .where(sql<number>`case when ${due} then quota_refill_amount else quota_remaining end`, '>=', cost)
-    .returning('quota_remaining')
-    .executeTakeFirst();
-  return row?.quota_remaining === null || row === undefined ? undefined : Number(row.quota_remaining);
+  const statement = spendStatement(db);
+  const parameters = spendParameters(statement.order, { keyId, cost, now, day: periods.day, month: periods.month });
+  const { rows } = await db.executeQuery<{ quota_remaining: number | null }>(CompiledQuery.raw(statement.sql, parameters));
+  const remaining = rows[0]?.quota_remaining;
+  return remaining === null || remaining === undefined ? undefined : Number(remaining);
+}
+
+/** {@link spendKeyQuota}, answered synchronously when it can be. */
+export type KeyQuotaSpender = (
+  keyId: string,
+  cost: number,
+  now: number,
+  periods: RefillPeriodStarts,
+) => number | undefined | Promise<number | undefined>;
+
+/**
+ * {@link spendKeyQuota} bound to one database. On SQLite it runs the same statement on the better-sqlite3
+ * connection itself, prepared once, and answers without a promise (better-sqlite3 is synchronous anyway: the
+ * driver's promise and mutex only add time). Except while a Kysely transaction is open on that connection:
+ * the spend would join it (and be undone with it), so it then waits its turn through Kysely. PostgreSQL
+ * always answers with a promise. A failure is a rejected promise either way.
+ */
+export function keyQuotaSpender(database: Db): KeyQuotaSpender {
+  const { db, sqlite } = database;
+  if (sqlite === undefined) return (keyId, cost, now, periods) => spendKeyQuota(db, keyId, cost, now, periods);
+  // Prepared at the first spend, not here: the container is built before the migrations create the table.
+  let prepared: { run: SQLite.Statement<unknown[], number | null>; order: (keyof SpendValues)[] } | null = null;
+  return (keyId, cost, now, periods) => {
+    if (sqlite.inTransaction) return spendKeyQuota(db, keyId, cost, now, periods);
+    try {
+      if (prepared === null) {
+        const statement = spendStatement(db);
+        prepared = { run: sqlite.prepare<unknown[], number | null>(statement.sql).pluck(), order: statement.order };
+      }
+      const remaining = prepared.run.get(spendParameters(prepared.order, { keyId, cost, now, day: periods.day, month: periods.month }));
+      return remaining === null || remaining === undefined ? undefined : remaining;
+    } catch (error) {
+      return Promise.reject(error);
+    }
+  };
 }

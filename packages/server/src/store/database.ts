@@ -25,6 +25,13 @@ export type Dialect = 'sqlite' | 'postgres';
 export interface Db {
   db: Kysely<Database>;
   dialect: Dialect;
+  /**
+   * SQLite only: the better-sqlite3 connection under `db`, for the few hot-path statements a repository runs
+   * synchronously (no promise, no driver mutex). Kysely's transactions run on this same connection: a
+   * statement run here while one is open (`inTransaction`) would join it, so such callers go through `db` then.
+   * (A Kysely `stream()` would hold the connection busy too; the server uses none.)
+   */
+  sqlite?: SQLite.Database;
   close(): Promise<void>;
 }
 
@@ -103,7 +110,7 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
       dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
       plugins: [new SqliteBooleanPlugin()],
     });
-    return { db, dialect: 'sqlite', close: () => db.destroy() };
+    return { db, dialect: 'sqlite', sqlite, close: () => db.destroy() };
   }
   const types = {
     getTypeParser: (oid: number, format?: 'text' | 'binary') =>
