@@ -10,6 +10,8 @@ import {
   deleteUsageBefore,
   insertUsageRows,
   topKeysByUsage,
+  type UsageRowsWriter,
+  usageRowsWriter,
 } from '../../packages/server/src/store/usage.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
@@ -97,32 +99,22 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
   });
 
   it('rows arriving while a batch is written wait for the next batch instead of a transaction of their own', async () => {
-    let transactions = 0;
+    let writes = 0;
     let release = () => {};
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const gated: Db = {
-      ...db,
-      db: new Proxy(db.db, {
-        get(target, property, receiver) {
-          if (property === 'transaction') {
-            transactions += 1;
-            const real = target.transaction();
-            // The first write is held until released, as a slow write is while requests keep coming.
-            return () => ({
-              execute: async <T>(work: Parameters<typeof real.execute<T>>[0]) => {
-                await gate;
-                return real.execute(work);
-              },
-            });
-          }
-          const value: unknown = Reflect.get(target, property, receiver);
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      }),
+    const real = usageRowsWriter(db);
+    // The first write is held until released, as a slow write is while requests keep coming.
+    const gated: UsageRowsWriter = {
+      write: async (rows) => {
+        writes += 1;
+        if (writes === 1) await gate;
+        return real.write(rows);
+      },
+      close: () => real.close(),
     };
-    const r = createUsageRecorder({ db: gated, flushMs: 3_600_000, retentionDays: 0, batchSize: 10, metrics });
+    const r = createUsageRecorder({ db, writer: gated, flushMs: 3_600_000, retentionDays: 0, batchSize: 10, metrics });
     recorders.push(r);
     for (let i = 0; i < 10; i++) r.record(event()); // a full batch: its write starts and is held
     for (let tick = 0; tick < 5; tick++) await Promise.resolve();
@@ -130,7 +122,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     release();
     await vi.waitFor(async () => expect(await rowCount(db)).toBe(10));
     for (let tick = 0; tick < 20; tick++) await new Promise((resolve) => setImmediate(resolve));
-    expect(transactions).toBe(1);
+    expect(writes).toBe(1);
     expect(r.buffered()).toBe(3);
     await r.flush();
     expect(await rowCount(db)).toBe(13);
@@ -162,20 +154,15 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
 
   it('keeps a batch the database refused for the next flush, within the bound', async () => {
     let down = true;
-    const flaky: Db = {
-      ...db,
-      db: new Proxy(db.db, {
-        get(target, property, receiver) {
-          if (property === 'transaction' && down) throw new Error('database down');
-          const value: unknown = Reflect.get(target, property, receiver);
-          // Kysely uses private fields: its methods must run on the real object, not the proxy.
-          return typeof value === 'function' ? value.bind(target) : value;
-        },
-      }),
+    const real = usageRowsWriter(db);
+    const flaky: UsageRowsWriter = {
+      write: (rows) => (down ? Promise.reject(new Error('database down')) : real.write(rows)),
+      close: () => real.close(),
     };
     const errors: unknown[] = [];
     const r = createUsageRecorder({
-      db: flaky,
+      db,
+      writer: flaky,
       flushMs: 3_600_000,
       retentionDays: 0,
       maxBuffered: 8,

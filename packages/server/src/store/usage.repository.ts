@@ -1,5 +1,7 @@
 import { CompiledQuery, type ExpressionBuilder, sql } from 'kysely';
+import type { Db } from './database.js';
 import type { Database, Executor, NewApiKeyUsageRow } from './schema.js';
+import { createSqliteWriter } from './sqlite-writer.js';
 
 // Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
 const USAGE_COLUMNS = [
@@ -72,8 +74,8 @@ function cachedStatement(db: Executor, name: 'rows' | 'minutes', rows: number): 
   return text;
 }
 
-/** Runs `name` over `values` (one array of column values per row) in power-of-two chunks of rows. */
-async function insertChunked(db: Executor, name: 'rows' | 'minutes', rows: readonly unknown[][]): Promise<void> {
+/** `name` over `rows` (one array of column values per row), as statements of power-of-two chunks of rows. */
+function chunked(db: Executor, name: 'rows' | 'minutes', rows: readonly unknown[][], into: CompiledQuery[]): void {
   let start = 0;
   while (start < rows.length) {
     const left = rows.length - start;
@@ -81,22 +83,24 @@ async function insertChunked(db: Executor, name: 'rows' | 'minutes', rows: reado
     const size = left >= ROWS_PER_STATEMENT ? ROWS_PER_STATEMENT : 2 ** Math.floor(Math.log2(left));
     const parameters: unknown[] = [];
     for (let r = start; r < start + size; r++) for (const value of rows[r] as unknown[]) parameters.push(value);
-    await db.executeQuery(CompiledQuery.raw(cachedStatement(db, name, size), parameters));
+    into.push(CompiledQuery.raw(cachedStatement(db, name, size), parameters));
     start += size;
   }
 }
 
 /**
- * Inserts usage rows with multi-row INSERTs and adds them to the per-minute counts; the caller opens the
- * transaction. The counts are summed here first, so each (minute, key, outcome) is one upsert per batch,
- * sent in primary-key order: two instances adding to the same counts take their row locks in the same
- * order (no deadlock on PostgreSQL).
+ * The statements that insert usage rows (multi-row INSERTs) and add them to the per-minute counts, to run
+ * in order in one transaction. The counts are summed here first, so each (minute, key, outcome) is one
+ * upsert per batch, sent in primary-key order: two instances adding to the same counts take their row
+ * locks in the same order (no deadlock on PostgreSQL). `db` only decides the SQL dialect.
  */
-export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
-  await insertChunked(
+export function usageInsertStatements(db: Executor, rows: readonly NewApiKeyUsageRow[]): CompiledQuery[] {
+  const statements: CompiledQuery[] = [];
+  chunked(
     db,
     'rows',
     rows.map((row) => USAGE_COLUMNS.map((column) => row[column] ?? null)),
+    statements,
   );
   const counts = new Map<string, unknown[]>();
   for (const row of rows) {
@@ -107,8 +111,34 @@ export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsag
     if (counted) counted[3] = (counted[3] as number) + 1;
     else counts.set(id, [minute, keyId, row.outcome, 1]);
   }
-  const ordered = [...counts.values()].sort(byPrimaryKey);
-  await insertChunked(db, 'minutes', ordered);
+  chunked(db, 'minutes', [...counts.values()].sort(byPrimaryKey), statements);
+  return statements;
+}
+
+/** Runs {@link usageInsertStatements}; the caller opens the transaction. */
+export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
+  for (const statement of usageInsertStatements(db, rows)) await db.executeQuery(statement);
+}
+
+/** Writes batches of usage rows, each batch in one transaction. */
+export interface UsageRowsWriter {
+  write(rows: readonly NewApiKeyUsageRow[]): Promise<void>;
+  /** Waits for writes in progress and lets go of what the writer holds (not the database). */
+  close(): Promise<void>;
+}
+
+/**
+ * Where usage batches are written: for a SQLite file, on a writer thread with its own connection (the
+ * statements are compiled here, so the SQL stays in this file); otherwise (PostgreSQL, whose driver does
+ * not block the event loop, or an in-memory SQLite database no other connection can see) on `database`.
+ */
+export function usageRowsWriter(database: Db): UsageRowsWriter {
+  const sqlite = database.sqlite;
+  if (sqlite === undefined || sqlite.memory) {
+    return { write: (rows) => database.db.transaction().execute((trx) => insertUsageRows(trx, rows)), close: async () => {} };
+  }
+  const thread = createSqliteWriter(sqlite.name);
+  return { write: (rows) => thread.run(usageInsertStatements(database.db, rows)), close: () => thread.close() };
 }
 
 function byPrimaryKey(a: unknown[], b: unknown[]): number {

@@ -1,0 +1,120 @@
+import { createRequire } from 'node:module';
+import { Worker } from 'node:worker_threads';
+import type { CompiledQuery } from 'kysely';
+
+/**
+ * A thread with its own connection to a SQLite file, running batches of statements for the main thread:
+ * each batch in one transaction, one batch at a time, in the order sent. better-sqlite3 is synchronous, so
+ * a batch written on the main thread stops the event loop (and every verification) for as long as SQLite
+ * takes; written here, it costs the main thread only the hand-over. WAL lets both connections work at once
+ * (one writer at a time; the other waits up to `busy_timeout`).
+ */
+export interface SqliteWriter {
+  /** Runs `statements` in order, in one transaction; resolves once committed, rejects if rolled back. */
+  run(statements: readonly CompiledQuery[]): Promise<void>;
+  /** Waits for what was sent, then stops the thread. */
+  close(): Promise<void>;
+}
+
+// The thread's code, run with `eval`: the same text works from the built server and from the TypeScript
+// sources under test (a worker file would exist in only one of them), and it holds no SQL of its own: it
+// prepares and runs what the repositories compiled. CommonJS, as `eval` workers are.
+const THREAD_SOURCE = `
+const { parentPort, workerData } = require('node:worker_threads');
+const Database = require(workerData.driver);
+const db = new Database(workerData.path);
+db.pragma('synchronous = NORMAL');
+db.pragma('busy_timeout = 5000');
+const prepared = new Map();
+function statement(sql) {
+  let found = prepared.get(sql);
+  if (found === undefined) {
+    found = db.prepare(sql);
+    prepared.set(sql, found);
+  }
+  return found;
+}
+const runAll = db.transaction((statements) => {
+  for (const { sql, parameters } of statements) statement(sql).run(parameters);
+});
+parentPort.on('message', (message) => {
+  if (message.close) {
+    db.close();
+    parentPort.close();
+    return;
+  }
+  try {
+    runAll(message.statements);
+    parentPort.postMessage({ id: message.id });
+  } catch (error) {
+    parentPort.postMessage({ id: message.id, error: { message: String((error && error.message) || error), code: error && error.code } });
+  }
+});
+`;
+
+interface Pending {
+  resolve(): void;
+  reject(error: Error): void;
+}
+
+interface Reply {
+  id: number;
+  error?: { message: string; code?: string };
+}
+
+const DRIVER = createRequire(import.meta.url).resolve('better-sqlite3');
+
+/** A writer thread for the SQLite file at `path`, started on first use (and again if it ever stops). */
+export function createSqliteWriter(path: string): SqliteWriter {
+  let worker: Worker | null = null;
+  let nextId = 0;
+  const pending = new Map<number, Pending>();
+
+  function failAll(error: Error): void {
+    for (const waiting of pending.values()) waiting.reject(error);
+    pending.clear();
+  }
+
+  function start(): Worker {
+    const thread = new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER } });
+    thread.on('message', (reply: Reply) => {
+      const waiting = pending.get(reply.id);
+      pending.delete(reply.id);
+      // The thread keeps the process alive only while it has work: an idle writer never holds up an exit.
+      if (pending.size === 0) thread.unref();
+      if (reply.error) waiting?.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }));
+      else waiting?.resolve();
+    });
+    thread.on('error', (error) => failAll(error));
+    thread.on('exit', (code) => {
+      if (worker === thread) worker = null;
+      failAll(new Error(`the SQLite writer thread stopped (exit code ${code})`));
+    });
+    thread.unref();
+    return thread;
+  }
+
+  return {
+    run(statements) {
+      worker ??= start();
+      const thread = worker;
+      const id = nextId++;
+      return new Promise<void>((resolve, reject) => {
+        pending.set(id, { resolve, reject });
+        thread.ref();
+        // Only the text and the values cross: Kysely's query tree stays here.
+        thread.postMessage({ id, statements: statements.map(({ sql, parameters }) => ({ sql, parameters })) });
+      });
+    },
+    async close() {
+      const thread = worker;
+      if (thread === null) return;
+      worker = null;
+      const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
+      thread.ref();
+      // Messages are handled in order: everything sent before this is written first.
+      thread.postMessage({ close: true });
+      await exited;
+    },
+  };
+}

@@ -1,0 +1,81 @@
+import { sql } from 'kysely';
+import { v7 as uuidv7 } from 'uuid';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
+import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
+import { type UsageRowsWriter, usageRowsWriter } from '../../packages/server/src/store/usage.repository.js';
+import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
+
+const T0 = Date.UTC(2030, 4, 10, 0, 0, 0);
+
+function rows(n: number): NewApiKeyUsageRow[] {
+  return Array.from({ length: n }, (_, i) => ({ id: uuidv7(), api_key_id: `k${i % 50}`, outcome: 'VALID', created_at: T0 + i }));
+}
+
+async function count(db: Db, table: 'api_key_usage' | 'api_key_usage_minutes'): Promise<number> {
+  const { rows: found } = await sql<{ n: number }>`select count(*) as n from ${sql.table(table)}`.execute(db.db);
+  return Number(found[0]?.n);
+}
+
+// SQLite only: on PostgreSQL usage rows are written on the main connection pool (its driver does not block).
+describe('usage rows on a SQLite file go through a writer thread', () => {
+  let database: FreshDatabase;
+  let db: Db;
+  let writer: UsageRowsWriter;
+
+  beforeEach(async () => {
+    database = await freshDatabase('sqlite');
+    db = openDatabase(database.url);
+    writer = usageRowsWriter(db);
+  });
+  afterEach(async () => {
+    await writer.close();
+    await db.close();
+    await database.cleanup();
+  });
+
+  it('writes rows and their minute counts on its own connection, visible once the write resolves', async () => {
+    await migrateUp(db.db);
+    const transaction = vi.spyOn(db.db, 'transaction');
+    await writer.write(rows(1_200));
+    expect(transaction).not.toHaveBeenCalled();
+    expect(await count(db, 'api_key_usage')).toBe(1_200);
+    expect(await count(db, 'api_key_usage_minutes')).toBe(50);
+  });
+
+  it('leaves the event loop running while a batch is written', async () => {
+    await migrateUp(db.db);
+    let turns = 0;
+    let done = false;
+    const spin = (): void => {
+      if (done) return;
+      turns++;
+      setImmediate(spin);
+    };
+    setImmediate(spin);
+    // Written on the main thread, better-sqlite3 would hold the loop for the whole batch: no turn in between.
+    await writer.write(rows(20_000));
+    done = true;
+    expect(turns).toBeGreaterThan(1);
+    expect(await count(db, 'api_key_usage')).toBe(20_000);
+  });
+
+  it('rejects a batch the database refuses, writing none of it, and keeps working', async () => {
+    // No tables yet: the first statement fails and the transaction is rolled back.
+    await expect(writer.write(rows(3))).rejects.toThrow(/no such table/);
+    await migrateUp(db.db);
+    await writer.write(rows(3));
+    expect(await count(db, 'api_key_usage')).toBe(3);
+  });
+
+  it('writes what was sent before closing, and starts again when used after', async () => {
+    await migrateUp(db.db);
+    const first = writer.write(rows(500));
+    await writer.close();
+    await first;
+    expect(await count(db, 'api_key_usage')).toBe(500);
+    await writer.write(rows(10));
+    expect(await count(db, 'api_key_usage')).toBe(510);
+  });
+});
