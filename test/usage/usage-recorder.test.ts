@@ -4,14 +4,13 @@ import { createMetrics, type Metrics } from '../../packages/server/src/services/
 import { createUsageRecorder, type UsageEvent, type UsageRecorder } from '../../packages/server/src/services/usage-recorder.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
 import {
   countUsageByBucket,
   countUsageByOutcome,
   deleteUsageBefore,
   insertUsageRows,
   topKeysByUsage,
-  type UsageRowsWriter,
-  usageRowsWriter,
 } from '../../packages/server/src/store/usage.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
@@ -104,13 +103,13 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     const gate = new Promise<void>((resolve) => {
       release = resolve;
     });
-    const real = usageRowsWriter(db);
+    const real = createStatementWriter(db);
     // The first write is held until released, as a slow write is while requests keep coming.
-    const gated: UsageRowsWriter = {
-      write: async (rows) => {
+    const gated: StatementWriter = {
+      run: async (statements) => {
         writes += 1;
         if (writes === 1) await gate;
-        return real.write(rows);
+        return real.run(statements);
       },
       close: () => real.close(),
     };
@@ -154,9 +153,9 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
 
   it('keeps a batch the database refused for the next flush, within the bound', async () => {
     let down = true;
-    const real = usageRowsWriter(db);
-    const flaky: UsageRowsWriter = {
-      write: (rows) => (down ? Promise.reject(new Error('database down')) : real.write(rows)),
+    const real = createStatementWriter(db);
+    const flaky: StatementWriter = {
+      run: (statements) => (down ? Promise.reject(new Error('database down')) : real.run(statements)),
       close: () => real.close(),
     };
     const errors: unknown[] = [];

@@ -19,9 +19,10 @@ import { createUsageRecorder, type UsageRecorder } from './services/usage-record
 import { createUserService, type UserService } from './services/user-service.js';
 import { createVerification, type Verification } from './services/verification.js';
 import { createVerifier, type Verifier } from './services/verifier.js';
-import { setLastUsed } from './store/api-keys.repository.js';
+import { lastUsedStatements } from './store/api-keys.repository.js';
 import { type Db, openDatabase } from './store/database.js';
 import { closeRedis, openRedis, type Redis } from './store/redis.js';
+import { createStatementWriter } from './store/statement-writer.js';
 
 /** Everything the application is made of, built once here and passed down as typed arguments. */
 export interface Container {
@@ -77,8 +78,11 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     : createMemoryRateLimiter({ metrics, now });
   const bruteForce = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
   const verifyGuard = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.verifyFailuresPerMinute, metrics, now });
+  // Background writes (usage rows, last_used_at) go through one writer: a thread of its own on SQLite.
+  const writer = createStatementWriter(db);
   const usage = createUsageRecorder({
     db,
+    writer,
     flushMs: config.usageFlushMs,
     batchSize: config.usageBatchSize,
     maxBuffered: config.usageBufferMax,
@@ -95,7 +99,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   });
   const invalidation = createInvalidation({ cache: keyCache, db, config });
   const lastUsed = createLastUsedRecorder({
-    write: (batch) => db.db.transaction().execute((trx) => setLastUsed(trx, batch)),
+    write: (batch) => writer.run(lastUsedStatements(db.db, batch)),
     flushMs: config.lastUsedFlushMs,
   });
   // After the scope check: the rate limit (the key's own, else its owner's tier default), then the quota.
@@ -139,6 +143,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
       // Buffered writes first (a SIGTERM must not lose them), then announcements, then connections.
       await lastUsed.close().catch(() => {});
       await usage.close().catch(() => {});
+      await writer.close();
       await rateLimiter.close();
       if (redis) await closeRedis(redis);
       await invalidation.close();

@@ -1,7 +1,8 @@
 import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { NewApiKeyUsageRow } from '../store/schema.js';
-import { deleteUsageBefore, type UsageRowsWriter, usageRowsWriter } from '../store/usage.repository.js';
+import { createStatementWriter, type StatementWriter } from '../store/statement-writer.js';
+import { deleteUsageBefore, usageInsertStatements } from '../store/usage.repository.js';
 import type { Metrics } from './metrics.js';
 
 /** One verification, or one request seen by the middleware or gateway. Never holds a key. */
@@ -37,8 +38,12 @@ export interface UsageRecorder {
 
 export interface UsageRecorderOptions {
   db: Db;
-  /** Where batches are written; by default {@link usageRowsWriter} of `db` (a writer thread on SQLite). */
-  writer?: UsageRowsWriter;
+  /**
+   * Where batches are written (a writer thread on SQLite: writing them never stops verifications). The
+   * container shares one with the `last_used_at` recorder; without one the recorder makes its own and
+   * closes it on close.
+   */
+  writer?: StatementWriter;
   /** Flush at least this often. */
   flushMs: number;
   /** Flush as soon as this many rows are waiting. */
@@ -96,8 +101,8 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
   const now = options.now ?? Date.now;
   const batchSize = options.batchSize ?? 500;
   const maxBuffered = options.maxBuffered ?? 10_000;
-  // Batches go to a writer thread on SQLite (see usageRowsWriter): writing them no longer stops verifications.
-  const writer = options.writer ?? usageRowsWriter(db);
+  const writer = options.writer ?? createStatementWriter(db);
+  const ownWriter = options.writer === undefined;
   // Events are kept as given (their times beside them) and turned into rows at flush time: `record` stays
   // a push on the hot path.
   let buffer: UsageEvent[] = [];
@@ -120,7 +125,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
       try {
         const id = usageIdsFrom(now());
         const rows = batch.map((event, i) => toRow(event, batchTimes[i] ?? 0, id(i)));
-        await writer.write(rows);
+        await writer.run(usageInsertStatements(db.db, rows));
         metrics?.usageRowsWritten.inc(rows.length);
       } catch (error) {
         options.onError?.(error);
@@ -173,7 +178,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
       clearInterval(flushTimer);
       clearInterval(pruneTimer);
       await flush();
-      await writer.close();
+      if (ownWriter) await writer.close();
       // What the database would not take even now is lost: count it rather than hide it.
       if (buffer.length > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, buffer.length);
       buffer = [];

@@ -192,15 +192,25 @@ export async function countUsableAdminKeys(db: Executor, now: number): Promise<n
 
 /** Writes coalesced `last_used_at` values: one statement per key, all in the caller's transaction. */
 export async function setLastUsed(db: Executor, lastUsed: ReadonlyMap<string, number>): Promise<void> {
-  // One statement per 500 keys (not one per key): a flush after busy seconds can hold thousands of keys,
-  // and per-key statements would block the event loop for tens of milliseconds on SQLite.
+  for (const statement of lastUsedStatements(db, lastUsed)) await db.executeQuery(statement);
+}
+
+/**
+ * The statements {@link setLastUsed} runs, compiled for `db`'s dialect: one per 500 keys (not one per key),
+ * since a flush after busy seconds can hold thousands of keys. A time never moves back.
+ */
+export function lastUsedStatements(db: Executor, lastUsed: ReadonlyMap<string, number>): CompiledQuery[] {
   const entries = [...lastUsed];
+  const statements: CompiledQuery[] = [];
   for (let i = 0; i < entries.length; i += 500) {
     const rows = entries.slice(i, i + 500).map(([id, at]) => sql`(${id}, cast(${at} as bigint))`);
-    await sql`with v(id, at) as (values ${sql.join(rows)})
+    statements.push(
+      sql`with v(id, at) as (values ${sql.join(rows)})
       update api_keys set last_used_at = v.at from v
-      where api_keys.id = v.id and (api_keys.last_used_at is null or api_keys.last_used_at < v.at)`.execute(db);
+      where api_keys.id = v.id and (api_keys.last_used_at is null or api_keys.last_used_at < v.at)`.compile(db),
+    );
   }
+  return statements;
 }
 
 /** Start instants (epoch ms) of the current refill periods: a quota last refilled before one is due. */

@@ -1,7 +1,5 @@
 import { CompiledQuery, type ExpressionBuilder, sql } from 'kysely';
-import type { Db } from './database.js';
 import type { Database, Executor, NewApiKeyUsageRow } from './schema.js';
-import { createSqliteWriter } from './sqlite-writer.js';
 
 // Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
 const USAGE_COLUMNS = [
@@ -118,27 +116,6 @@ export function usageInsertStatements(db: Executor, rows: readonly NewApiKeyUsag
 /** Runs {@link usageInsertStatements}; the caller opens the transaction. */
 export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
   for (const statement of usageInsertStatements(db, rows)) await db.executeQuery(statement);
-}
-
-/** Writes batches of usage rows, each batch in one transaction. */
-export interface UsageRowsWriter {
-  write(rows: readonly NewApiKeyUsageRow[]): Promise<void>;
-  /** Waits for writes in progress and lets go of what the writer holds (not the database). */
-  close(): Promise<void>;
-}
-
-/**
- * Where usage batches are written: for a SQLite file, on a writer thread with its own connection (the
- * statements are compiled here, so the SQL stays in this file); otherwise (PostgreSQL, whose driver does
- * not block the event loop, or an in-memory SQLite database no other connection can see) on `database`.
- */
-export function usageRowsWriter(database: Db): UsageRowsWriter {
-  const sqlite = database.sqlite;
-  if (sqlite === undefined || sqlite.memory) {
-    return { write: (rows) => database.db.transaction().execute((trx) => insertUsageRows(trx, rows)), close: async () => {} };
-  }
-  const thread = createSqliteWriter(sqlite.name);
-  return { write: (rows) => thread.run(usageInsertStatements(database.db, rows)), close: () => thread.close() };
 }
 
 function byPrimaryKey(a: unknown[], b: unknown[]): number {

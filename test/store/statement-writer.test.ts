@@ -1,10 +1,12 @@
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
+import { lastUsedStatements } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
-import { type UsageRowsWriter, usageRowsWriter } from '../../packages/server/src/store/usage.repository.js';
+import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
+import { usageInsertStatements } from '../../packages/server/src/store/usage.repository.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const T0 = Date.UTC(2030, 4, 10, 0, 0, 0);
@@ -19,15 +21,16 @@ async function count(db: Db, table: 'api_key_usage' | 'api_key_usage_minutes'): 
 }
 
 // SQLite only: on PostgreSQL usage rows are written on the main connection pool (its driver does not block).
-describe('usage rows on a SQLite file go through a writer thread', () => {
+describe('background writes on a SQLite file go through a writer thread', () => {
   let database: FreshDatabase;
   let db: Db;
-  let writer: UsageRowsWriter;
+  let writer: StatementWriter;
+  const write = (n: number) => writer.run(usageInsertStatements(db.db, rows(n)));
 
   beforeEach(async () => {
     database = await freshDatabase('sqlite');
     db = openDatabase(database.url);
-    writer = usageRowsWriter(db);
+    writer = createStatementWriter(db);
   });
   afterEach(async () => {
     await writer.close();
@@ -38,7 +41,7 @@ describe('usage rows on a SQLite file go through a writer thread', () => {
   it('writes rows and their minute counts on its own connection, visible once the write resolves', async () => {
     await migrateUp(db.db);
     const transaction = vi.spyOn(db.db, 'transaction');
-    await writer.write(rows(1_200));
+    await write(1_200);
     expect(transaction).not.toHaveBeenCalled();
     expect(await count(db, 'api_key_usage')).toBe(1_200);
     expect(await count(db, 'api_key_usage_minutes')).toBe(50);
@@ -55,7 +58,7 @@ describe('usage rows on a SQLite file go through a writer thread', () => {
     };
     setImmediate(spin);
     // Written on the main thread, better-sqlite3 would hold the loop for the whole batch: no turn in between.
-    await writer.write(rows(20_000));
+    await write(20_000);
     done = true;
     expect(turns).toBeGreaterThan(1);
     expect(await count(db, 'api_key_usage')).toBe(20_000);
@@ -63,19 +66,55 @@ describe('usage rows on a SQLite file go through a writer thread', () => {
 
   it('rejects a batch the database refuses, writing none of it, and keeps working', async () => {
     // No tables yet: the first statement fails and the transaction is rolled back.
-    await expect(writer.write(rows(3))).rejects.toThrow(/no such table/);
+    await expect(write(3)).rejects.toThrow(/no such table/);
     await migrateUp(db.db);
-    await writer.write(rows(3));
+    await write(3);
     expect(await count(db, 'api_key_usage')).toBe(3);
+  });
+
+  it('runs the last_used_at statements there too', async () => {
+    await migrateUp(db.db);
+    const base = { name: 'k', key_prefix: 'kw_aaaaaaaa', created_at: 1, created_by: 'test', updated_at: 1, hash_scheme: 'sha256' };
+    await db.db
+      .insertInto('api_keys')
+      .values([
+        { ...base, id: 'k1', key_hash: 'a'.repeat(64), is_admin: false, is_active: true, scopes: '[]', metadata: '{}' },
+        {
+          ...base,
+          id: 'k2',
+          key_hash: 'b'.repeat(64),
+          is_admin: false,
+          is_active: true,
+          scopes: '[]',
+          metadata: '{}',
+          last_used_at: T0 + 9,
+        },
+      ])
+      .execute();
+    await writer.run(
+      lastUsedStatements(
+        db.db,
+        new Map([
+          ['k1', T0],
+          ['k2', T0],
+        ]),
+      ),
+    );
+    const found = await db.db.selectFrom('api_keys').select(['id', 'last_used_at']).orderBy('id').execute();
+    // A time never moves back: k2 keeps its later one.
+    expect(found.map((k) => [k.id, Number(k.last_used_at)])).toEqual([
+      ['k1', T0],
+      ['k2', T0 + 9],
+    ]);
   });
 
   it('writes what was sent before closing, and starts again when used after', async () => {
     await migrateUp(db.db);
-    const first = writer.write(rows(500));
+    const first = write(500);
     await writer.close();
     await first;
     expect(await count(db, 'api_key_usage')).toBe(500);
-    await writer.write(rows(10));
+    await write(10);
     expect(await count(db, 'api_key_usage')).toBe(510);
   });
 });

@@ -1,6 +1,35 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { CompiledQuery } from 'kysely';
+import type { Db } from './database.js';
+
+/**
+ * Runs batches of compiled statements (the repositories compile them), each batch in one transaction: the
+ * background writes (usage rows, `last_used_at`) that nobody waits on to answer a request.
+ */
+export interface StatementWriter {
+  /** Runs `statements` in order, in one transaction; resolves once committed, rejects if rolled back. */
+  run(statements: readonly CompiledQuery[]): Promise<void>;
+  /** Waits for what was sent, then lets go of what the writer holds (not the database). */
+  close(): Promise<void>;
+}
+
+/**
+ * The writer for `database`: for a SQLite file, a {@link createSqliteWriter} thread with its own connection;
+ * otherwise (PostgreSQL, whose driver does not block the event loop, or an in-memory SQLite database no
+ * other connection can see) a transaction on `database` itself.
+ */
+export function createStatementWriter(database: Db): StatementWriter {
+  const sqlite = database.sqlite;
+  if (sqlite !== undefined && !sqlite.memory) return createSqliteWriter(sqlite.name);
+  return {
+    run: (statements) =>
+      database.db.transaction().execute(async (trx) => {
+        for (const statement of statements) await trx.executeQuery(statement);
+      }),
+    close: async () => {},
+  };
+}
 
 /**
  * A thread with its own connection to a SQLite file, running batches of statements for the main thread:
@@ -9,12 +38,7 @@ import type { CompiledQuery } from 'kysely';
  * takes; written here, it costs the main thread only the hand-over. WAL lets both connections work at once
  * (one writer at a time; the other waits up to `busy_timeout`).
  */
-export interface SqliteWriter {
-  /** Runs `statements` in order, in one transaction; resolves once committed, rejects if rolled back. */
-  run(statements: readonly CompiledQuery[]): Promise<void>;
-  /** Waits for what was sent, then stops the thread. */
-  close(): Promise<void>;
-}
+export type SqliteWriter = StatementWriter;
 
 // The thread's code, run with `eval`: the same text works from the built server and from the TypeScript
 // sources under test (a worker file would exist in only one of them), and it holds no SQL of its own: it
