@@ -6,7 +6,7 @@ import { countUsageByBucket } from '../../packages/server/src/store/usage.reposi
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const TABLES = ['users', 'api_keys', 'api_key_usage', 'api_key_usage_minutes', 'audit_log'] as const;
-const ALL = ['0001-initial', '0002-usage-minutes'];
+const ALL = ['0001-initial', '0002-usage-storage'];
 
 /** Every migration down, newest first (one step per call, as `keyward migrate down` does). */
 async function migrateAllDown(db: Db): Promise<string[]> {
@@ -50,7 +50,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     expect(status?.executedAt).toBeInstanceOf(Date);
     expect(await migrateUp(db.db)).toEqual([]);
 
-    expect(await migrateDown(db.db)).toEqual(['0002-usage-minutes']);
+    expect(await migrateDown(db.db)).toEqual(['0002-usage-storage']);
     expect(await existingTables(db)).toEqual(TABLES.filter((t) => t !== 'api_key_usage_minutes'));
     expect(await migrateDown(db.db)).toEqual(['0001-initial']);
     expect(await existingTables(db)).toEqual([]);
@@ -124,29 +124,17 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     await migrateDown(db.db);
     expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true]);
     const minute = 1_900_000_020_000 - (1_900_000_020_000 % 60_000);
-    const row = (id: string, apiKeyId: string | null, outcome: string, at: number) => ({
-      id,
-      api_key_id: apiKeyId,
-      endpoint: '/v1/keys/verify',
-      method: 'POST',
-      status_code: 200,
-      ip_address: null,
-      user_agent: null,
-      response_time_ms: 1,
-      outcome,
-      created_at: at,
-    });
-    await db.db
-      .insertInto('api_key_usage')
-      .values([
-        row('r1', 'k1', 'VALID', minute + 1),
-        row('r2', 'k1', 'VALID', minute + 59_999),
-        row('r3', 'k1', 'EXPIRED', minute + 60_000),
-        row('r4', 'k2', 'VALID', minute + 5),
-        row('r5', null, 'NOT_FOUND', minute + 6),
-      ])
-      .execute();
-    expect(await migrateUp(db.db)).toEqual(['0002-usage-minutes']);
+    // Rows as the first schema held them (text ids), written with plain SQL: the typed schema is the new one.
+    const row = (id: string, apiKeyId: string | null, outcome: string, at: number) =>
+      sql`(${id}, ${apiKeyId}, '/v1/keys/verify', 'POST', 200, ${outcome}, ${at})`;
+    await sql`insert into api_key_usage (id, api_key_id, endpoint, method, status_code, outcome, created_at) values ${sql.join([
+      row('r1', 'k1', 'VALID', minute + 1),
+      row('r2', 'k1', 'VALID', minute + 59_999),
+      row('r3', 'k1', 'EXPIRED', minute + 60_000),
+      row('r4', 'k2', 'VALID', minute + 5),
+      row('r5', null, 'NOT_FOUND', minute + 6),
+    ])}`.execute(db.db);
+    expect(await migrateUp(db.db)).toEqual(['0002-usage-storage']);
     const counts = await db.db
       .selectFrom('api_key_usage_minutes')
       .selectAll()
@@ -164,8 +152,26 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       { bucket: minute, outcome: 'VALID', count: 2 },
       { bucket: minute + 60_000, outcome: 'EXPIRED', count: 1 },
     ]);
-    expect(await migrateDown(db.db)).toEqual(['0002-usage-minutes']);
+    // Every row kept, with an integer id given by the database in time order; new rows get the next ones.
+    const kept = await db.db.selectFrom('api_key_usage').select(['id', 'created_at', 'endpoint']).orderBy('id').execute();
+    expect(kept.map((r) => [Number(r.id), Number(r.created_at) - minute])).toEqual([
+      [1, 1],
+      [2, 5],
+      [3, 6],
+      [4, 59_999],
+      [5, 60_000],
+    ]);
+    expect(kept[0]?.endpoint).toBe('/v1/keys/verify');
+    await db.db
+      .insertInto('api_key_usage')
+      .values({ outcome: 'VALID', created_at: minute + 70_000 })
+      .execute();
+    expect(Number((await db.db.selectFrom('api_key_usage').select('id').orderBy('id', 'desc').executeTakeFirst())?.id)).toBe(6);
+
+    expect(await migrateDown(db.db)).toEqual(['0002-usage-storage']);
     expect(await existingTables(db)).not.toContain('api_key_usage_minutes');
+    const back = await sql<{ id: string }>`select id from api_key_usage order by created_at`.execute(db.db);
+    expect(back.rows.map((r) => r.id)).toEqual(['1', '2', '3', '4', '5', '6']);
   });
 
   it('enforces the unique key_hash index and the user foreign key (cascade)', async () => {

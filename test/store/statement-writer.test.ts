@@ -1,5 +1,4 @@
 import { sql } from 'kysely';
-import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { lastUsedStatements } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
@@ -12,7 +11,7 @@ import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 const T0 = Date.UTC(2030, 4, 10, 0, 0, 0);
 
 function rows(n: number): NewApiKeyUsageRow[] {
-  return Array.from({ length: n }, (_, i) => ({ id: uuidv7(), api_key_id: `k${i % 50}`, outcome: 'VALID', created_at: T0 + i }));
+  return Array.from({ length: n }, (_, i) => ({ api_key_id: `k${i % 50}`, outcome: 'VALID', created_at: T0 + i }));
 }
 
 async function count(db: Db, table: 'api_key_usage' | 'api_key_usage_minutes'): Promise<number> {

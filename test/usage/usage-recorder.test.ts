@@ -1,4 +1,3 @@
-import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { createMetrics, type Metrics } from '../../packages/server/src/services/metrics.js';
 import { createUsageRecorder, type UsageEvent, type UsageRecorder } from '../../packages/server/src/services/usage-recorder.js';
@@ -210,7 +209,7 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
     database = await freshDatabase(dialect);
     db = openDatabase(database.url);
     await migrateUp(db.db);
-    const row = (keyId: string | null, outcome: string, at: number) => ({ id: uuidv7(), api_key_id: keyId, outcome, created_at: at });
+    const row = (keyId: string | null, outcome: string, at: number) => ({ api_key_id: keyId, outcome, created_at: at });
     await insertUsageRows(db.db, [
       row('a', 'VALID', T0 + 10_000), // minute 0, hour 0
       row('a', 'VALID', T0 + 59_999), // minute 0
@@ -282,8 +281,8 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
   });
 
   it('adds later batches to the same minute counts', async () => {
-    await insertUsageRows(db.db, [{ id: uuidv7(), api_key_id: 'a', outcome: 'VALID', created_at: T0 + 1 }]);
-    await insertUsageRows(db.db, [{ id: uuidv7(), api_key_id: 'a', outcome: 'VALID', created_at: T0 + 2 }]);
+    await insertUsageRows(db.db, [{ api_key_id: 'a', outcome: 'VALID', created_at: T0 + 1 }]);
+    await insertUsageRows(db.db, [{ api_key_id: 'a', outcome: 'VALID', created_at: T0 + 2 }]);
     const counts = await db.db
       .selectFrom('api_key_usage_minutes')
       .selectAll()

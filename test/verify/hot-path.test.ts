@@ -6,7 +6,6 @@ import { loadConfig } from '../../packages/server/src/config.js';
 import { createContainer } from '../../packages/server/src/container.js';
 import { buildApp } from '../../packages/server/src/http/app.js';
 import { loggerOptions } from '../../packages/server/src/logger.js';
-import { usageIdsFrom } from '../../packages/server/src/services/usage-recorder.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
@@ -46,28 +45,6 @@ describe('a cached key is answered synchronously', () => {
   });
 });
 
-describe('usage row ids', () => {
-  const UUID_V7 = /^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/;
-
-  it('are UUIDv7-shaped, carry the batch time, are unique and increase within a batch', () => {
-    const at = Date.UTC(2030, 0, 1);
-    const id = usageIdsFrom(at);
-    const ids = Array.from({ length: 5_000 }, (_, i) => id(i));
-    for (const value of ids) expect(value).toMatch(UUID_V7);
-    expect(new Set(ids).size).toBe(ids.length);
-    expect([...ids].sort()).toEqual(ids);
-    expect(Number.parseInt(ids[0]?.replaceAll('-', '').slice(0, 12) ?? '', 16)).toBe(at);
-  });
-
-  it('differ between two batches of the same millisecond', () => {
-    const at = Date.now();
-    const a = usageIdsFrom(at);
-    const b = usageIdsFrom(at);
-    const first = new Set(Array.from({ length: 1_000 }, (_, i) => a(i)));
-    for (let i = 0; i < 1_000; i++) expect(first.has(b(i))).toBe(false);
-  });
-});
-
 describe.each(DIALECTS)('usage rows on %s', (dialect) => {
   let database: FreshDatabase;
   let db: Db;
@@ -81,15 +58,29 @@ describe.each(DIALECTS)('usage rows on %s', (dialect) => {
     await database.cleanup();
   });
 
+  it('get their ids from the database: unique, and increasing in the order written', async () => {
+    for (const batch of [0, 1]) {
+      const rows = Array.from({ length: 600 }, (_, i) => ({ api_key_id: 'k', outcome: 'VALID', created_at: 5_000 - batch * 1_000 - i }));
+      await db.db.transaction().execute((trx) => insertUsageRows(trx, rows));
+    }
+    const ids = (await db.db.selectFrom('api_key_usage').select(['id', 'created_at']).orderBy('id').execute()).map((r) => [
+      Number(r.id),
+      Number(r.created_at),
+    ]);
+    expect(ids).toHaveLength(1_200);
+    expect(new Set(ids.map(([id]) => id)).size).toBe(1_200);
+    // Written order, not time order: the second batch is older yet comes after.
+    expect(ids[599]?.[1]).toBe(4_401);
+    expect(ids[600]?.[1]).toBe(4_000);
+  });
+
   it('are all written, field by field, whatever the batch size (chunks of 512, then powers of two)', async () => {
     let written = 0;
     for (const size of [1, 3, 511, 512, 513, 1_100]) {
-      const id = usageIdsFrom(Date.now());
       const rows: NewApiKeyUsageRow[] = Array.from({ length: size }, (_, i) => ({
-        id: id(i),
         api_key_id: i % 2 === 0 ? `k${size}` : null,
         outcome: 'VALID',
-        created_at: 1_000 + i,
+        created_at: size * 1_000_000 + i,
         ...(i % 3 === 0
           ? { endpoint: `/e${i}`, method: 'POST', status_code: 200, ip_address: '10.0.0.1', user_agent: 'ua', response_time_ms: i }
           : {}),
@@ -99,7 +90,7 @@ describe.each(DIALECTS)('usage rows on %s', (dialect) => {
       const stored = await db.db
         .selectFrom('api_key_usage')
         .selectAll()
-        .where('id', 'in', [rows[0]?.id ?? '', rows[size - 1]?.id ?? ''])
+        .where('created_at', 'in', [size * 1_000_000, size * 1_000_000 + size - 1])
         .execute();
       expect(stored).toHaveLength(Math.min(size, 2));
     }
@@ -113,9 +104,10 @@ describe.each(DIALECTS)('usage rows on %s', (dialect) => {
       .selectAll()
       .where('endpoint', '=', '/e3')
       .where('api_key_id', 'is', null)
+      .orderBy('id')
       .execute();
     expect(sample.map(({ id: _, ...rest }) => ({ ...rest, created_at: Number(rest.created_at) }))).toEqual(
-      [511, 512, 513, 1_100].map(() => ({
+      [511, 512, 513, 1_100].map((size) => ({
         api_key_id: null,
         endpoint: '/e3',
         method: 'POST',
@@ -124,7 +116,7 @@ describe.each(DIALECTS)('usage rows on %s', (dialect) => {
         user_agent: 'ua',
         response_time_ms: 3,
         outcome: 'VALID',
-        created_at: 1_003,
+        created_at: size * 1_000_000 + 3,
       })),
     );
   });

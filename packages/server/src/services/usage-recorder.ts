@@ -1,4 +1,3 @@
-import { randomBytes } from 'node:crypto';
 import type { Db } from '../store/database.js';
 import type { NewApiKeyUsageRow } from '../store/schema.js';
 import { createStatementWriter, type StatementWriter } from '../store/statement-writer.js';
@@ -62,28 +61,9 @@ export interface UsageRecorderOptions {
 
 const clip = (value: string | null | undefined, max: number): string | null => (value == null ? null : value.slice(0, max));
 
-/**
- * Ids for one batch of rows, in the UUIDv7 layout (RFC 9562 §6.2, method 1: a counter in the random
- * bits): the batch's millisecond time, 42 random bits drawn once per batch, then a 32-bit counter from a
- * random start. Unique within a batch by the counter, across batches and instances by the random bits, and
- * time-ordered (the primary-key index grows at its end). One random draw per batch instead of one per row:
- * the `uuid` package's v7() cost about as much as the rest of recording a verification.
- */
-export function usageIdsFrom(ms: number, random: Buffer = randomBytes(10)): (i: number) => string {
-  const time = ms.toString(16).padStart(12, '0');
-  const hex = random.toString('hex');
-  // Bytes 0–4: the random hex digits; 5–8: the counter's start; 9: the variant's two random bits.
-  // 7 = version; the variant nibble is 10xx (8–b).
-  const variant = (8 | ((random[9] ?? 0) & 3)).toString(16);
-  const prefix = `${time.slice(0, 8)}-${time.slice(8, 12)}-7${hex.slice(0, 3)}-${variant}${hex.slice(3, 6)}-${hex.slice(6, 10)}`;
-  // 31 random bits, so a batch (at most USAGE_BUFFER_MAX rows) never wraps the 32-bit counter.
-  const start = random.readUInt32BE(5) >>> 1;
-  return (i) => prefix + (start + i).toString(16).padStart(8, '0');
-}
-
-function toRow(event: UsageEvent, at: number, id: string): NewApiKeyUsageRow {
+// No id: the database gives each row its own (a SQLite row id, a PostgreSQL identity).
+function toRow(event: UsageEvent, at: number): NewApiKeyUsageRow {
   return {
-    id,
     api_key_id: event.apiKeyId,
     endpoint: clip(event.endpoint, 1024),
     method: clip(event.method, 16),
@@ -123,8 +103,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
       times = [];
       gauge();
       try {
-        const id = usageIdsFrom(now());
-        const rows = batch.map((event, i) => toRow(event, batchTimes[i] ?? 0, id(i)));
+        const rows = batch.map((event, i) => toRow(event, batchTimes[i] ?? 0));
         await writer.run(usageInsertStatements(db.db, rows));
         metrics?.usageRowsWritten.inc(rows.length);
       } catch (error) {

@@ -1,12 +1,12 @@
 import { type Kysely, type Migration, type MigrationResultSet, Migrator, PostgresAdapter, sql } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
-import * as usageMinutes from './migrations/0002-usage-minutes.js';
+import * as usageStorage from './migrations/0002-usage-storage.js';
 import type { Database } from './schema.js';
 
 // Migrations are imported, not read from a folder, so the built CLI and the tests run the same list.
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
-  '0002-usage-minutes': usageMinutes,
+  '0002-usage-storage': usageStorage,
 };
 
 export interface MigrationStatus {

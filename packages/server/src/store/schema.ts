@@ -1,4 +1,4 @@
-import type { ColumnType, Insertable, Kysely, Selectable, Transaction, Updateable } from 'kysely';
+import type { ColumnType, Generated, Insertable, Kysely, Selectable, Transaction, Updateable } from 'kysely';
 
 // Times are epoch milliseconds in both dialects (bigint in PostgreSQL): the same arithmetic buckets
 // usage by minute/hour/day on SQLite and PostgreSQL, and comparisons need no dialect-specific casts.
@@ -42,7 +42,8 @@ export interface ApiKeysTable {
 }
 
 export interface ApiKeyUsageTable {
-  id: string;
+  /** Given by the database (SQLite row id, PostgreSQL identity); never shown outside it. */
+  id: Generated<number>;
   api_key_id: string | null;
   endpoint: string | null;
   method: string | null;

@@ -3,7 +3,6 @@ import type { Database, Executor, NewApiKeyUsageRow } from './schema.js';
 
 // Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
 const USAGE_COLUMNS = [
-  'id',
   'api_key_id',
   'endpoint',
   'method',
@@ -16,8 +15,7 @@ const USAGE_COLUMNS = [
 ] as const satisfies readonly (keyof NewApiKeyUsageRow)[];
 
 // Compiled only for its text: one bound parameter per column, in USAGE_COLUMNS order (Kysely keeps key order).
-const PLACEHOLDER_ROW: Required<NewApiKeyUsageRow> = {
-  id: '',
+const PLACEHOLDER_ROW: Required<Omit<NewApiKeyUsageRow, 'id'>> = {
   api_key_id: null,
   endpoint: null,
   method: null,
@@ -32,7 +30,7 @@ const PLACEHOLDER_ROW: Required<NewApiKeyUsageRow> = {
 // Values of a per-minute count go in this key order: minute, api_key_id, outcome, count.
 const MINUTE_PLACEHOLDER = { minute: 0, api_key_id: '', outcome: '', count: 0 };
 
-// Ten columns a row: 512 rows is 5,120 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
+// Nine columns a row: 512 rows is 4,608 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
 const ROWS_PER_STATEMENT = 512;
 const MINUTE_MS = 60_000;
 
