@@ -23,7 +23,8 @@ export function formatNs(ns: number): string {
 }
 
 export function formatMs(ms: number): string {
-  return formatNs(ms * 1_000_000);
+  // autocannon's latencies have 1 ms resolution: 0 means "under a millisecond", not "no time".
+  return ms === 0 ? '< 1 ms' : formatNs(ms * 1_000_000);
 }
 
 export function formatCount(n: number): string {
