@@ -64,11 +64,53 @@ describe('background writes on a SQLite file go through a writer thread', () => 
   });
 
   it('rejects a batch the database refuses, writing none of it, and keeps working', async () => {
-    // No tables yet: the first statement fails and the transaction is rolled back.
-    await expect(write(3)).rejects.toThrow(/no such table/);
     await migrateUp(db.db);
+    // The rows' INSERT succeeds, the minute counts' upsert then fails: the whole batch is rolled back.
+    await sql`alter table api_key_usage_minutes rename to api_key_usage_minutes_away`.execute(db.db);
+    await expect(write(3)).rejects.toThrow(/no such table/);
+    expect(await count(db, 'api_key_usage')).toBe(0);
+    await sql`alter table api_key_usage_minutes_away rename to api_key_usage_minutes`.execute(db.db);
     await write(3);
     expect(await count(db, 'api_key_usage')).toBe(3);
+  });
+
+  it('writes a batch sent while closing exactly once, on a new thread', async () => {
+    await migrateUp(db.db);
+    await write(1); // the thread is running
+    const closing = writer.close();
+    await write(2_000);
+    await closing;
+    expect(await count(db, 'api_key_usage')).toBe(2_001);
+  });
+
+  it('lets a transaction on the main connection read, then write, while the thread commits', async () => {
+    await migrateUp(db.db);
+    let background: Promise<void> | undefined;
+    await db.db.transaction().execute(async (trx) => {
+      await trx.selectFrom('api_keys').selectAll().execute();
+      background = write(10);
+      // Time for the thread to commit in between, if the transaction had not taken the write lock at BEGIN.
+      await new Promise((resolve) => setTimeout(resolve, 100));
+      await trx
+        .insertInto('api_keys')
+        .values({
+          id: 'k1',
+          name: 'k',
+          key_hash: 'c'.repeat(64),
+          key_prefix: 'kw_cccccccc',
+          created_at: 1,
+          created_by: 'test',
+          updated_at: 1,
+          hash_scheme: 'sha256',
+          is_admin: false,
+          is_active: true,
+          scopes: '[]',
+          metadata: '{}',
+        })
+        .execute();
+    });
+    await background;
+    expect(await count(db, 'api_key_usage')).toBe(10);
   });
 
   it('runs the last_used_at statements there too', async () => {

@@ -2,6 +2,9 @@ import { mkdirSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import SQLite from 'better-sqlite3';
 import {
+  CompiledQuery,
+  type DatabaseConnection,
+  type Driver,
   Kysely,
   type KyselyPlugin,
   OperationNodeTransformer,
@@ -13,6 +16,7 @@ import {
   type RootOperationNode,
   type SqliteDatabase,
   SqliteDialect,
+  SqliteDriver,
   sql,
   type UnknownRow,
   type ValueNode,
@@ -93,6 +97,29 @@ export function sqlitePath(url: string): string {
 }
 
 /**
+ * Transactions that take SQLite's write lock when they begin (`BEGIN IMMEDIATE`), not at their first write.
+ * Another connection writes to the same file (the background writer thread): a deferred transaction that read
+ * first and then wrote would fail with SQLITE_BUSY_SNAPSHOT whenever that connection committed in between,
+ * where an immediate one waits its turn (busy_timeout) before reading anything.
+ */
+class ImmediateSqliteDriver extends SqliteDriver {
+  override async beginTransaction(connection: DatabaseConnection): Promise<void> {
+    await connection.executeQuery(CompiledQuery.raw('begin immediate'));
+  }
+}
+
+class ImmediateSqliteDialect extends SqliteDialect {
+  readonly #database: SqliteDatabase;
+  constructor(database: SqliteDatabase) {
+    super({ database });
+    this.#database = database;
+  }
+  override createDriver(): Driver {
+    return new ImmediateSqliteDriver({ database: this.#database });
+  }
+}
+
+/**
  * Opens the database named by `url`: `sqlite:PATH` (folder created, WAL mode) or `postgres://…`.
  * PostgreSQL `bigint` columns come back as numbers (all ours are epoch milliseconds or counters).
  */
@@ -107,7 +134,7 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
     sqlite.pragma('busy_timeout = 5000');
     sqlite.pragma('cache_size = -65536');
     const db = new Kysely<Database>({
-      dialect: new SqliteDialect({ database: withStatementCache(sqlite) }),
+      dialect: new ImmediateSqliteDialect(withStatementCache(sqlite)),
       plugins: [new SqliteBooleanPlugin()],
     });
     return { db, dialect: 'sqlite', sqlite, close: () => db.destroy() };

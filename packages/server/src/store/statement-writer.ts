@@ -38,7 +38,6 @@ export function createStatementWriter(database: Db): StatementWriter {
  * takes; written here, it costs the main thread only the hand-over. WAL lets both connections work at once
  * (one writer at a time; the other waits up to `busy_timeout`).
  */
-export type SqliteWriter = StatementWriter;
 
 // The thread's code, run with `eval`: the same text works from the built server and from the TypeScript
 // sources under test (a worker file would exist in only one of them), and it holds no SQL of its own: it
@@ -81,6 +80,12 @@ interface Pending {
   reject(error: Error): void;
 }
 
+interface Thread {
+  worker: Worker;
+  /** Batches sent to this thread and not yet answered, by id. */
+  pending: Map<number, Pending>;
+}
+
 interface Reply {
   id: number;
   error?: { message: string; code?: string };
@@ -88,33 +93,33 @@ interface Reply {
 
 const DRIVER = createRequire(import.meta.url).resolve('better-sqlite3');
 
-/** A writer thread for the SQLite file at `path`, started on first use (and again if it ever stops). */
-export function createSqliteWriter(path: string): SqliteWriter {
-  let worker: Worker | null = null;
+/** A writer thread for the SQLite file at `path`, started on first use (and again after it stops). */
+function createSqliteWriter(path: string): StatementWriter {
+  let worker: Thread | null = null;
   let nextId = 0;
-  const pending = new Map<number, Pending>();
 
-  function failAll(error: Error): void {
-    for (const waiting of pending.values()) waiting.reject(error);
-    pending.clear();
-  }
-
-  function start(): Worker {
-    const thread = new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER } });
-    thread.on('message', (reply: Reply) => {
-      const waiting = pending.get(reply.id);
-      pending.delete(reply.id);
+  function start(): Thread {
+    // Each thread answers for its own batches: when one stops, only what it was sent is failed (a batch sent
+    // to a thread started after it is still that thread's to commit, and must not be written twice).
+    const thread: Thread = { worker: new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER } }), pending: new Map() };
+    const failAll = (error: Error): void => {
+      for (const waiting of thread.pending.values()) waiting.reject(error);
+      thread.pending.clear();
+    };
+    thread.worker.on('message', (reply: Reply) => {
+      const waiting = thread.pending.get(reply.id);
+      thread.pending.delete(reply.id);
       // The thread keeps the process alive only while it has work: an idle writer never holds up an exit.
-      if (pending.size === 0) thread.unref();
+      if (thread.pending.size === 0) thread.worker.unref();
       if (reply.error) waiting?.reject(Object.assign(new Error(reply.error.message), { code: reply.error.code }));
       else waiting?.resolve();
     });
-    thread.on('error', (error) => failAll(error));
-    thread.on('exit', (code) => {
+    thread.worker.on('error', (error) => failAll(error));
+    thread.worker.on('exit', (code) => {
       if (worker === thread) worker = null;
       failAll(new Error(`the SQLite writer thread stopped (exit code ${code})`));
     });
-    thread.unref();
+    thread.worker.unref();
     return thread;
   }
 
@@ -124,20 +129,20 @@ export function createSqliteWriter(path: string): SqliteWriter {
       const thread = worker;
       const id = nextId++;
       return new Promise<void>((resolve, reject) => {
-        pending.set(id, { resolve, reject });
-        thread.ref();
+        thread.pending.set(id, { resolve, reject });
+        thread.worker.ref();
         // Only the text and the values cross: Kysely's query tree stays here.
-        thread.postMessage({ id, statements: statements.map(({ sql, parameters }) => ({ sql, parameters })) });
+        thread.worker.postMessage({ id, statements: statements.map(({ sql, parameters }) => ({ sql, parameters })) });
       });
     },
     async close() {
       const thread = worker;
       if (thread === null) return;
       worker = null;
-      const exited = new Promise<void>((resolve) => thread.once('exit', () => resolve()));
-      thread.ref();
+      const exited = new Promise<void>((resolve) => thread.worker.once('exit', () => resolve()));
+      thread.worker.ref();
       // Messages are handled in order: everything sent before this is written first.
-      thread.postMessage({ close: true });
+      thread.worker.postMessage({ close: true });
       await exited;
     },
   };
