@@ -300,4 +300,14 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
     const minutes = await db.db.selectFrom('api_key_usage_minutes').select('minute').execute();
     expect(minutes.map((m) => Number(m.minute))).toEqual([T0 + DAY]);
   });
+
+  it('keeps the counts of a minute the cut-off falls inside', async () => {
+    // Cut at T0 + 30 s: minute T0 is only partly older, so its counts stay; the raw rows before the cut go.
+    expect(await deleteUsageBefore(db.db, T0 + 30_000)).toBe(1);
+    const minutes = await db.db.selectFrom('api_key_usage_minutes').select('minute').distinct().orderBy('minute').execute();
+    expect(minutes.map((m) => Number(m.minute))[0]).toBe(T0);
+    expect(await deleteUsageBefore(db.db, T0 + MIN)).toBe(3);
+    const left = await db.db.selectFrom('api_key_usage_minutes').select('minute').distinct().orderBy('minute').execute();
+    expect(left.map((m) => Number(m.minute))[0]).toBe(T0 + MIN);
+  });
 });

@@ -68,6 +68,11 @@ describe.each(DIALECTS)('usage and analytics routes on %s', (dialect) => {
     expect(body.buckets.length).toBeGreaterThanOrEqual(24);
     expect(body.buckets.length).toBeLessThanOrEqual(25);
     expect(Date.parse(body.to) - Date.parse(body.from)).toBe(86_400_000);
+    // Left out, `to` is the end of the current minute: the range is whole minutes (read from the minute counts).
+    const to = Date.parse(body.to);
+    expect(to % 60_000).toBe(0);
+    expect(to - Date.now()).toBeGreaterThan(0);
+    expect(to - Date.now()).toBeLessThanOrEqual(60_000);
   });
 
   it('lets whoever may read the key read its usage, and no one else', async () => {

@@ -48,8 +48,12 @@ function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
   return err('INVALID_REQUEST', `${field}: ${message}`, [{ field, message }]);
 }
 
+// Left out, `to` is the end of the current minute: whole minutes are read from the per-minute counts, while a
+// range ending mid-minute must scan that minute's raw rows of every key.
+const MINUTE_MS = 60_000;
+
 function range(from: number | undefined, to: number | undefined, defaultSpan: number, now: number): Result<{ from: number; to: number }> {
-  const end = to ?? now;
+  const end = to ?? Math.floor(now / MINUTE_MS) * MINUTE_MS + MINUTE_MS;
   const start = from ?? end - defaultSpan;
   if (start >= end) return invalid('querystring.from', 'must be before `to`');
   return ok({ from: start, to: end });

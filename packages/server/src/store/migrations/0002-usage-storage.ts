@@ -19,6 +19,21 @@ const USAGE_COLUMNS = 'api_key_id, endpoint, method, status_code, ip_address, us
  * The raw rows keep their time index (pruning, and the ends of a range that does not start on a minute).
  */
 export async function up(db: AnyDb): Promise<void> {
+  await atomically(db, upSteps);
+}
+
+export async function down(db: AnyDb): Promise<void> {
+  await atomically(db, downSteps);
+}
+
+// Kysely runs PostgreSQL migrations in a transaction, SQLite ones not: a crash half-way through this one would
+// leave a table behind and the next attempt failing. SQLite's DDL is transactional too, so it gets one here.
+async function atomically(db: AnyDb, steps: (db: AnyDb) => Promise<void>): Promise<void> {
+  if (db.isTransaction) await steps(db);
+  else await db.transaction().execute(steps);
+}
+
+async function upSteps(db: AnyDb): Promise<void> {
   await db.schema
     .createTable('api_key_usage_minutes')
     .addColumn('minute', 'bigint', (c) => c.notNull())
@@ -37,7 +52,7 @@ export async function up(db: AnyDb): Promise<void> {
   await rebuildUsage(db, 'integer');
 }
 
-export async function down(db: AnyDb): Promise<void> {
+async function downSteps(db: AnyDb): Promise<void> {
   await rebuildUsage(db, 'text');
   await db.schema.createIndex('api_key_usage_key_created_idx').on('api_key_usage').columns(['api_key_id', 'created_at']).execute();
   await db.schema.dropTable('api_key_usage_minutes').execute();
