@@ -10,12 +10,13 @@ import {
   findKeyById,
   findKeysByPrefix,
   insertKey,
+  lastUsedStatements,
   listKeys,
-  setLastUsed,
   updateKey,
 } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import { createStatementWriter } from '../../packages/server/src/store/statement-writer.js';
 import { insertUserIfAbsent } from '../../packages/server/src/store/users.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { newApiKey } from '../helpers/fixtures.js';
@@ -29,6 +30,16 @@ function newKey(overrides: Partial<ApiKey> = {}): ApiKey {
 function newUser(overrides: Partial<User> = {}): User {
   const id = uuidv7();
   return { id, externalId: `ext-${id}`, email: null, tier: 'free', createdAt: NOW, updatedAt: NOW, ...overrides };
+}
+
+/** Writes last_used_at as the server does: the repository's statements, through the background writer. */
+async function setLastUsed(on: Db, lastUsed: ReadonlyMap<string, number>): Promise<void> {
+  const writer = createStatementWriter(on);
+  try {
+    await writer.run(lastUsedStatements(on.db, lastUsed));
+  } finally {
+    await writer.close();
+  }
 }
 
 describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
@@ -207,7 +218,7 @@ describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
     await db.db.transaction().execute(async (trx) => {
       for (const key of keys) await insertKey(trx, key);
     });
-    await setLastUsed(db.db, new Map(keys.map((k, i) => [k.id, NOW + i])));
+    await setLastUsed(db, new Map(keys.map((k, i) => [k.id, NOW + i])));
     const first = await findKeyById(db.db, keys[0]?.id ?? '');
     const last = await findKeyById(db.db, keys[1_200]?.id ?? '');
     expect([first?.lastUsedAt, last?.lastUsedAt]).toEqual([NOW, NOW + 1_200]);
@@ -219,7 +230,7 @@ describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
     await insertKey(db.db, a);
     await insertKey(db.db, b);
     await setLastUsed(
-      db.db,
+      db,
       new Map([
         [a.id, NOW + 50],
         [b.id, NOW + 50],
@@ -228,15 +239,13 @@ describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
     );
     expect((await findKeyById(db.db, a.id))?.lastUsedAt).toBe(NOW + 50);
     expect((await findKeyById(db.db, b.id))?.lastUsedAt).toBe(NOW + 100);
-    await db.db.transaction().execute(async (trx) => {
-      await setLastUsed(
-        trx,
-        new Map([
-          [a.id, NOW + 10],
-          [b.id, NOW + 200],
-        ]),
-      );
-    });
+    await setLastUsed(
+      db,
+      new Map([
+        [a.id, NOW + 10],
+        [b.id, NOW + 200],
+      ]),
+    );
     expect((await findKeyById(db.db, a.id))?.lastUsedAt).toBe(NOW + 50);
     expect((await findKeyById(db.db, b.id))?.lastUsedAt).toBe(NOW + 200);
     // Nothing else about the row changes.

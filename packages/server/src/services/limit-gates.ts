@@ -79,7 +79,7 @@ function outcomeOf(decision: RateDecision, rule: RateRule): GateOutcome {
 }
 
 /**
- * Spends `cost` from the key's quota (atomically, in one SQL statement; see `spendQuota`), refilling it
+ * Spends `cost` from the key's quota (atomically, in one SQL statement; see `createQuotaSpender`), refilling it
  * first when a refill is due. Reports what is left; not enough left is `USAGE_EXCEEDED` and spends nothing.
  * A key without a quota (as cached) costs no database work; on SQLite a successful spend answers
  * synchronously (see `createQuotaSpender`).

@@ -1,5 +1,5 @@
 import type { Quota } from '../domain.js';
-import { keyQuotaSpender, type RefillPeriodStarts, readKeyQuota, spendKeyQuota } from '../store/api-keys.repository.js';
+import { keyQuotaSpender, type RefillPeriodStarts, readKeyQuota } from '../store/api-keys.repository.js';
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import type { MaybePromise } from './verifier.js';
@@ -63,21 +63,11 @@ export function isValidCost(cost: unknown): cost is number {
 }
 
 /**
- * Spends `cost` from the key's quota, atomically and exactly under concurrency (one SQL statement; see
- * `spendKeyQuota`), refilling lazily first when a refill is due. Never goes below zero. `cost` 0 only reads.
- * A key that no longer exists is refused with `remaining: 0`.
- */
-export async function spendQuota(db: Executor, keyId: string, cost: number, now = Date.now()): Promise<QuotaSpend> {
-  if (cost > 0) {
-    const remaining = await spendKeyQuota(db, keyId, cost, now, refillPeriodStarts(now));
-    if (remaining !== undefined) return { ok: true, remaining };
-  }
-  return quotaLeft(db, keyId, cost, now);
-}
-
-/**
- * {@link spendQuota} bound to one database, answering a successful spend synchronously where the database
- * can (SQLite, outside a transaction; see `keyQuotaSpender`). Refusals and reads still take a promise.
+ * Spends `cost` from a key's quota, atomically and exactly under concurrency (one SQL statement; see
+ * `spendKeyQuota`), refilling lazily first when a refill is due. Never goes below zero; `cost` 0 only reads;
+ * a key that no longer exists is refused with `remaining: 0`. Bound to one database, it answers a successful
+ * spend synchronously where the database can (SQLite, outside a transaction; see `keyQuotaSpender`).
+ * Refusals and reads take a promise.
  */
 export function createQuotaSpender(database: Db): (keyId: string, cost: number, now: number) => MaybePromise<QuotaSpend> {
   const spend = keyQuotaSpender(database);

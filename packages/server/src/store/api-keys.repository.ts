@@ -191,13 +191,10 @@ export async function countUsableAdminKeys(db: Executor, now: number): Promise<n
 }
 
 /** Writes coalesced `last_used_at` values: one statement per key, all in the caller's transaction. */
-export async function setLastUsed(db: Executor, lastUsed: ReadonlyMap<string, number>): Promise<void> {
-  for (const statement of lastUsedStatements(db, lastUsed)) await db.executeQuery(statement);
-}
-
 /**
- * The statements {@link setLastUsed} runs, compiled for `db`'s dialect: one per 500 keys (not one per key),
- * since a flush after busy seconds can hold thousands of keys. A time never moves back.
+ * The statements that write `last_used_at` (id → epoch ms), compiled for `db`'s dialect, to run in one
+ * transaction (see `StatementWriter`): one per 500 keys, not one per key, since a flush after busy seconds can
+ * hold thousands of keys. A time never moves back.
  */
 export function lastUsedStatements(db: Executor, lastUsed: ReadonlyMap<string, number>): CompiledQuery[] {
   const entries = [...lastUsed];
