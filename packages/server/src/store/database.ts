@@ -97,6 +97,19 @@ export function sqlitePath(url: string): string {
 }
 
 /**
+ * Settings of every connection to a SQLite file (the main one and the background writer thread's): WAL so
+ * readers and the one writer work at once, a wait instead of an error while another connection writes, and a
+ * 64 MiB page cache. WAL is kept in the file; the others hold per connection.
+ */
+export const SQLITE_PRAGMAS: readonly string[] = [
+  'journal_mode = WAL',
+  'synchronous = NORMAL',
+  'foreign_keys = ON',
+  'busy_timeout = 5000',
+  'cache_size = -65536',
+];
+
+/**
  * Transactions that take SQLite's write lock when they begin (`BEGIN IMMEDIATE`), not at their first write.
  * Another connection writes to the same file (the background writer thread): a deferred transaction that read
  * first and then wrote would fail with SQLITE_BUSY_SNAPSHOT whenever that connection committed in between,
@@ -128,11 +141,7 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
     const path = sqlitePath(url);
     if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
     const sqlite = new SQLite(path);
-    sqlite.pragma('journal_mode = WAL');
-    sqlite.pragma('synchronous = NORMAL');
-    sqlite.pragma('foreign_keys = ON');
-    sqlite.pragma('busy_timeout = 5000');
-    sqlite.pragma('cache_size = -65536');
+    for (const setting of SQLITE_PRAGMAS) sqlite.pragma(setting);
     const db = new Kysely<Database>({
       dialect: new ImmediateSqliteDialect(withStatementCache(sqlite)),
       plugins: [new SqliteBooleanPlugin()],

@@ -1,7 +1,7 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
 import type { CompiledQuery } from 'kysely';
-import type { Db } from './database.js';
+import { type Db, SQLITE_PRAGMAS } from './database.js';
 
 /**
  * Runs batches of compiled statements (the repositories compile them), each batch in one transaction: the
@@ -46,8 +46,7 @@ const THREAD_SOURCE = `
 const { parentPort, workerData } = require('node:worker_threads');
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
-db.pragma('synchronous = NORMAL');
-db.pragma('busy_timeout = 5000');
+for (const setting of workerData.pragmas) db.pragma(setting);
 const prepared = new Map();
 function statement(sql) {
   let found = prepared.get(sql);
@@ -101,7 +100,10 @@ function createSqliteWriter(path: string): StatementWriter {
   function start(): Thread {
     // Each thread answers for its own batches: when one stops, only what it was sent is failed (a batch sent
     // to a thread started after it is still that thread's to commit, and must not be written twice).
-    const thread: Thread = { worker: new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER } }), pending: new Map() };
+    const thread: Thread = {
+      worker: new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER, pragmas: SQLITE_PRAGMAS } }),
+      pending: new Map(),
+    };
     const failAll = (error: Error): void => {
       for (const waiting of thread.pending.values()) waiting.reject(error);
       thread.pending.clear();
