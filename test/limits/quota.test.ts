@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from 'uuid';
-import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ApiKey, Quota } from '../../packages/server/src/domain.js';
 import {
   createQuotaSpender,
@@ -9,10 +9,10 @@ import {
   type QuotaSpend,
   refillPeriodStarts,
 } from '../../packages/server/src/services/quota.js';
-import type { MaybePromise } from '../../packages/server/src/services/verifier.js';
-import { findKeyById, insertKey, spendKeyQuota } from '../../packages/server/src/store/api-keys.repository.js';
+import { findKeyById, insertKey, spendQuotaStatement } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
+import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { newApiKey } from '../helpers/fixtures.js';
 
@@ -64,17 +64,19 @@ describe('quota periods', () => {
   });
 });
 
-type Spend = (keyId: string, cost: number, now: number) => MaybePromise<QuotaSpend>;
+type Spend = (keyId: string, cost: number, now: number) => Promise<QuotaSpend>;
 
 describe.each(DIALECTS)('quota spending on %s', (dialect) => {
-  const spenders = new Map<Db, Spend>();
-  const spend = (on: Db, keyId: string, cost: number, now: number): MaybePromise<QuotaSpend> => {
+  // One spender per database handle, as each instance's container has: its own writer (a thread on SQLite).
+  const spenders = new Map<Db, { spend: Spend; writer: StatementWriter }>();
+  const spend = (on: Db, keyId: string, cost: number, now: number): Promise<QuotaSpend> => {
     let bound = spenders.get(on);
     if (bound === undefined) {
-      bound = createQuotaSpender(on);
+      const writer = createStatementWriter(on);
+      bound = { spend: createQuotaSpender(on.db, writer), writer };
       spenders.set(on, bound);
     }
-    return bound(keyId, cost, now);
+    return bound.spend(keyId, cost, now);
   };
   let database: FreshDatabase;
   let db: Db;
@@ -86,6 +88,7 @@ describe.each(DIALECTS)('quota spending on %s', (dialect) => {
     await migrateUp(db.db);
   });
   afterEach(async () => {
+    for (const { writer } of spenders.values()) await writer.close();
     spenders.clear();
     for (const d of extra.splice(0)) await d.close();
     await db.close();
@@ -194,12 +197,15 @@ describe.each(DIALECTS)('quota spending on %s', (dialect) => {
 describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
   let database: FreshDatabase;
   let db: Db;
+  let writer: StatementWriter;
 
   beforeEach(async () => {
     database = await freshDatabase(dialect);
     db = openDatabase(database.url);
+    writer = createStatementWriter(db);
   });
   afterEach(async () => {
+    await writer.close();
     await db.close();
     await database.cleanup();
   });
@@ -210,29 +216,28 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
     return key.id;
   }
 
-  it('answers a successful spend without a promise on SQLite; refusals, reads and PostgreSQL take one', async () => {
+  it('commits a spend through the writer: on SQLite not on the main connection (its thread), elsewhere on the database', async () => {
     await migrateUp(db.db);
-    const spend = createQuotaSpender(db);
+    const spend = createQuotaSpender(db.db, writer);
     const id = await keyWith({ remaining: 2, refill: null, lastRefillAt: null });
-    const spent = spend(id, 1, NOW);
-    if (dialect === 'sqlite') expect(spent).toEqual({ ok: true, remaining: 1 });
-    else expect(spent).toBeInstanceOf(Promise);
-    expect(await spent).toEqual({ ok: true, remaining: 1 });
-    const read = spend(id, 0, NOW);
-    expect(read).toBeInstanceOf(Promise);
-    expect(await read).toEqual({ ok: true, remaining: 1 });
-    const refused = spend(id, 2, NOW);
-    expect(refused).toBeInstanceOf(Promise);
-    expect(await refused).toEqual({ ok: false, remaining: 1 });
+    const onMain = vi.spyOn(db.db, 'executeQuery');
+    const viaWriter = vi.spyOn(writer, 'query');
+    expect(await spend(id, 1, NOW)).toEqual({ ok: true, remaining: 1 });
+    expect(viaWriter).toHaveBeenCalledTimes(1);
+    expect(onMain).toHaveBeenCalledTimes(dialect === 'sqlite' ? 0 : 1);
+    // Reads, and a refusal saying what is left, ask the database directly.
+    expect(await spend(id, 0, NOW)).toEqual({ ok: true, remaining: 1 });
+    expect(await spend(id, 2, NOW)).toEqual({ ok: false, remaining: 1 });
+    expect(viaWriter).toHaveBeenCalledTimes(2);
   });
 
   it('never joins a transaction open on the connection: it waits for it, and its rollback does not undo the spend', async () => {
     await migrateUp(db.db);
-    const spend = createQuotaSpender(db);
+    const spend = createQuotaSpender(db.db, writer);
     const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
-    let spent: MaybePromise<QuotaSpend> | undefined;
+    let spent: Promise<QuotaSpend> | undefined;
     const rolledBack = db.db.transaction().execute(async (trx) => {
-      // A write in the transaction: on SQLite it holds the one connection, on PostgreSQL this row's lock.
+      // A write in the transaction: on SQLite it holds the database's write lock, on PostgreSQL this row's lock.
       await trx.updateTable('api_keys').set({ name: 'renamed' }).where('id', '=', id).execute();
       spent = spend(id, 1, NOW);
       throw new Error('roll back');
@@ -244,15 +249,8 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
   });
 
   it('is made before the table exists (the container is built before migrating); a failed spend is a rejected promise', async () => {
-    const spend = createQuotaSpender(db);
-    let failed: unknown;
-    try {
-      failed = spend(uuidv7(), 1, NOW);
-    } catch (error) {
-      failed = error;
-    }
-    expect(failed).toBeInstanceOf(Promise);
-    await expect(failed).rejects.toThrow(/api_keys/);
+    const spend = createQuotaSpender(db.db, writer);
+    await expect(spend(uuidv7(), 1, NOW)).rejects.toThrow(/api_keys/);
     await migrateUp(db.db);
     const id = await keyWith({ remaining: 3, refill: null, lastRefillAt: null });
     expect(await spend(id, 1, NOW)).toEqual({ ok: true, remaining: 2 });
@@ -269,7 +267,10 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
       },
       transformResult: async (args) => args.result,
     });
-    for (let i = 0; i < 3; i++) expect(await spendKeyQuota(counting, id, 1, NOW, refillPeriodStarts(NOW))).toBe(9 - i);
+    for (let i = 0; i < 3; i++) {
+      const [row] = await writer.query(spendQuotaStatement(counting, id, 1, NOW, refillPeriodStarts(NOW)));
+      expect(Number(row?.quota_remaining)).toBe(9 - i);
+    }
     expect(compiled).toBe(1);
   });
 });

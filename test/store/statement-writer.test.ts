@@ -1,4 +1,5 @@
-import { sql } from 'kysely';
+import { Worker } from 'node:worker_threads';
+import { CompiledQuery, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { lastUsedStatements } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
@@ -157,5 +158,52 @@ describe('background writes on a SQLite file go through a writer thread', () => 
     expect(await count(db, 'api_key_usage')).toBe(500);
     await write(10);
     expect(await count(db, 'api_key_usage')).toBe(510);
+  });
+
+  describe('queries a request waits for (a quota spend)', () => {
+    const insert = (id: number) => CompiledQuery.raw('insert into notes (id) values (?) returning id', [id]);
+
+    beforeEach(async () => {
+      await sql`create table notes (id integer primary key)`.execute(db.db);
+    });
+
+    it('sends the queries of one turn together, answers each with its rows, and commits them before answering', async () => {
+      const posted = vi.spyOn(Worker.prototype, 'postMessage');
+      const answers = await Promise.all([1, 2, 3].map((id) => writer.query(insert(id))));
+      expect(answers).toEqual([[{ id: 1 }], [{ id: 2 }], [{ id: 3 }]]);
+      const groups = posted.mock.calls.filter(([message]) => (message as { queries?: unknown[] }).queries !== undefined);
+      expect(groups.map(([message]) => (message as { queries: unknown[] }).queries.length)).toEqual([3]);
+      // Committed: the main connection sees all three.
+      expect(
+        (
+          await db.db
+            .selectFrom('notes' as 'api_keys')
+            .select(sql<number>`count(*)`.as('n'))
+            .executeTakeFirst()
+        )?.n,
+      ).toBe(3);
+      // The next turn is the next group.
+      await writer.query(insert(4));
+      expect(posted.mock.calls.filter(([message]) => (message as { queries?: unknown[] }).queries !== undefined)).toHaveLength(2);
+      posted.mockRestore();
+    });
+
+    it('rejects only the query that failed: the others in its group still commit', async () => {
+      const results = await Promise.allSettled([writer.query(insert(1)), writer.query(insert(1)), writer.query(insert(2))]);
+      expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);
+      expect((results[1] as PromiseRejectedResult).reason).toMatchObject({ code: 'SQLITE_CONSTRAINT_PRIMARYKEY' });
+      const ids = await sql<{ id: number }>`select id from notes order by id`.execute(db.db);
+      expect(ids.rows.map((r) => r.id)).toEqual([1, 2]);
+    });
+
+    it('runs queries after the batches sent before them, and sends a waiting group before closing', async () => {
+      await migrateUp(db.db);
+      const batch = write(2_000);
+      const counted = writer.query(CompiledQuery.raw('select count(*) as n from api_key_usage', []));
+      const closing = writer.close();
+      expect(await counted).toEqual([{ n: 2_000 }]);
+      await batch;
+      await closing;
+    });
   });
 });

@@ -110,6 +110,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
         if (writes === 1) await gate;
         return real.run(statements);
       },
+      query: (statement) => real.query(statement),
       close: () => real.close(),
     };
     const r = createUsageRecorder({ db, writer: gated, flushMs: 3_600_000, retentionDays: 0, batchSize: 10, metrics });
@@ -155,6 +156,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     const real = createStatementWriter(db);
     const flaky: StatementWriter = {
       run: (statements) => (down ? Promise.reject(new Error('database down')) : real.run(statements)),
+      query: (statement) => real.query(statement),
       close: () => real.close(),
     };
     const errors: unknown[] = [];

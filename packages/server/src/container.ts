@@ -78,7 +78,8 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     : createMemoryRateLimiter({ metrics, now });
   const bruteForce = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
   const verifyGuard = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.verifyFailuresPerMinute, metrics, now });
-  // Background writes (usage rows, last_used_at) go through one writer: a thread of its own on SQLite.
+  // Writes made off the event loop on SQLite (a thread of its own): usage rows and last_used_at in the
+  // background, and the quota spends verifications wait for.
   const writer = createStatementWriter(db);
   const usage = createUsageRecorder({
     db,
@@ -103,7 +104,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     flushMs: config.lastUsedFlushMs,
   });
   // After the scope check: the rate limit (the key's own, else its owner's tier default), then the quota.
-  const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config.tiers, db: db.db }), createQuotaGate({ db })];
+  const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config.tiers, db: db.db }), createQuotaGate({ db: db.db, writer })];
   const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, gates, load: loadKeyWithOwnerTier, metrics, now });
   const verification = createVerification({ verifier, usage, verifyGuard, metrics });
   const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });

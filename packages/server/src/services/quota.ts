@@ -1,8 +1,7 @@
 import type { Quota } from '../domain.js';
-import { keyQuotaSpender, type RefillPeriodStarts, readKeyQuota } from '../store/api-keys.repository.js';
-import type { Db } from '../store/database.js';
+import { type RefillPeriodStarts, readKeyQuota, spendQuotaStatement } from '../store/api-keys.repository.js';
 import type { Executor } from '../store/schema.js';
-import type { MaybePromise } from './verifier.js';
+import type { StatementWriter } from '../store/statement-writer.js';
 
 /**
  * The outcome of spending from a key's quota. `remaining` is what is left after the spend (or, when
@@ -64,21 +63,21 @@ export function isValidCost(cost: unknown): cost is number {
 
 /**
  * Spends `cost` from a key's quota, atomically and exactly under concurrency (one SQL statement; see
- * `spendKeyQuota`), refilling lazily first when a refill is due. Never goes below zero; `cost` 0 only reads;
- * a key that no longer exists is refused with `remaining: 0`. Bound to one database, it answers a successful
- * spend synchronously where the database can (SQLite, outside a transaction; see `keyQuotaSpender`).
- * Refusals and reads take a promise.
+ * `spendQuotaStatement`), refilling lazily first when a refill is due. Never goes below zero; `cost` 0 only
+ * reads; a key that no longer exists is refused with `remaining: 0`. The spend is a write the answer waits
+ * for, committed before it resolves: it runs through `writer`, which on a SQLite file is the writer thread
+ * (the event loop never waits for SQLite, and the spends of one turn share one commit) and elsewhere the
+ * database itself. Reads (and refusals, to say what is left) use `db`.
  */
-export function createQuotaSpender(database: Db): (keyId: string, cost: number, now: number) => MaybePromise<QuotaSpend> {
-  const spend = keyQuotaSpender(database);
-  const spent = (remaining: number): QuotaSpend => ({ ok: true, remaining });
-  return (keyId, cost, now) => {
-    if (cost === 0) return quotaLeft(database.db, keyId, cost, now);
-    const remaining = spend(keyId, cost, now, refillPeriodStarts(now));
-    if (remaining instanceof Promise) {
-      return remaining.then((r) => (r === undefined ? quotaLeft(database.db, keyId, cost, now) : spent(r)));
-    }
-    return remaining === undefined ? quotaLeft(database.db, keyId, cost, now) : spent(remaining);
+export function createQuotaSpender(
+  db: Executor,
+  writer: StatementWriter,
+): (keyId: string, cost: number, now: number) => Promise<QuotaSpend> {
+  return async (keyId, cost, now) => {
+    if (cost === 0) return quotaLeft(db, keyId, cost, now);
+    const [row] = await writer.query(spendQuotaStatement(db, keyId, cost, now, refillPeriodStarts(now)));
+    const remaining = row?.quota_remaining;
+    return remaining === null || remaining === undefined ? quotaLeft(db, keyId, cost, now) : { ok: true, remaining: Number(remaining) };
   };
 }
 

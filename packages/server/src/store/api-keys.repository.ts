@@ -1,7 +1,6 @@
-import type SQLite from 'better-sqlite3';
 import { CompiledQuery, sql } from 'kysely';
 import type { ApiKey, HashScheme, RefillInterval } from '../domain.js';
-import type { Db, Dialect } from './database.js';
+import type { Dialect } from './database.js';
 import type { ApiKeyRow, ApiKeyUpdate, Executor, NewApiKeyRow } from './schema.js';
 
 export function toApiKey(row: ApiKeyRow): ApiKey {
@@ -302,57 +301,19 @@ function spendParameters(order: readonly (keyof SpendValues)[], v: SpendValues):
 }
 
 /**
- * Spends `cost` from a key's quota in ONE statement, refilling it first when a refill is due; the WHERE
+ * The statement that spends `cost` from a key's quota, refilling it first when a refill is due; its WHERE
  * clause refuses a spend that would go below zero. Row locking makes it exact under concurrency on
  * PostgreSQL (a waiting UPDATE re-checks the WHERE against the committed row) and SQLite (writes are
- * serialized), across any number of instances. Returns the remaining quota, or `undefined` when nothing
- * was spent (no such key, no quota, or not enough left).
+ * serialized), across any number of instances. It returns the remaining quota as its one row, or no row when
+ * nothing was spent (no such key, no quota, or not enough left). Compiled once per dialect.
  */
-export async function spendKeyQuota(
+export function spendQuotaStatement(
   db: Executor,
   keyId: string,
   cost: number,
   now: number,
   periods: RefillPeriodStarts,
-): Promise<number | undefined> {
+): CompiledQuery<{ quota_remaining: number | string | null }> {
   const statement = spendStatement(db);
-  const parameters = spendParameters(statement.order, { keyId, cost, now, day: periods.day, month: periods.month });
-  const { rows } = await db.executeQuery<{ quota_remaining: number | null }>(CompiledQuery.raw(statement.sql, parameters));
-  const remaining = rows[0]?.quota_remaining;
-  return remaining === null || remaining === undefined ? undefined : Number(remaining);
-}
-
-/** {@link spendKeyQuota}, answered synchronously when it can be. */
-export type KeyQuotaSpender = (
-  keyId: string,
-  cost: number,
-  now: number,
-  periods: RefillPeriodStarts,
-) => number | undefined | Promise<number | undefined>;
-
-/**
- * {@link spendKeyQuota} bound to one database. On SQLite it runs the same statement on the better-sqlite3
- * connection itself, prepared once, and answers without a promise (better-sqlite3 is synchronous anyway: the
- * driver's promise and mutex only add time). Except while a Kysely transaction is open on that connection:
- * the spend would join it (and be undone with it), so it then waits its turn through Kysely. PostgreSQL
- * always answers with a promise. A failure is a rejected promise either way.
- */
-export function keyQuotaSpender(database: Db): KeyQuotaSpender {
-  const { db, sqlite } = database;
-  if (sqlite === undefined) return (keyId, cost, now, periods) => spendKeyQuota(db, keyId, cost, now, periods);
-  // Prepared at the first spend, not here: the container is built before the migrations create the table.
-  let prepared: { run: SQLite.Statement<unknown[], number | null>; order: (keyof SpendValues)[] } | null = null;
-  return (keyId, cost, now, periods) => {
-    if (sqlite.inTransaction) return spendKeyQuota(db, keyId, cost, now, periods);
-    try {
-      if (prepared === null) {
-        const statement = spendStatement(db);
-        prepared = { run: sqlite.prepare<unknown[], number | null>(statement.sql).pluck(), order: statement.order };
-      }
-      const remaining = prepared.run.get(spendParameters(prepared.order, { keyId, cost, now, day: periods.day, month: periods.month }));
-      return remaining === null || remaining === undefined ? undefined : remaining;
-    } catch (error) {
-      return Promise.reject(error);
-    }
-  };
+  return CompiledQuery.raw(statement.sql, spendParameters(statement.order, { keyId, cost, now, day: periods.day, month: periods.month }));
 }

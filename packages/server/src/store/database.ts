@@ -30,10 +30,9 @@ export interface Db {
   db: Kysely<Database>;
   dialect: Dialect;
   /**
-   * SQLite only: the better-sqlite3 connection under `db`, for the few hot-path statements a repository runs
-   * synchronously (no promise, no driver mutex). Kysely's transactions run on this same connection: a
-   * statement run here while one is open (`inTransaction`) would join it, so such callers go through `db` then.
-   * (A Kysely `stream()` would hold the connection busy too; the server uses none.)
+   * SQLite only: the better-sqlite3 connection under `db`. The statement writer reads which file it is open
+   * on, to open its own connection there. Statements run on it directly would join a Kysely transaction
+   * open on it (`inTransaction`), so nothing else does.
    */
   sqlite?: SQLite.Database;
   close(): Promise<void>;
