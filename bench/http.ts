@@ -3,7 +3,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { generateKey } from '@keyward/sdk';
 import autocannon, { type Request, type Result } from 'autocannon';
-import { createKey, FLOOR_SERVER, openContainer, SERVER_CLI } from './lib/keyward.js';
+import { createKey, FLOOR_SERVER, openContainer, SERVER_CLI, SYSTEM } from './lib/keyward.js';
 import { cpuTimeMs, onCleanup, type Pinning, pinSelf, type Server, startServer, unpinSelf } from './lib/processes.js';
 import { formatCount, formatMs, formatPercent, formatRatio, median, verdict } from './lib/stats.js';
 import type { Table } from './lib/table.js';
@@ -54,13 +54,21 @@ async function post(url: string, token: string, body: unknown): Promise<{ status
  * The verifier key and the target keys, created through the key service before the server starts (the
  * same records the API would make, without 2,000 HTTP round trips); plaintexts stay in this process.
  */
-async function createKeys(databaseUrl: string, count: number): Promise<{ verifierKey: string; keys: string[] }> {
+async function createKeys(databaseUrl: string, count: number): Promise<{ verifierKey: string; keys: string[]; metered: string }> {
   const container = await openContainer(databaseUrl);
   try {
     const verifierKey = await createKey(container, 'bench verifier', ['keyward:verify']);
     const keys: string[] = [];
     for (let i = 0; i < count; i++) keys.push(await createKey(container, `bench target ${i}`));
-    return { verifierKey, keys };
+    // A rate limit never reached and a quota never spent out: every verification counts and spends, none is refused.
+    const created = await container.keys.create(SYSTEM, {
+      name: 'bench metered',
+      scopes: ['bench:read'],
+      rateLimit: { limit: 1_000_000_000, windowSeconds: 3_600 },
+      quota: { remaining: 1_000_000_000_000 },
+    });
+    if (!created.ok) throw new Error(`could not create the metered key: ${created.code}`);
+    return { verifierKey, keys, metered: created.value.key };
   } finally {
     await container.close();
   }
@@ -129,7 +137,7 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
   try {
     const databaseUrl = `sqlite:${join(dir, 'keyward.db')}`;
     log(`http: creating a verifier key and ${randomKeys.toLocaleString('en-US')} target keys`);
-    const { verifierKey, keys } = await createKeys(databaseUrl, randomKeys);
+    const { verifierKey, keys, metered } = await createKeys(databaseUrl, randomKeys);
     const pinCpu = pinning?.serverCpu ?? null;
     log('http: starting the Keyward server and the floor server');
     const keyward = await startServer({
@@ -160,7 +168,7 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
       { name: 'Keyward', url: keyward.url, pid: keyward.child.pid },
     ];
 
-    for (const target of targets) await checkAll(target, verifierKey, keys);
+    for (const target of targets) await checkAll(target, verifierKey, [...keys, metered]);
 
     if (pinning) pinSelf(pinning.loadCpu);
     const cases = [
@@ -170,10 +178,13 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
         bodies: keys.map((key) => JSON.stringify({ key })),
         target: HTTP_TARGETS.random,
       },
+      // Issue 5's limits over HTTP: what a rate limit and a quota (a write committed before each answer) cost.
+      { name: 'hot key, rate limit + quota', bodies: [JSON.stringify({ key: metered })], target: null },
     ];
     const rows: string[][] = [];
     let failed = 0;
     const spreads: string[] = [];
+    const keywardRps = new Map<string, number>();
     for (const c of cases) {
       log(`http: ${c.name}: warm-up ${warmSeconds} s per server, then ${rounds} rounds × ${roundSeconds} s per server`);
       for (const target of targets) await load(target, verifierKey, c.bodies, warmSeconds, connections);
@@ -230,10 +241,13 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
         cpuText(k.cpuUs),
         formatRatio(cpuRatio),
         formatPercent(share),
-        `≥ ${formatPercent(c.target)}`,
-        verdict(share >= c.target),
+        c.target === null ? '' : `≥ ${formatPercent(c.target)}`,
+        c.target === null ? '' : verdict(share >= c.target),
       ]);
+      keywardRps.set(c.name, k.rps);
     }
+    const plainRps = keywardRps.get(cases[0]?.name ?? '') ?? Number.NaN;
+    const meteredRps = keywardRps.get(cases[2]?.name ?? '') ?? Number.NaN;
     if (failed > 0)
       throw new Error(`${failed} requests failed (errors, timeouts, non-2xx, or not {"valid":true}) during the measured rounds`);
     return {
@@ -243,6 +257,7 @@ export async function runHttp(options: HttpOptions): Promise<Table> {
       notes: [
         `Medians of ${rounds} alternating rounds of ${roundSeconds} s per server, after ${warmSeconds} s of warm-up each; every response was 200 {"valid":true,…}. "vs floor" is the median of the per-round ratios.`,
         ...spreads,
+        `hot key, rate limit + quota: Keyward answers ${formatPercent(meteredRps / plainRps)} of its plain hot-key requests/s (medians; the memory rate limiter, and a quota spend committed on the SQLite writer thread before each answer, the spends of a turn in one commit). Context, no target of its own.`,
         '"server CPU/req" is the server process\'s user+system CPU time during a round (from /proc) over the requests it completed; "CPU vs floor" the median per-round ratio. It explains the req/s ratio and moves less with other load on the machine.',
         'Both servers are separate `node` processes (Keyward: `keyward serve`, SQLite, LOG_LEVEL=warn; floor: bench/floor-server.mjs); autocannon runs in the benchmark process.',
         pinning

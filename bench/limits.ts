@@ -35,41 +35,67 @@ async function makeKey(container: Container, name: string, limits: boolean, quot
 const TURN_EVERY = 100;
 const turn = () => new Promise<void>((resolve) => setImmediate(resolve));
 
-/** Sequential verifications of one case; ns per verification. What POST /v1/keys/verify does, minus HTTP. */
+/**
+ * Callers verifying at once, as the HTTP benchmark's 50 connections are: a server answers many requests at a
+ * time, and a quota spend, a write each answer waits for, is committed for all the spends of a turn together.
+ */
+export const LIMITS_CONCURRENCY = 50;
+
+/**
+ * `n` verifications of one case by {@link LIMITS_CONCURRENCY} callers, each verifying one key after another;
+ * ns per verification. What POST /v1/keys/verify does, minus HTTP.
+ */
 async function timeCase(container: Container, c: Case, n: number): Promise<number> {
-  const start = process.hrtime.bigint();
-  for (let i = 0; i < n; i++) {
-    if (i % TURN_EVERY === TURN_EVERY - 1) await turn();
-    const answer = container.verifier.verify(SYSTEM, { key: c.key });
-    const result = answer instanceof Promise ? await answer : answer;
-    const code = result.ok ? result.value.code : result.code;
-    if (code !== 'VALID') throw new Error(`${c.label}: verification answered ${code}`);
-    if (c.record) {
-      container.usage.record({
-        apiKeyId: result.ok ? (result.value.key?.id ?? null) : null,
-        outcome: code,
-        endpoint: '/v1/keys/verify',
-        method: 'POST',
-        statusCode: 200,
-        ipAddress: '127.0.0.1',
-        userAgent: 'bench',
-        responseTimeMs: 0,
-      });
+  let started = 0;
+  const caller = async () => {
+    while (started < n) {
+      const i = started++;
+      if (i % TURN_EVERY === TURN_EVERY - 1) await turn();
+      const answer = container.verifier.verify(SYSTEM, { key: c.key });
+      const result = answer instanceof Promise ? await answer : answer;
+      const code = result.ok ? result.value.code : result.code;
+      if (code !== 'VALID') throw new Error(`${c.label}: verification answered ${code}`);
+      if (c.record) {
+        container.usage.record({
+          apiKeyId: result.ok ? (result.value.key?.id ?? null) : null,
+          outcome: code,
+          endpoint: '/v1/keys/verify',
+          method: 'POST',
+          statusCode: 200,
+          ipAddress: '127.0.0.1',
+          userAgent: 'bench',
+          responseTimeMs: 0,
+        });
+      }
     }
-  }
+  };
+  const start = process.hrtime.bigint();
+  await Promise.all(Array.from({ length: LIMITS_CONCURRENCY }, caller));
   // Writing the rows is part of the cost: the flush of what this round recorded is inside the timing.
   if (c.record) await container.usage.flush();
   return Number(process.hrtime.bigint() - start) / n;
 }
 
-async function measure(container: Container, backend: string, opts: LimitsOptions): Promise<string[][]> {
+/** The time one metered verification takes alone (one caller, nothing else running): µs, median of `n`. */
+async function meteredLatency(container: Container, key: string, n: number): Promise<number> {
+  const times: number[] = [];
+  for (let i = 0; i < n; i++) {
+    const start = process.hrtime.bigint();
+    await container.verifier.verify(SYSTEM, { key });
+    times.push(Number(process.hrtime.bigint() - start) / 1_000);
+  }
+  return median(times);
+}
+
+async function measure(container: Container, backend: string, opts: LimitsOptions): Promise<{ rows: string[][]; latencyUs: number }> {
+  const limited = await makeKey(container, 'limited', true, false);
   const cases: Case[] = [
     { label: 'plain key, no usage rows (baseline)', key: await makeKey(container, 'plain', false, false), record: false },
     { label: 'usage rows only', key: await makeKey(container, 'recorded', false, false), record: true },
-    { label: 'rate limit only', key: await makeKey(container, 'limited', true, false), record: false },
+    { label: 'rate limit only', key: limited, record: false },
+    { label: 'rate limit + usage rows', key: limited, record: true },
     { label: 'rate limit + quota + usage rows', key: await makeKey(container, 'metered', true, true), record: true },
   ];
-  cases.push({ label: 'rate limit + usage rows', key: cases[2]?.key ?? '', record: true });
   for (const c of cases) await timeCase(container, c, Math.min(200, opts.opsPerRound)); // warm caches and JIT
   const times = cases.map(() => [] as number[]);
   for (let round = 0; round < opts.rounds; round++) {
@@ -77,8 +103,9 @@ async function measure(container: Container, backend: string, opts: LimitsOption
     const order = round % 2 === 0 ? cases.map((_, i) => i) : cases.map((_, i) => cases.length - 1 - i);
     for (const i of order) times[i]?.push(await timeCase(container, cases[i] as Case, opts.opsPerRound));
   }
+  const latencyUs = await meteredLatency(container, cases[cases.length - 1]?.key ?? '', 500);
   const base = times[0] ?? [];
-  return cases.map((c, i) => {
+  const rows = cases.map((c, i) => {
     const ns = median(times[i] ?? []);
     const share = median((times[i] ?? []).map((t, r) => (base[r] ?? Number.NaN) / t));
     const judged = i === cases.length - 1 && backend === 'memory';
@@ -92,6 +119,7 @@ async function measure(container: Container, backend: string, opts: LimitsOption
       judged ? verdict(share >= LIMITS_TARGET) : '',
     ];
   });
+  return { rows, latencyUs };
 }
 
 /**
@@ -103,6 +131,7 @@ export async function runLimits(opts: LimitsOptions): Promise<Table> {
   const dir = mkdtempSync(join(tmpdir(), 'keyward-bench-limits-'));
   const removeDir = onCleanup(() => rmSync(dir, { recursive: true, force: true }));
   const rows: string[][] = [];
+  const latencies: string[] = [];
   try {
     const backends: [string, Record<string, string>][] = [['memory', {}]];
     if (opts.redisUrl) backends.push(['redis', { REDIS_URL: opts.redisUrl, REDIS_PREFIX: `keyward-bench-${process.pid}:` }]);
@@ -110,7 +139,9 @@ export async function runLimits(opts: LimitsOptions): Promise<Table> {
       opts.log(`limits: ${backend} rate limiter`);
       const container = await openContainer(`sqlite:${join(dir, `${backend}.db`)}`, { AUTH_FAILURES_PER_MINUTE: '0', ...env });
       try {
-        rows.push(...(await measure(container, backend, opts)));
+        const measured = await measure(container, backend, opts);
+        rows.push(...measured.rows);
+        latencies.push(`${backend} ${measured.latencyUs.toFixed(0)} µs`);
       } finally {
         await container.close();
       }
@@ -123,9 +154,9 @@ export async function runLimits(opts: LimitsOptions): Promise<Table> {
     headers: ['Rate limiter', 'Case', 'median per verification', 'verifications/s', 'vs plain', 'target', ''],
     rows,
     notes: [
-      `${opts.rounds} alternating rounds × ${opts.opsPerRound.toLocaleString('en-US')} sequential verifications per case; "vs plain" is the median per-round ratio of throughput to the plain key in the same round.`,
-      'Usage rows are recorded as POST /v1/keys/verify records them (buffered, written in batches); writing them, to the last row of the round, is inside the timing.',
-      'The quota is decremented in the database in one atomic statement (exact across instances), so a metered key pays a database write per verification.',
+      `${opts.rounds} alternating rounds × ${opts.opsPerRound.toLocaleString('en-US')} verifications per case by ${LIMITS_CONCURRENCY} concurrent callers; "vs plain" is the median per-round ratio of throughput to the plain key in the same round.`,
+      'Usage rows are recorded as POST /v1/keys/verify records them (buffered, written in batches on the SQLite writer thread); writing them, to the last row of the round, is inside the timing.',
+      `The quota is spent in the database in one atomic statement (exact across instances) and committed before the answer: on the writer thread, one commit for the spends of a turn. One metered verification alone (one caller) takes ${latencies.join(', ')} (median).`,
       opts.redisUrl
         ? 'Redis: REDIS_URL on 127.0.0.1, keys under a per-run prefix.'
         : 'Redis: not measured (set REDIS_URL or pass --redis URL).',

@@ -188,6 +188,23 @@ describe('background writes on a SQLite file go through a writer thread', () => 
       posted.mockRestore();
     });
 
+    it('sends a statement’s text once: after that the thread knows it by number (within a bound)', async () => {
+      const posted = vi.spyOn(Worker.prototype, 'postMessage');
+      const texts = () =>
+        posted.mock.calls.flatMap(([message]) => ((message as { queries?: { sql?: string }[] }).queries ?? []).map((q) => q.sql));
+      await writer.query(insert(1));
+      await writer.query(insert(2));
+      expect(texts()).toEqual([insert(1).sql, undefined]);
+      posted.mockClear();
+      // Past the bound, a text is sent every time (and still runs).
+      const many = Array.from({ length: 1_100 }, (_, i) => CompiledQuery.raw(`select ${i} as n`, []));
+      const answers = await Promise.all(many.map((q) => writer.query(q)));
+      expect(answers[1_099]).toEqual([{ n: 1_099 }]);
+      expect(await writer.query(many[1_099] as CompiledQuery)).toEqual([{ n: 1_099 }]);
+      expect(texts().at(-1)).toBe('select 1099 as n');
+      posted.mockRestore();
+    });
+
     it('rejects only the query that failed: the others in its group still commit', async () => {
       const results = await Promise.allSettled([writer.query(insert(1)), writer.query(insert(1)), writer.query(insert(2))]);
       expect(results.map((r) => r.status)).toEqual(['fulfilled', 'rejected', 'fulfilled']);

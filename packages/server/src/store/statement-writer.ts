@@ -60,26 +60,36 @@ const { parentPort, receiveMessageOnPort, workerData } = require('node:worker_th
 const Database = require(workerData.driver);
 const db = new Database(workerData.path);
 for (const setting of workerData.pragmas) db.pragma(setting);
+// Statements by the number the main thread gave their text; the text crosses once, with its first use.
+// Beyond the main thread's bound a text comes without a number, every time, and is prepared every time.
+const texts = new Map();
 const prepared = new Map();
-function statement(sql) {
-  let found = prepared.get(sql);
+// Every text a message carries is learnt before any of it runs: a statement that fails must not leave the
+// texts after it unknown.
+function learn(wired) {
+  for (const { ref, sql } of wired) if (ref !== undefined && sql !== undefined) texts.set(ref, sql);
+}
+function statement(ref, sql) {
+  if (ref === undefined) return db.prepare(sql);
+  let found = prepared.get(ref);
   if (found === undefined) {
-    found = db.prepare(sql);
-    prepared.set(sql, found);
+    if (!texts.has(ref)) throw new Error('the SQLite writer thread was sent an unknown statement');
+    found = db.prepare(texts.get(ref));
+    prepared.set(ref, found);
   }
   return found;
 }
 const failure = (error) => ({ message: String((error && error.message) || error), code: error && error.code });
 const runAll = db.transaction((statements) => {
-  for (const { sql, parameters } of statements) statement(sql).run(parameters);
+  for (const { ref, sql, parameters } of statements) statement(ref, sql).run(parameters);
 });
-function rowsOf(sql, parameters) {
-  const prepared = statement(sql);
-  if (prepared.reader) return prepared.all(parameters);
-  prepared.run(parameters);
+function rowsOf({ ref, sql, parameters }) {
+  const found = statement(ref, sql);
+  if (found.reader) return found.all(parameters);
+  found.run(parameters);
   return [];
 }
-const runTogether = db.transaction((queries) => queries.map(({ sql, parameters }) => ({ rows: rowsOf(sql, parameters) })));
+const runTogether = db.transaction((queries) => queries.map((query) => ({ rows: rowsOf(query) })));
 const runAlone = db.transaction(rowsOf);
 // All in one transaction; if one fails, that transaction is rolled back and each runs in one of its own, so
 // only the one that failed is refused.
@@ -87,9 +97,9 @@ function runQueries(queries) {
   try {
     return runTogether(queries);
   } catch {
-    return queries.map(({ sql, parameters }) => {
+    return queries.map((query) => {
       try {
-        return { rows: runAlone(sql, parameters) };
+        return { rows: runAlone(query) };
       } catch (error) {
         return { error: failure(error) };
       }
@@ -126,6 +136,7 @@ parentPort.on('message', (first) => {
   for (let next = receiveMessageOnPort(parentPort); next !== undefined; next = receiveMessageOnPort(parentPort)) messages.push(next.message);
   let groups = [];
   for (const message of messages) {
+    learn(message.queries || message.statements || []);
     if (message.queries) {
       groups.push(message);
       continue;
@@ -152,6 +163,29 @@ interface Thread {
   worker: Worker;
   /** Batches sent to this thread and not yet answered, by id. */
   pending: Map<number, Pending>;
+  /** The statement texts this thread has been sent, by the number it knows each by. */
+  refs: Map<string, number>;
+}
+
+/** How a statement crosses to the thread: its text only the first time, a number after that. */
+interface Wired {
+  ref?: number;
+  sql?: string;
+  parameters: readonly unknown[];
+}
+
+// The texts a thread keeps (and keeps prepared) by number. The repositories' texts are few (usage chunks of
+// power-of-two sizes, one quota spend, last_used_at batches of each size up to 500); past the bound a text
+// is sent and prepared each time.
+const MAX_REFS = 1_024;
+
+function wire(thread: Thread, { sql, parameters }: { sql: string; parameters: readonly unknown[] }): Wired {
+  let ref = thread.refs.get(sql);
+  if (ref !== undefined) return { ref, parameters };
+  if (thread.refs.size >= MAX_REFS) return { sql, parameters };
+  ref = thread.refs.size;
+  thread.refs.set(sql, ref);
+  return { ref, sql, parameters };
 }
 
 interface ThreadError {
@@ -189,6 +223,7 @@ function createSqliteWriter(path: string): StatementWriter {
     const thread: Thread = {
       worker: new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER, pragmas: SQLITE_PRAGMAS } }),
       pending: new Map(),
+      refs: new Map(),
     };
     const failAll = (error: Error): void => {
       for (const waiting of thread.pending.values()) waiting.reject(error);
@@ -211,12 +246,12 @@ function createSqliteWriter(path: string): StatementWriter {
     return thread;
   }
 
-  function send(message: Record<string, unknown>, pending: Pending): void {
+  function send(message: (thread: Thread) => Record<string, unknown>, pending: Pending): void {
     worker ??= start();
     const id = nextId++;
     worker.pending.set(id, pending);
     worker.worker.ref();
-    worker.worker.postMessage({ id, ...message });
+    worker.worker.postMessage({ id, ...message(worker) });
   }
 
   // The queries asked for in this turn of the event loop, sent together when it ends.
@@ -225,28 +260,25 @@ function createSqliteWriter(path: string): StatementWriter {
     const queries = group;
     group = [];
     if (queries.length === 0) return;
-    send(
-      { queries: queries.map(({ sql, parameters }) => ({ sql, parameters })) },
-      {
-        resolve: ({ results = [] }) =>
-          queries.forEach((query, i) => {
-            const result = results[i];
-            if (result === undefined) query.reject(new Error('the SQLite writer thread did not answer this query'));
-            else if ('error' in result) query.reject(toError(result.error));
-            else query.resolve(result.rows);
-          }),
-        reject: (error) => {
-          for (const query of queries) query.reject(error);
-        },
+    send((thread) => ({ queries: queries.map((query) => wire(thread, query)) }), {
+      resolve: ({ results = [] }) =>
+        queries.forEach((query, i) => {
+          const result = results[i];
+          if (result === undefined) query.reject(new Error('the SQLite writer thread did not answer this query'));
+          else if ('error' in result) query.reject(toError(result.error));
+          else query.resolve(result.rows);
+        }),
+      reject: (error) => {
+        for (const query of queries) query.reject(error);
       },
-    );
+    });
   }
 
   return {
     run(statements) {
       return new Promise<void>((resolve, reject) => {
-        // Only the text and the values cross: Kysely's query tree stays here.
-        send({ statements: statements.map(({ sql, parameters }) => ({ sql, parameters })) }, { resolve: () => resolve(), reject });
+        // Only the text (once) and the values cross: Kysely's query tree stays here.
+        send((thread) => ({ statements: statements.map((statement) => wire(thread, statement)) }), { resolve: () => resolve(), reject });
       });
     },
     query<R>(statement: CompiledQuery<R>): Promise<R[]> {
