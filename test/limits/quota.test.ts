@@ -268,7 +268,7 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
       transformResult: async (args) => args.result,
     });
     for (let i = 0; i < 3; i++) {
-      const [row] = await writer.query(spendQuotaStatement(counting, id, 1, NOW, refillPeriodStarts(NOW)));
+      const [row] = (await writer.query(spendQuotaStatement(counting, id, 1, NOW, refillPeriodStarts(NOW)))).rows;
       expect(Number(row?.quota_remaining)).toBe(9 - i);
     }
     expect(compiled).toBe(1);

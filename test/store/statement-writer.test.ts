@@ -1,4 +1,9 @@
+import { execFile } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { Worker } from 'node:worker_threads';
+import Database from 'better-sqlite3';
 import { CompiledQuery, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import { lastUsedStatements } from '../../packages/server/src/store/api-keys.repository.js';
@@ -7,7 +12,10 @@ import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
 import { usageInsertStatements } from '../../packages/server/src/store/usage.repository.js';
+import { buildCli, REPO } from '../helpers/cli.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
+
+const run = promisify(execFile);
 
 const T0 = Date.UTC(2030, 4, 10, 0, 0, 0);
 
@@ -170,7 +178,7 @@ describe('background writes on a SQLite file go through a writer thread', () => 
     it('sends the queries of one turn together, answers each with its rows, and commits them before answering', async () => {
       const posted = vi.spyOn(Worker.prototype, 'postMessage');
       const answers = await Promise.all([1, 2, 3].map((id) => writer.query(insert(id))));
-      expect(answers).toEqual([[{ id: 1 }], [{ id: 2 }], [{ id: 3 }]]);
+      expect(answers.map((a) => a.rows)).toEqual([[{ id: 1 }], [{ id: 2 }], [{ id: 3 }]]);
       const groups = posted.mock.calls.filter(([message]) => (message as { queries?: unknown[] }).queries !== undefined);
       expect(groups.map(([message]) => (message as { queries: unknown[] }).queries.length)).toEqual([3]);
       // Committed: the main connection sees all three.
@@ -199,11 +207,79 @@ describe('background writes on a SQLite file go through a writer thread', () => 
       // Past the bound, a text is sent every time (and still runs).
       const many = Array.from({ length: 1_100 }, (_, i) => CompiledQuery.raw(`select ${i} as n`, []));
       const answers = await Promise.all(many.map((q) => writer.query(q)));
-      expect(answers[1_099]).toEqual([{ n: 1_099 }]);
-      expect(await writer.query(many[1_099] as CompiledQuery)).toEqual([{ n: 1_099 }]);
+      expect(answers[1_099]?.rows).toEqual([{ n: 1_099 }]);
+      expect((await writer.query(many[1_099] as CompiledQuery)).rows).toEqual([{ n: 1_099 }]);
       expect(texts().at(-1)).toBe('select 1099 as n');
       posted.mockRestore();
     });
+
+    it('keeps the process alive until close() has stopped the thread, even when a query answers meanwhile', async () => {
+      await buildCli();
+      // Run where nothing else holds the event loop open (Vitest would): a query, then close, then nothing.
+      const script = `
+        import { CompiledQuery } from 'kysely';
+        import { openDatabase } from '${join(REPO, 'packages/server/dist/store/database.js')}';
+        import { createStatementWriter } from '${join(REPO, 'packages/server/dist/store/statement-writer.js')}';
+        const db = openDatabase(${JSON.stringify(database.url)});
+        const writer = createStatementWriter(db);
+        const answered = writer.query(CompiledQuery.raw('insert into notes (id) values (9) returning id', []));
+        const closed = writer.close();
+        console.log(JSON.stringify((await answered).rows));
+        await closed;
+        console.log('closed');
+        await db.close();
+      `;
+      const file = join(REPO, 'packages/server/dist', `close-check-${process.pid}.mjs`);
+      writeFileSync(file, script);
+      try {
+        const { stdout } = await run(process.execPath, [file], { cwd: REPO });
+        expect(stdout.trim().split('\n')).toEqual(['[{"id":9}]', 'closed']);
+      } finally {
+        rmSync(file, { force: true });
+      }
+    });
+
+    it('runs the groups that queue while the thread is busy in one transaction (one commit for them all)', async () => {
+      await migrateUp(db.db);
+      const busy = write(20_000);
+      // Two groups, sent in two turns while the thread writes the batch. A savepoint opened by the first is
+      // still there for the second only if both run in the same transaction.
+      const opened = writer.query(CompiledQuery.raw('savepoint probe', []));
+      await new Promise((resolve) => setImmediate(resolve));
+      await new Promise((resolve) => setImmediate(resolve));
+      const released = writer.query(CompiledQuery.raw('release probe', []));
+      await busy;
+      await expect(opened).resolves.toBeDefined();
+      await expect(released).resolves.toBeDefined();
+    });
+
+    it('refuses a query whose values cannot cross to the thread, and keeps working with the same statement', async () => {
+      const text = 'select ? as v';
+      await expect(writer.query(CompiledQuery.raw(text, [() => 1]))).rejects.toThrow(/could not be cloned/);
+      expect((await writer.query(CompiledQuery.raw(text, [7]))).rows).toEqual([{ v: 7 }]);
+      await expect(writer.run([CompiledQuery.raw('insert into notes (id) values (?)', [Symbol('x')])])).rejects.toThrow();
+      await writer.run([CompiledQuery.raw('insert into notes (id) values (?)', [5])]);
+      expect((await writer.query(CompiledQuery.raw('select id from notes', []))).rows).toEqual([{ id: 5 }]);
+    });
+
+    it('refuses a whole group at once when the database stays locked (no second wait for each query)', async () => {
+      // Another connection holds the write lock a little longer than busy_timeout (5 s).
+      const other = new Database(database.url.slice('sqlite:'.length));
+      other.exec('begin immediate');
+      const release = setTimeout(() => other.exec('commit'), 5_800);
+      const started = Date.now();
+      const results = await Promise.allSettled([writer.query(insert(1)), writer.query(insert(2)), writer.query(insert(3))]);
+      const waited = Date.now() - started;
+      clearTimeout(release);
+      if (other.inTransaction) other.exec('commit');
+      other.close();
+      expect(results.map((r) => (r.status === 'rejected' ? (r.reason as { code?: string }).code : 'fulfilled'))).toEqual([
+        'SQLITE_BUSY',
+        'SQLITE_BUSY',
+        'SQLITE_BUSY',
+      ]);
+      expect(waited).toBeLessThan(5_800);
+    }, 20_000);
 
     it('rejects only the query that failed: the others in its group still commit', async () => {
       const results = await Promise.allSettled([writer.query(insert(1)), writer.query(insert(1)), writer.query(insert(2))]);
@@ -218,7 +294,7 @@ describe('background writes on a SQLite file go through a writer thread', () => 
       const batch = write(2_000);
       const counted = writer.query(CompiledQuery.raw('select count(*) as n from api_key_usage', []));
       const closing = writer.close();
-      expect(await counted).toEqual([{ n: 2_000 }]);
+      expect((await counted).rows).toEqual([{ n: 2_000 }]);
       await batch;
       await closing;
     });

@@ -9,6 +9,7 @@ import {
   countUsageByOutcome,
   deleteUsageBefore,
   insertUsageRows,
+  type RunStatement,
   topKeysByUsage,
 } from '../../packages/server/src/store/usage.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
@@ -194,6 +195,24 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     expect(await rowCount(db)).toBe(2);
   });
 
+  it('prunes through the writer: on SQLite its own thread, never the main connection', async () => {
+    const now = T0 + 10 * DAY;
+    const writer = createStatementWriter(db);
+    const viaWriter = vi.spyOn(writer, 'query');
+    const r = createUsageRecorder({ db, writer, flushMs: 3_600_000, retentionDays: 7, metrics, now: () => now });
+    for (let i = 0; i < 30; i++) r.record(event({ createdAt: now - 8 * DAY + i }));
+    r.record(event({ createdAt: now }));
+    await r.flush();
+    const onMain = vi.spyOn(db.db, 'executeQuery');
+    expect(await r.prune()).toBe(30);
+    // Elsewhere the writer is the database itself.
+    if (dialect === 'sqlite') expect(onMain).not.toHaveBeenCalled();
+    expect(viaWriter.mock.calls.length).toBeGreaterThanOrEqual(2); // one chunk (not full), then the minute counts
+    expect(await rowCount(db)).toBe(1);
+    await r.close();
+    await writer.close();
+  });
+
   it('keeps rows forever with a retention of 0 days', async () => {
     const r = recorder({ retentionDays: 0 });
     r.record(event({ createdAt: 1 }));
@@ -297,18 +316,50 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
     ]);
   });
 
+  const run: RunStatement = (statement) => db.db.executeQuery(statement);
+
+  it('deletes old raw rows in chunks, oldest first, one statement each, until a chunk is not full', async () => {
+    const tables: string[] = [];
+    let afterFirst: number[] = [];
+    const counting: RunStatement = async (statement) => {
+      tables.push(/delete from "(\w+)"/.exec(statement.sql)?.[1] ?? statement.sql);
+      const result = await run(statement);
+      if (tables.length === 1) {
+        const left = await db.db.selectFrom('api_key_usage').select('created_at').orderBy('created_at').execute();
+        afterFirst = left.map((r) => Number(r.created_at));
+      }
+      return result;
+    };
+    // Six rows before T0 + DAY, in chunks of 4: 4, then 2 (not full: done), then the minute counts.
+    expect(await deleteUsageBefore(counting, db.db, T0 + DAY, 4)).toBe(6);
+    expect(tables).toEqual(['api_key_usage', 'api_key_usage', 'api_key_usage_minutes']);
+    // The first chunk took the four oldest.
+    expect(afterFirst).toEqual([T0 + MIN, T0 + HOUR + 5, T0 + DAY]);
+  });
+
+  it('goes on while chunks come back full, and stops at the first that is not', async () => {
+    const tables: string[] = [];
+    const counting: RunStatement = (statement) => {
+      tables.push(/delete from "(\w+)"/.exec(statement.sql)?.[1] ?? statement.sql);
+      return run(statement);
+    };
+    // Six rows in chunks of 3: two full chunks, one empty, then the minute counts.
+    expect(await deleteUsageBefore(counting, db.db, T0 + DAY, 3)).toBe(6);
+    expect(tables).toEqual(['api_key_usage', 'api_key_usage', 'api_key_usage', 'api_key_usage_minutes']);
+  });
+
   it('deletes rows older than a cut-off, and the minute counts wholly before it', async () => {
-    expect(await deleteUsageBefore(db.db, T0 + DAY)).toBe(6);
+    expect(await deleteUsageBefore(run, db.db, T0 + DAY)).toBe(6);
     const minutes = await db.db.selectFrom('api_key_usage_minutes').select('minute').execute();
     expect(minutes.map((m) => Number(m.minute))).toEqual([T0 + DAY]);
   });
 
   it('keeps the counts of a minute the cut-off falls inside', async () => {
     // Cut at T0 + 30 s: minute T0 is only partly older, so its counts stay; the raw rows before the cut go.
-    expect(await deleteUsageBefore(db.db, T0 + 30_000)).toBe(1);
+    expect(await deleteUsageBefore(run, db.db, T0 + 30_000)).toBe(1);
     const minutes = await db.db.selectFrom('api_key_usage_minutes').select('minute').distinct().orderBy('minute').execute();
     expect(minutes.map((m) => Number(m.minute))[0]).toBe(T0);
-    expect(await deleteUsageBefore(db.db, T0 + MIN)).toBe(3);
+    expect(await deleteUsageBefore(run, db.db, T0 + MIN)).toBe(3);
     const left = await db.db.selectFrom('api_key_usage_minutes').select('minute').distinct().orderBy('minute').execute();
     expect(left.map((m) => Number(m.minute))[0]).toBe(T0 + MIN);
   });

@@ -75,7 +75,8 @@ export function createQuotaSpender(
 ): (keyId: string, cost: number, now: number) => Promise<QuotaSpend> {
   return async (keyId, cost, now) => {
     if (cost === 0) return quotaLeft(db, keyId, cost, now);
-    const [row] = await writer.query(spendQuotaStatement(db, keyId, cost, now, refillPeriodStarts(now)));
+    const { rows } = await writer.query(spendQuotaStatement(db, keyId, cost, now, refillPeriodStarts(now)));
+    const [row] = rows;
     const remaining = row?.quota_remaining;
     return remaining === null || remaining === undefined ? quotaLeft(db, keyId, cost, now) : { ok: true, remaining: Number(remaining) };
   };

@@ -130,7 +130,9 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
 
   async function prune(): Promise<number> {
     if (options.retentionDays === 0) return 0;
-    return deleteUsageBefore(db.db, now() - options.retentionDays * 86_400_000);
+    // On the writer (its thread on SQLite), in chunks: pruning never stops the event loop nor holds the
+    // write lock long.
+    return deleteUsageBefore((statement) => writer.query(statement), db.db, now() - options.retentionDays * 86_400_000);
   }
 
   const report = (error: unknown) => options.onError?.(error);

@@ -1,6 +1,6 @@
 import { createRequire } from 'node:module';
 import { Worker } from 'node:worker_threads';
-import type { CompiledQuery } from 'kysely';
+import type { CompiledQuery, QueryResult } from 'kysely';
 import { type Db, SQLITE_PRAGMAS } from './database.js';
 
 /**
@@ -12,12 +12,14 @@ export interface StatementWriter {
   /** Runs `statements` in order, in one transaction; resolves once committed, rejects if rolled back. */
   run(statements: readonly CompiledQuery[]): Promise<void>;
   /**
-   * Runs one statement and resolves with its rows once committed. On a SQLite file, the statements asked for
+   * Runs one statement and resolves with its result (rows, and how many rows it changed) once committed. On a SQLite file, the statements asked for
    * in one turn of the event loop (and any more that arrive while the thread is busy) run together in one
    * transaction: one commit for all, a group commit. When one fails, each runs again in a transaction of its
-   * own, so it alone is refused and the others still commit. Elsewhere each runs on its own, at once.
+   * own, so it alone is refused and the others still commit (a busy or locked database refuses the whole
+   * group at once). A query waits for the end of its turn: a `run` made later in the same turn is sent before
+   * it. Elsewhere each runs on its own, at once.
    */
-  query<R>(statement: CompiledQuery<R>): Promise<R[]>;
+  query<R>(statement: CompiledQuery<R>): Promise<QueryResult<R>>;
   /** Waits for what was sent, then lets go of what the writer holds (not the database). */
   close(): Promise<void>;
 }
@@ -35,7 +37,7 @@ export function createStatementWriter(database: Db): StatementWriter {
       database.db.transaction().execute(async (trx) => {
         for (const statement of statements) await trx.executeQuery(statement);
       }),
-    query: async (statement) => (await database.db.executeQuery(statement)).rows,
+    query: (statement) => database.db.executeQuery(statement),
     close: async () => {},
   };
 }
@@ -83,23 +85,26 @@ const failure = (error) => ({ message: String((error && error.message) || error)
 const runAll = db.transaction((statements) => {
   for (const { ref, sql, parameters } of statements) statement(ref, sql).run(parameters);
 });
-function rowsOf({ ref, sql, parameters }) {
+function resultOf({ ref, sql, parameters }) {
   const found = statement(ref, sql);
-  if (found.reader) return found.all(parameters);
-  found.run(parameters);
-  return [];
+  if (found.reader) return { rows: found.all(parameters) };
+  return { rows: [], changes: found.run(parameters).changes };
 }
-const runTogether = db.transaction((queries) => queries.map((query) => ({ rows: rowsOf(query) })));
-const runAlone = db.transaction(rowsOf);
+const runTogether = db.transaction((queries) => queries.map(resultOf));
+const runAlone = db.transaction(resultOf);
 // All in one transaction; if one fails, that transaction is rolled back and each runs in one of its own, so
 // only the one that failed is refused.
+// A busy or locked database refuses every query alike, after busy_timeout: running them again one by one
+// would only wait that long again for each.
+const WHOLE_GROUP = /^SQLITE_(BUSY|LOCKED)/;
 function runQueries(queries) {
   try {
     return runTogether(queries);
-  } catch {
+  } catch (error) {
+    if (WHOLE_GROUP.test(String(error && error.code))) throw error;
     return queries.map((query) => {
       try {
-        return { rows: runAlone(query) };
+        return runAlone(query);
       } catch (error) {
         return { error: failure(error) };
       }
@@ -165,6 +170,8 @@ interface Thread {
   pending: Map<number, Pending>;
   /** The statement texts this thread has been sent, by the number it knows each by. */
   refs: Map<string, number>;
+  /** Set once it has been asked to stop: from then on it keeps the process alive until it has. */
+  closing: boolean;
 }
 
 /** How a statement crosses to the thread: its text only the first time, a number after that. */
@@ -197,14 +204,14 @@ interface Reply {
   id: number;
   error?: ThreadError;
   /** For a group of queries: each one's rows, or why it failed. */
-  results?: ({ rows: unknown[] } | { error: ThreadError })[];
+  results?: ({ rows: unknown[]; changes?: number } | { error: ThreadError })[];
 }
 
 /** A query waiting for the end of the turn, when its group is sent. */
 interface Queued {
   sql: string;
   parameters: readonly unknown[];
-  resolve(rows: unknown[]): void;
+  resolve(result: QueryResult<unknown>): void;
   reject(error: Error): void;
 }
 
@@ -224,6 +231,7 @@ function createSqliteWriter(path: string): StatementWriter {
       worker: new Worker(THREAD_SOURCE, { eval: true, workerData: { path, driver: DRIVER, pragmas: SQLITE_PRAGMAS } }),
       pending: new Map(),
       refs: new Map(),
+      closing: false,
     };
     const failAll = (error: Error): void => {
       for (const waiting of thread.pending.values()) waiting.reject(error);
@@ -232,8 +240,9 @@ function createSqliteWriter(path: string): StatementWriter {
     thread.worker.on('message', (reply: Reply) => {
       const waiting = thread.pending.get(reply.id);
       thread.pending.delete(reply.id);
-      // The thread keeps the process alive only while it has work: an idle writer never holds up an exit.
-      if (thread.pending.size === 0) thread.worker.unref();
+      // The thread keeps the process alive only while it has work (or is stopping): an idle writer never holds
+      // up an exit, and `close()` is awaited to the end.
+      if (thread.pending.size === 0 && !thread.closing) thread.worker.unref();
       if (reply.error) waiting?.reject(toError(reply.error));
       else waiting?.resolve(reply);
     });
@@ -246,12 +255,24 @@ function createSqliteWriter(path: string): StatementWriter {
     return thread;
   }
 
+  /** Sends a message to the thread; if it cannot be sent (a value that cannot cross), `pending` is rejected. */
   function send(message: (thread: Thread) => Record<string, unknown>, pending: Pending): void {
     worker ??= start();
+    const thread = worker;
     const id = nextId++;
-    worker.pending.set(id, pending);
-    worker.worker.ref();
-    worker.worker.postMessage({ id, ...message(worker) });
+    const known = thread.refs.size;
+    try {
+      const body = message(thread);
+      thread.pending.set(id, pending);
+      thread.worker.ref();
+      thread.worker.postMessage({ id, ...body });
+    } catch (error) {
+      // The thread never learnt the texts numbered for this message: forget those numbers.
+      for (const [text, ref] of thread.refs) if (ref >= known) thread.refs.delete(text);
+      thread.pending.delete(id);
+      if (thread.pending.size === 0 && !thread.closing) thread.worker.unref();
+      pending.reject(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   // The queries asked for in this turn of the event loop, sent together when it ends.
@@ -266,7 +287,10 @@ function createSqliteWriter(path: string): StatementWriter {
           const result = results[i];
           if (result === undefined) query.reject(new Error('the SQLite writer thread did not answer this query'));
           else if ('error' in result) query.reject(toError(result.error));
-          else query.resolve(result.rows);
+          else
+            query.resolve(
+              result.changes === undefined ? { rows: result.rows } : { rows: result.rows, numAffectedRows: BigInt(result.changes) },
+            );
         }),
       reject: (error) => {
         for (const query of queries) query.reject(error);
@@ -281,10 +305,15 @@ function createSqliteWriter(path: string): StatementWriter {
         send((thread) => ({ statements: statements.map((statement) => wire(thread, statement)) }), { resolve: () => resolve(), reject });
       });
     },
-    query<R>(statement: CompiledQuery<R>): Promise<R[]> {
-      return new Promise<R[]>((resolve, reject) => {
+    query<R>(statement: CompiledQuery<R>): Promise<QueryResult<R>> {
+      return new Promise<QueryResult<R>>((resolve, reject) => {
         if (group.length === 0) setImmediate(sendGroup);
-        group.push({ sql: statement.sql, parameters: statement.parameters, resolve: resolve as (rows: unknown[]) => void, reject });
+        group.push({
+          sql: statement.sql,
+          parameters: statement.parameters,
+          resolve: resolve as (result: QueryResult<unknown>) => void,
+          reject,
+        });
       });
     },
     async close() {
@@ -294,6 +323,7 @@ function createSqliteWriter(path: string): StatementWriter {
       if (thread === null) return;
       worker = null;
       const exited = new Promise<void>((resolve) => thread.worker.once('exit', () => resolve()));
+      thread.closing = true;
       thread.worker.ref();
       // Messages are handled in order: everything sent before this is written first.
       thread.worker.postMessage({ close: true });

@@ -1,4 +1,4 @@
-import { CompiledQuery, type ExpressionBuilder, sql } from 'kysely';
+import { CompiledQuery, type ExpressionBuilder, type QueryResult, sql } from 'kysely';
 import type { Database, Executor, NewApiKeyUsageRow } from './schema.js';
 
 // Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
@@ -290,15 +290,35 @@ export async function topKeysByUsage(db: Executor, filter: { from: number; to: n
   });
 }
 
+/** Raw usage rows deleted per statement when pruning: each delete is short, so it holds SQLite's write lock briefly. */
+export const PRUNE_CHUNK_ROWS = 5_000;
+
+/** Runs one statement, resolving with its result once committed: a statement writer's `query`, or an executor's `executeQuery`. */
+export type RunStatement = <R>(statement: CompiledQuery<R>) => Promise<QueryResult<R>>;
+
 /**
- * Deletes usage rows created before `before` (epoch ms), and the per-minute counts of minutes wholly before
- * it; returns how many rows.
+ * Deletes the raw rows older than `before`, oldest first, `chunkRows` per statement (each run by `run`, so one
+ * at a time between other writes), then the minute counts wholly before it (a minute the cut-off falls inside
+ * keeps its counts). Returns how many raw rows were deleted. `db` only builds the statements.
  */
-export async function deleteUsageBefore(db: Executor, before: number): Promise<number> {
-  const result = await db.deleteFrom('api_key_usage').where('created_at', '<', before).executeTakeFirst();
-  await db
-    .deleteFrom('api_key_usage_minutes')
-    .where('minute', '<=', before - MINUTE_MS)
-    .execute();
-  return Number(result.numDeletedRows);
+export async function deleteUsageBefore(run: RunStatement, db: Executor, before: number, chunkRows = PRUNE_CHUNK_ROWS): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const chunk = db
+      .deleteFrom('api_key_usage')
+      .where('id', 'in', (eb) =>
+        eb.selectFrom('api_key_usage').select('id').where('created_at', '<', before).orderBy('created_at').limit(chunkRows),
+      )
+      .compile();
+    const removed = Number((await run(chunk)).numAffectedRows ?? 0n);
+    deleted += removed;
+    if (removed < chunkRows) break;
+  }
+  await run(
+    db
+      .deleteFrom('api_key_usage_minutes')
+      .where('minute', '<=', before - MINUTE_MS)
+      .compile(),
+  );
+  return deleted;
 }
