@@ -112,6 +112,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
         return real.run(statements);
       },
       query: (statement) => real.query(statement),
+      busy: () => real.busy(),
       close: () => real.close(),
     };
     const r = createUsageRecorder({ db, writer: gated, flushMs: 3_600_000, retentionDays: 0, batchSize: 10, metrics });
@@ -158,6 +159,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     const flaky: StatementWriter = {
       run: (statements) => (down ? Promise.reject(new Error('database down')) : real.run(statements)),
       query: (statement) => real.query(statement),
+      busy: () => real.busy(),
       close: () => real.close(),
     };
     const errors: unknown[] = [];

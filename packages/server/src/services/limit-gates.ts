@@ -1,5 +1,6 @@
 import type { TierSetting } from '../config.js';
 import type { ApiKey } from '../domain.js';
+import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import type { StatementWriter } from '../store/statement-writer.js';
 import { findUserById } from '../store/users.repository.js';
@@ -9,7 +10,8 @@ import { type RateDecision, type RateLimiter, type RateRule, rateRuleFor } from 
 import type { GateOutcome, MaybePromise, VerifyGate } from './verifier.js';
 
 // The two gates verification runs after the scope check (SPEC §6: rate limit, then quota). They answer
-// synchronously when they have nothing to wait for: a key with neither limit, the memory rate limiter.
+// synchronously when they have nothing to wait for: a key with neither limit, the memory rate limiter, a
+// quota spent at once on SQLite (see `createQuotaSpender`).
 
 const PASS: GateOutcome = { ok: true };
 
@@ -78,16 +80,18 @@ function outcomeOf(decision: RateDecision, rule: RateRule): GateOutcome {
 }
 
 /**
- * Spends `cost` from the key's quota (atomically, in one SQL statement, committed through `writer`; see
+ * Spends `cost` from the key's quota (atomically, in one SQL statement, committed before the answer; see
  * `createQuotaSpender`), refilling it first when a refill is due. Reports what is left; not enough left is
- * `USAGE_EXCEEDED` and spends nothing. A key without a quota (as cached) costs no database work.
+ * `USAGE_EXCEEDED` and spends nothing. A key without a quota (as cached) costs no database work; on SQLite at
+ * low load a spend answers synchronously.
  */
-export function createQuotaGate({ db, writer }: { db: Executor; writer: StatementWriter }): VerifyGate {
+export function createQuotaGate({ db, writer }: { db: Db; writer: StatementWriter }): VerifyGate {
   const spend = createQuotaSpender(db, writer);
   return {
     check(key, { cost, now }) {
       if (key.quota === null) return PASS;
-      return spend(key.id, cost, now).then(quotaOutcome);
+      const spent = spend(key.id, cost, now);
+      return spent instanceof Promise ? spent.then(quotaOutcome) : quotaOutcome(spent);
     },
   };
 }

@@ -1,3 +1,4 @@
+import type SQLite from 'better-sqlite3';
 import { CompiledQuery, sql } from 'kysely';
 import type { ApiKey, HashScheme, RefillInterval } from '../domain.js';
 import type { Dialect } from './database.js';
@@ -316,4 +317,24 @@ export function spendQuotaStatement(
 ): CompiledQuery<{ quota_remaining: number | string | null }> {
   const statement = spendStatement(db);
   return CompiledQuery.raw(statement.sql, spendParameters(statement.order, { keyId, cost, now, day: periods.day, month: periods.month }));
+}
+
+/** {@link spendQuotaStatement} run at once: the remaining quota, or `undefined` when nothing was spent. Throws on failure. */
+export type DirectQuotaSpend = (keyId: string, cost: number, now: number, periods: RefillPeriodStarts) => number | undefined;
+
+/**
+ * {@link spendQuotaStatement} run synchronously on a better-sqlite3 connection, prepared at its first use (the
+ * container is built before the migrations create the table). Only for use while no transaction is open on
+ * that connection: the spend would join it, and be undone with it.
+ */
+export function directQuotaSpender(sqlite: SQLite.Database, db: Executor): DirectQuotaSpend {
+  let prepared: { run: SQLite.Statement<unknown[], number | null>; order: (keyof SpendValues)[] } | null = null;
+  return (keyId, cost, now, periods) => {
+    if (prepared === null) {
+      const statement = spendStatement(db);
+      prepared = { run: sqlite.prepare<unknown[], number | null>(statement.sql).pluck(), order: statement.order };
+    }
+    const remaining = prepared.run.get(spendParameters(prepared.order, { keyId, cost, now, day: periods.day, month: periods.month }));
+    return remaining === null || remaining === undefined ? undefined : Number(remaining);
+  };
 }

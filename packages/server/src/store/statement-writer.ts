@@ -20,6 +20,11 @@ export interface StatementWriter {
    * it. Elsewhere each runs on its own, at once.
    */
   query<R>(statement: CompiledQuery<R>): Promise<QueryResult<R>>;
+  /**
+   * Whether it has work sent or waiting to be sent. On SQLite, a thread writing holds the database's write
+   * lock, which a write on the main connection would wait for (stopping the event loop meanwhile).
+   */
+  busy(): boolean;
   /** Waits for what was sent, then lets go of what the writer holds (not the database). */
   close(): Promise<void>;
 }
@@ -38,6 +43,7 @@ export function createStatementWriter(database: Db): StatementWriter {
         for (const statement of statements) await trx.executeQuery(statement);
       }),
     query: (statement) => database.db.executeQuery(statement),
+    busy: () => false,
     close: async () => {},
   };
 }
@@ -316,6 +322,7 @@ function createSqliteWriter(path: string): StatementWriter {
         });
       });
     },
+    busy: () => group.length > 0 || (worker !== null && worker.pending.size > 0),
     async close() {
       // Queries still waiting for the end of the turn go first.
       sendGroup();
