@@ -14,7 +14,7 @@ import { findKeyById, insertKey, spendQuotaStatement } from '../../packages/serv
 import { type Db, type Dialect, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
-import { usageInsertStatements } from '../../packages/server/src/store/usage.repository.js';
+import { usageInsertStatements, usageRowValues } from '../../packages/server/src/store/usage.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { newApiKey } from '../helpers/fixtures.js';
 
@@ -259,7 +259,7 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
     const batch = writer.run(
       usageInsertStatements(
         db.db,
-        Array.from({ length: 5_000 }, (_, i) => ({ api_key_id: id, outcome: 'VALID', created_at: NOW + i })),
+        usageRowValues(Array.from({ length: 5_000 }, (_, i) => ({ api_key_id: id, outcome: 'VALID', created_at: NOW + i }))),
       ),
     );
     const meanwhile = spend(id, 1, NOW);

@@ -11,7 +11,7 @@ import { type Db, openDatabase } from '../../packages/server/src/store/database.
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
-import { usageInsertStatements } from '../../packages/server/src/store/usage.repository.js';
+import { usageInsertStatements, usageRowValues } from '../../packages/server/src/store/usage.repository.js';
 import { buildCli, REPO } from '../helpers/cli.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
@@ -33,7 +33,7 @@ describe('background writes on a SQLite file go through a writer thread', () => 
   let database: FreshDatabase;
   let db: Db;
   let writer: StatementWriter;
-  const write = (n: number) => writer.run(usageInsertStatements(db.db, rows(n)));
+  const write = (n: number) => writer.run(usageInsertStatements(db.db, usageRowValues(rows(n))));
 
   beforeEach(async () => {
     database = await freshDatabase('sqlite');

@@ -11,6 +11,8 @@ import {
   insertUsageRows,
   type RunStatement,
   topKeysByUsage,
+  usageInsertStatements,
+  usageRowValues,
 } from '../../packages/server/src/store/usage.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
@@ -300,6 +302,27 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
     // Within one minute: raw rows only.
     expect(await countUsageByBucket(db.db, { keyId: 'a', from: T0 + 5_000, to: T0 + 20_000, bucketMs: MIN })).toEqual([
       { bucket: T0, outcome: 'VALID', count: 1 },
+    ]);
+  });
+
+  it('sends the minute counts summed, in primary-key order (minute, key, outcome): instances lock rows in one order', () => {
+    const rows = [
+      { api_key_id: 'k2', outcome: 'VALID', created_at: T0 + MIN + 1 },
+      { api_key_id: 'k2', outcome: 'NOT_FOUND', created_at: T0 + 5 },
+      { api_key_id: 'k1', outcome: 'VALID', created_at: T0 + MIN + 2 },
+      { api_key_id: 'k2', outcome: 'VALID', created_at: T0 + 6 },
+      { api_key_id: null, outcome: 'NOT_FOUND', created_at: T0 + 7 },
+      { api_key_id: 'k2', outcome: 'NOT_FOUND', created_at: T0 + 8 },
+      { api_key_id: 'k1', outcome: 'VALID', created_at: T0 + MIN + 3 },
+    ];
+    const statements = usageInsertStatements(db.db, usageRowValues(rows));
+    const counts = statements.filter((st) => st.sql.includes('api_key_usage_minutes')).flatMap((st) => [...st.parameters]);
+    expect(counts).toEqual([
+      ...[T0, '', 'NOT_FOUND', 1],
+      ...[T0, 'k2', 'NOT_FOUND', 2],
+      ...[T0, 'k2', 'VALID', 1],
+      ...[T0 + MIN, 'k1', 'VALID', 2],
+      ...[T0 + MIN, 'k2', 'VALID', 1],
     ]);
   });
 

@@ -1,7 +1,12 @@
 import type { Db } from '../store/database.js';
-import type { NewApiKeyUsageRow } from '../store/schema.js';
 import { createStatementWriter, type StatementWriter } from '../store/statement-writer.js';
-import { deleteUsageBefore, usageInsertStatements } from '../store/usage.repository.js';
+import {
+  appendUsageRow,
+  deleteUsageBefore,
+  USAGE_VALUES_PER_ROW,
+  type UsageValue,
+  usageInsertStatements,
+} from '../store/usage.repository.js';
 import type { Metrics } from './metrics.js';
 
 /** One verification, or one request seen by the middleware or gateway. Never holds a key. */
@@ -60,22 +65,6 @@ export interface UsageRecorderOptions {
 }
 
 const clip = (value: string | null | undefined, max: number): string | null => (value == null ? null : value.slice(0, max));
-
-// No id: the database gives each row its own (a SQLite row id, a PostgreSQL identity).
-function toRow(event: UsageEvent, at: number): NewApiKeyUsageRow {
-  return {
-    api_key_id: event.apiKeyId,
-    endpoint: clip(event.endpoint, 1024),
-    method: clip(event.method, 16),
-    status_code: event.statusCode ?? null,
-    ip_address: clip(event.ipAddress, 64),
-    user_agent: clip(event.userAgent, 512),
-    response_time_ms: event.responseTimeMs == null ? null : Math.round(event.responseTimeMs),
-    outcome: event.outcome,
-    created_at: event.createdAt ?? at,
-  };
-}
-
 export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorder {
   const { db, metrics } = options;
   const now = options.now ?? Date.now;
@@ -83,41 +72,37 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
   const maxBuffered = options.maxBuffered ?? 10_000;
   const writer = options.writer ?? createStatementWriter(db);
   const ownWriter = options.writer === undefined;
-  // Events are kept as given (their times beside them) and turned into rows at flush time: `record` stays
-  // a push on the hot path.
-  let buffer: UsageEvent[] = [];
-  let times: number[] = [];
+  // Rows are kept as their column values, end to end (no object per row): `record` stays a few pushes on the
+  // hot path. The database gives each row its id (a SQLite row id, a PostgreSQL identity).
+  let values: UsageValue[] = [];
   let closed = false;
+  const rowsIn = (v: readonly unknown[]): number => v.length / USAGE_VALUES_PER_ROW;
 
-  const gauge = () => metrics?.usageBuffered.set(buffer.length);
+  const gauge = () => metrics?.usageBuffered.set(rowsIn(values));
 
   // Rows that arrive while a batch is being written wait for the next trigger (a full batch, the interval,
   // or close): looping until the buffer is empty would, under steady traffic, write one tiny transaction
   // per arriving row.
   async function writeOnce(): Promise<void> {
-    if (buffer.length === 0) return;
+    if (values.length === 0) return;
     do {
-      const batch = buffer;
-      const batchTimes = times;
-      buffer = [];
-      times = [];
+      const batch = values;
+      values = [];
       gauge();
       try {
-        const rows = batch.map((event, i) => toRow(event, batchTimes[i] ?? 0));
-        await writer.run(usageInsertStatements(db.db, rows));
-        metrics?.usageRowsWritten.inc(rows.length);
+        await writer.run(usageInsertStatements(db.db, batch));
+        metrics?.usageRowsWritten.inc(rowsIn(batch));
       } catch (error) {
         options.onError?.(error);
         // Keep the batch for the next flush if it fits beside what arrived meanwhile; drop (and count) the rest.
-        const room = Math.max(0, maxBuffered - buffer.length);
-        const lost = Math.max(0, batch.length - room);
+        const room = Math.max(0, maxBuffered - rowsIn(values));
+        const lost = Math.max(0, rowsIn(batch) - room);
         if (lost > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, lost);
-        buffer = [...batch.slice(0, room), ...buffer];
-        times = [...batchTimes.slice(0, room), ...times];
+        values = [...batch.slice(0, room * USAGE_VALUES_PER_ROW), ...values];
         gauge();
         return;
       }
-    } while (buffer.length >= batchSize || (closed && buffer.length > 0));
+    } while (rowsIn(values) >= batchSize || (closed && values.length > 0));
   }
 
   // One flush at a time: a flush requested during another runs right after it.
@@ -143,17 +128,27 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
 
   return {
     record(event) {
-      if (closed || buffer.length >= maxBuffered) {
+      if (closed || rowsIn(values) >= maxBuffered) {
         metrics?.usageRowsDropped.inc({ reason: closed ? 'closed' : 'overflow' });
         return;
       }
-      buffer.push(event);
-      times.push(now());
-      if (buffer.length === batchSize) void flush().catch(report);
+      appendUsageRow(
+        values,
+        event.apiKeyId,
+        clip(event.endpoint, 1024),
+        clip(event.method, 16),
+        event.statusCode ?? null,
+        clip(event.ipAddress, 64),
+        clip(event.userAgent, 512),
+        event.responseTimeMs == null ? null : Math.round(event.responseTimeMs),
+        event.outcome,
+        event.createdAt ?? now(),
+      );
+      if (rowsIn(values) === batchSize) void flush().catch(report);
     },
     flush,
     prune,
-    buffered: () => buffer.length,
+    buffered: () => rowsIn(values),
     async close() {
       closed = true;
       clearInterval(flushTimer);
@@ -161,9 +156,8 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
       await flush();
       if (ownWriter) await writer.close();
       // What the database would not take even now is lost: count it rather than hide it.
-      if (buffer.length > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, buffer.length);
-      buffer = [];
-      times = [];
+      if (values.length > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, rowsIn(values));
+      values = [];
       gauge();
     },
   };
