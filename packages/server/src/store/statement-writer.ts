@@ -55,9 +55,9 @@ export function createStatementWriter(database: Db): StatementWriter {
  * takes; written here, it costs the main thread only the hand-over. WAL lets both connections work at once
  * (one writer at a time; the other waits up to `busy_timeout`).
  *
- * A write a request waits for (a quota spend) costs SQLite far more to commit (≈ 15 µs) than to run (≈ 3 µs).
- * Run here, it neither stops the event loop nor waits, on the main thread, for the lock the thread holds while
- * it writes a batch; and the spends of one turn share one commit.
+ * A write a request waits for (a quota spend, under load) costs SQLite far more to commit (≈ 15 µs) than to run
+ * (≈ 3 µs). Run here, it neither stops the event loop nor waits, on the main thread, for the lock the thread
+ * holds while it writes a batch; and the spends of one turn share one commit.
  */
 
 // The thread's code, run with `eval`: the same text works from the built server and from the TypeScript
