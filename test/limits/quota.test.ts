@@ -1,3 +1,4 @@
+import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ApiKey, Quota } from '../../packages/server/src/domain.js';
@@ -142,6 +143,22 @@ describe.each(SPEND_PATHS)('quota spending on %s (%s)', (dialect, path) => {
     expect((await stored(id))?.remaining).toBe(0);
   });
 
+  it.runIf(dialect === 'sqlite')('is exact with one instance committing at once and another through its writer thread', async () => {
+    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+    const second = openDatabase(database.url);
+    extra.push(second);
+    const writer = createStatementWriter(second);
+    // This instance's spender sends every spend to its thread; the first one's commit at once.
+    const grouped = createQuotaSpender(second, writer, { directPerSecond: 0 });
+    try {
+      const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? grouped(id, 1, NOW) : spend(db, id, 1, NOW))));
+      expect(results.filter((r) => r.ok)).toHaveLength(10);
+      expect((await stored(id))?.remaining).toBe(0);
+    } finally {
+      await writer.close();
+    }
+  });
+
   it('is exact with a refill due: 30 simultaneous spends refill once and succeed exactly `amount` times', async () => {
     const id = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
     const results = await Promise.all(Array.from({ length: 30 }, () => spend(db, id, 1, NOW)));
@@ -267,6 +284,32 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
     expect(await meanwhile).toEqual({ ok: true, remaining: 897 });
     await batch;
     expect(viaWriter).toHaveBeenCalledTimes(2);
+  });
+
+  it('never waits on the event loop for a write lock another connection holds: the thread waits instead', async () => {
+    await migrateUp(db.db);
+    const spend = createQuotaSpender(db, writer);
+    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+    if (dialect === 'postgres') return; // No event-loop writes there: every spend is asynchronous.
+    // Another process's connection (a second instance, the CLI) holds the write lock for 300 ms.
+    const other = new Database(database.url.slice('sqlite:'.length));
+    other.exec('begin immediate');
+    const release = setTimeout(() => other.exec('commit'), 300);
+    const started = performance.now();
+    const spent = spend(id, 1, NOW);
+    const blocked = performance.now() - started;
+    try {
+      expect(spent).toBeInstanceOf(Promise);
+      expect(blocked).toBeLessThan(100);
+      expect(await spent).toEqual({ ok: true, remaining: 9 });
+    } finally {
+      clearTimeout(release);
+      if (other.inTransaction) other.exec('commit');
+      other.close();
+    }
+    // The lock gone, spends commit at once again, with the connection's own busy timeout kept.
+    expect(spend(id, 1, NOW)).toEqual({ ok: true, remaining: 8 });
+    expect(db.sqlite?.pragma('busy_timeout', { simple: true })).toBe(5_000);
   });
 
   it('never joins a transaction open on the connection: it waits for it, and its rollback does not undo the spend', async () => {

@@ -118,6 +118,12 @@ describe.each(DIALECTS)('verification with rate limits and quotas on %s', (diale
 
   it('a cached key with a rate limit and a quota is verified without a promise on SQLite (memory rate limiter)', async () => {
     t = await createClockedApp({ dialect });
+    // A rate limit alone needs no database: no promise on either database.
+    const limited = await createKey(t, { rate_limit: { limit: 5, window_seconds: 60 } });
+    expect(await answer(t, { key: limited.key })).toMatchObject({ code: 'VALID' }); // now cached
+    const direct = t.container.verifier.verify({ principal: { kind: 'system', name: 'test' }, ip: null }, { key: limited.key });
+    expect(direct).not.toBeInstanceOf(Promise);
+    expect(direct).toMatchObject({ ok: true, value: { code: 'VALID', ratelimit: { limit: 5, remaining: 3 } } });
     const { key } = await createKey(t, { quota: { remaining: 10 }, rate_limit: { limit: 5, window_seconds: 60 } });
     expect(await answer(t, { key })).toMatchObject({ code: 'VALID', remaining: 9 }); // now cached
     const result = t.container.verifier.verify({ principal: { kind: 'system', name: 'test' }, ip: null }, { key });

@@ -213,6 +213,23 @@ describe('background writes on a SQLite file go through a writer thread', () => 
       posted.mockRestore();
     });
 
+    it('says it is busy while it has work: a query waiting for the end of the turn, a batch, a thread stopping', async () => {
+      expect(writer.busy()).toBe(false);
+      const queued = writer.query(insert(1));
+      expect(writer.busy()).toBe(true);
+      await queued;
+      expect(writer.busy()).toBe(false);
+      await migrateUp(db.db);
+      const batch = write(5_000);
+      expect(writer.busy()).toBe(true);
+      const closing = writer.close();
+      // The thread no longer takes new work, but it may still be writing the batch (holding the write lock).
+      expect(writer.busy()).toBe(true);
+      await batch;
+      await closing;
+      expect(writer.busy()).toBe(false);
+    });
+
     it('keeps the process alive until close() has stopped the thread, even when a query answers meanwhile', async () => {
       await buildCli();
       // Run where nothing else holds the event loop open (Vitest would): a query, then close, then nothing.

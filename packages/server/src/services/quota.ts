@@ -77,8 +77,8 @@ export const DIRECT_SPENDS_PER_SECOND = 500;
  * reads; a key that no longer exists is refused with `remaining: 0`. The spend is a write the answer waits
  * for, committed before the answer. On a SQLite file, while spends are few and the writer thread has nothing to
  * do, it runs at once on the main connection and answers without a promise; under load (or while the thread
- * writes, holding the write lock, or a transaction is open on the main connection) it goes through `writer`,
- * the thread, grouped. Elsewhere `writer` runs it on the database. Reads (and refusals, to say what is left)
+ * writes, holding the write lock, while another connection holds it, or while a transaction is open on the main
+ * connection) it goes through `writer`, the thread, grouped. Elsewhere `writer` runs it on the database. Reads (and refusals, to say what is left)
  * use the main connection. Both ways run the same statement, so the quota stays exact whichever way each goes.
  */
 export function createQuotaSpender(
@@ -117,13 +117,13 @@ export function createQuotaSpender(
     const periods = refillPeriodStarts(now);
     const rate = perSecond();
     if (direct !== undefined && sqlite !== undefined && !sqlite.inTransaction && !writer.busy() && rate <= directPerSecond) {
-      let remaining: number | undefined;
       try {
-        remaining = direct(keyId, cost, now, periods);
+        return settle(keyId, cost, now, direct(keyId, cost, now, periods));
       } catch (error) {
-        return Promise.reject(error);
+        // Another connection (an instance sharing the file, the CLI) holds the write lock: the thread waits
+        // for it instead of the event loop.
+        if ((error as { code?: unknown }).code !== 'SQLITE_BUSY') return Promise.reject(error);
       }
-      return settle(keyId, cost, now, remaining);
     }
     return writer
       .query(spendQuotaStatement(db, keyId, cost, now, periods))

@@ -319,22 +319,40 @@ export function spendQuotaStatement(
   return CompiledQuery.raw(statement.sql, spendParameters(statement.order, { keyId, cost, now, day: periods.day, month: periods.month }));
 }
 
-/** {@link spendQuotaStatement} run at once: the remaining quota, or `undefined` when nothing was spent. Throws on failure. */
+/**
+ * {@link spendQuotaStatement} run at once: the remaining quota, or `undefined` when nothing was spent. Throws
+ * on failure; throws an error with code `SQLITE_BUSY` at once, having changed nothing, when another connection
+ * holds the write lock.
+ */
 export type DirectQuotaSpend = (keyId: string, cost: number, now: number, periods: RefillPeriodStarts) => number | undefined;
 
 /**
  * {@link spendQuotaStatement} run synchronously on a better-sqlite3 connection, prepared at its first use (the
- * container is built before the migrations create the table). Only for use while no transaction is open on
- * that connection: the spend would join it, and be undone with it.
+ * container is built before the migrations create the table). It never waits for the write lock, since waiting
+ * would stop the event loop: the connection's busy timeout is 0 for the one statement. (Set with `exec` each
+ * time: SQLite applies `pragma busy_timeout` when a statement is compiled, so a prepared one cannot be reused
+ * for it; the pair costs ≈ 1.5 µs.) Only for use while no transaction is open on that connection: the spend
+ * would join it, and be undone with it.
  */
 export function directQuotaSpender(sqlite: SQLite.Database, db: Executor): DirectQuotaSpend {
-  let prepared: { run: SQLite.Statement<unknown[], number | null>; order: (keyof SpendValues)[] } | null = null;
+  let prepared: { run: SQLite.Statement<unknown[], number | null>; order: (keyof SpendValues)[]; restore: string } | null = null;
   return (keyId, cost, now, periods) => {
     if (prepared === null) {
       const statement = spendStatement(db);
-      prepared = { run: sqlite.prepare<unknown[], number | null>(statement.sql).pluck(), order: statement.order };
+      const timeout = Math.max(0, Math.trunc(Number(sqlite.pragma('busy_timeout', { simple: true }))));
+      prepared = {
+        run: sqlite.prepare<unknown[], number | null>(statement.sql).pluck(),
+        order: statement.order,
+        restore: `pragma busy_timeout = ${timeout}`,
+      };
     }
-    const remaining = prepared.run.get(spendParameters(prepared.order, { keyId, cost, now, day: periods.day, month: periods.month }));
-    return remaining === null || remaining === undefined ? undefined : Number(remaining);
+    const { run, order, restore } = prepared;
+    sqlite.exec('pragma busy_timeout = 0');
+    try {
+      const remaining = run.get(spendParameters(order, { keyId, cost, now, day: periods.day, month: periods.month }));
+      return remaining === null || remaining === undefined ? undefined : Number(remaining);
+    } finally {
+      sqlite.exec(restore);
+    }
   };
 }

@@ -229,6 +229,8 @@ const DRIVER = createRequire(import.meta.url).resolve('better-sqlite3');
 function createSqliteWriter(path: string): StatementWriter {
   let worker: Thread | null = null;
   let nextId = 0;
+  // Threads told to stop that have not yet: one may still be writing what it was sent.
+  let stopping = 0;
 
   function start(): Thread {
     // Each thread answers for its own batches: when one stops, only what it was sent is failed (a batch sent
@@ -322,7 +324,7 @@ function createSqliteWriter(path: string): StatementWriter {
         });
       });
     },
-    busy: () => group.length > 0 || (worker !== null && worker.pending.size > 0),
+    busy: () => group.length > 0 || stopping > 0 || (worker !== null && worker.pending.size > 0),
     async close() {
       // Queries still waiting for the end of the turn go first.
       sendGroup();
@@ -334,7 +336,9 @@ function createSqliteWriter(path: string): StatementWriter {
       thread.worker.ref();
       // Messages are handled in order: everything sent before this is written first.
       thread.worker.postMessage({ close: true });
+      stopping++;
       await exited;
+      stopping--;
     },
   };
 }
