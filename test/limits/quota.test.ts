@@ -26,6 +26,13 @@ function newKey(quota: Quota | null): ApiKey {
   return newApiKey({ name: 'metered', quota }, NOW);
 }
 
+/** Stores a new key with `quota`; its id. */
+async function insertKeyWith(db: Db, quota: Quota | null): Promise<string> {
+  const key = newKey(quota);
+  await insertKey(db.db, key);
+  return key.id;
+}
+
 describe('quota periods', () => {
   it('refills at UTC calendar boundaries: the start of the day and of the month', () => {
     expect(refillPeriodStarts(NOW)).toEqual({ day: Date.UTC(2030, 2, 15), month: Date.UTC(2030, 2, 1) });
@@ -109,11 +116,7 @@ describe.each(SPEND_PATHS)('quota spending on %s (%s)', (dialect, path) => {
     await database.cleanup();
   });
 
-  async function keyWith(quota: Quota | null): Promise<string> {
-    const key = newKey(quota);
-    await insertKey(db.db, key);
-    return key.id;
-  }
+  const keyWith = (quota: Quota | null): Promise<string> => insertKeyWith(db, quota);
 
   async function stored(id: string): Promise<Quota | null | undefined> {
     return (await findKeyById(db.db, id))?.quota;
@@ -240,11 +243,7 @@ describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {
     await database.cleanup();
   });
 
-  async function keyWith(quota: Quota | null): Promise<string> {
-    const key = newKey(quota);
-    await insertKey(db.db, key);
-    return key.id;
-  }
+  const keyWith = (quota: Quota | null): Promise<string> => insertKeyWith(db, quota);
 
   it('on SQLite at low load commits at once on the main connection, without a promise; under load, through the writer', async () => {
     await migrateUp(db.db);

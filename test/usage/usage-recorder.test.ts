@@ -5,12 +5,14 @@ import { type Db, openDatabase } from '../../packages/server/src/store/database.
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
 import {
+  appendUsageRow,
   countUsageByBucket,
   countUsageByOutcome,
   deleteUsageBefore,
   insertUsageRows,
   type RunStatement,
   topKeysByUsage,
+  type UsageValue,
   usageInsertStatements,
   usageRowValues,
 } from '../../packages/server/src/store/usage.repository.js';
@@ -303,6 +305,23 @@ describe.each(DIALECTS)('usage repository on %s', (dialect) => {
     expect(await countUsageByBucket(db.db, { keyId: 'a', from: T0 + 5_000, to: T0 + 20_000, bucketMs: MIN })).toEqual([
       { bucket: T0, outcome: 'VALID', count: 1 },
     ]);
+  });
+
+  it('lays out a row in the same column order whether appended on the hot path or read from its columns', () => {
+    const row = {
+      api_key_id: 'key',
+      endpoint: '/path',
+      method: 'GET',
+      status_code: 201,
+      ip_address: '10.0.0.1',
+      user_agent: 'agent',
+      response_time_ms: 7,
+      outcome: 'VALID',
+      created_at: T0,
+    };
+    const appended: UsageValue[] = [];
+    appendUsageRow(appended, 'key', '/path', 'GET', 201, '10.0.0.1', 'agent', 7, 'VALID', T0);
+    expect(appended).toEqual(usageRowValues([row]));
   });
 
   it('sends the minute counts summed, in primary-key order (minute, key, outcome): instances lock rows in one order', () => {

@@ -95,7 +95,8 @@ export function createQuotaSpender(
   } = {},
 ): (keyId: string, cost: number, now: number) => MaybePromise<QuotaSpend> {
   const { db, sqlite } = database;
-  const direct = sqlite === undefined ? undefined : directQuotaSpender(sqlite, db);
+  // SQLite only: the main connection, and the spend run on it at once.
+  const main = sqlite === undefined ? undefined : { sqlite, spend: directQuotaSpender(sqlite, db) };
   // Spends counted per 100 ms slot: this one and the one before.
   let slot = 0;
   let inSlot = 0;
@@ -116,9 +117,9 @@ export function createQuotaSpender(
     if (cost === 0) return quotaLeft(db, keyId, cost, now);
     const periods = refillPeriodStarts(now);
     const rate = perSecond();
-    if (direct !== undefined && sqlite !== undefined && !sqlite.inTransaction && !writer.busy() && rate <= directPerSecond) {
+    if (main !== undefined && !main.sqlite.inTransaction && !writer.busy() && rate <= directPerSecond) {
       try {
-        return settle(keyId, cost, now, direct(keyId, cost, now, periods));
+        return settle(keyId, cost, now, main.spend(keyId, cost, now, periods));
       } catch (error) {
         // Another connection (an instance sharing the file, the CLI) holds the write lock: the thread waits
         // for it instead of the event loop.
