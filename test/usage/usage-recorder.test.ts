@@ -148,6 +148,17 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     expect(await rowCount(db)).toBe(10);
   });
 
+  it('drops a row with no readable time, counts it, and writes the rows around it', async () => {
+    const r = recorder({ batchSize: 1_000 });
+    r.record(event());
+    r.record(event({ createdAt: Number.NaN }));
+    r.record(event());
+    expect(r.buffered()).toBe(2);
+    await r.flush();
+    expect(await rowCount(db)).toBe(2);
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="invalid"}')).toBe(1);
+  });
+
   it('flushes what is buffered on close, and counts what is recorded after', async () => {
     const r = createUsageRecorder({ db, flushMs: 3_600_000, retentionDays: 0, metrics });
     for (let i = 0; i < 3; i++) r.record(event());

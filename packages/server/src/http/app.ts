@@ -1,5 +1,5 @@
 import swagger from '@fastify/swagger';
-import { registerAjvFormats, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import { Format, registerAjvFormats, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import Fastify, { type FastifyBaseLogger, LogController } from 'fastify';
 import type { Bindings, ChildLoggerOptions } from 'fastify/types/logger.js';
 import type { Container } from '../container.js';
@@ -20,6 +20,11 @@ import { ProblemResponse } from './schemas.js';
 import type { App } from './types.js';
 
 registerAjvFormats();
+// ajv-formats' RFC 3339 check lets through a leap second (`…T23:59:60Z`) and an hour-only offset (`+02`), which
+// `Date.parse` cannot read: a `date-time` the API accepts must also be an instant, or it would reach the
+// services as NaN (a 500, a filter that matches nothing, a usage row the database refuses).
+const rfc3339 = Format.Get('date-time');
+Format.Set('date-time', (value) => (rfc3339?.(value) ?? false) && Number.isFinite(Date.parse(value)));
 
 /**
  * A request's logger, made on first use. Request lines are off unless LOG_LEVEL is debug or trace, so most

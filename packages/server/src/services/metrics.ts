@@ -55,7 +55,7 @@ export interface Metrics {
   /** Rate-limit decisions: `allowed`, `denied`, or `fail_open` / `fail_closed` when the backend failed. */
   rateLimitDecisions: Counter<'backend' | 'result'>;
   usageRowsWritten: Counter;
-  /** Usage rows lost: `overflow` (buffer full), `error` (not written and no room to keep), `closed` (after shutdown). */
+  /** Usage rows lost: `overflow` (buffer full), `error` (not written and no room to keep), `closed` (after shutdown), `invalid` (no readable time). */
   usageRowsDropped: Counter<'reason'>;
   usageBuffered: Gauge;
   /** Redis failures, by what was being done (`connection`, `rate_limit`, …). */
@@ -130,7 +130,7 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
     usageRowsWritten: new Counter({ name: 'keyward_usage_rows_written_total', help: 'Usage rows written to the database', registers }),
     usageRowsDropped: new Counter({
       name: 'keyward_usage_rows_dropped_total',
-      help: 'Usage rows dropped, by reason (overflow, error, closed)',
+      help: 'Usage rows dropped, by reason (overflow, error, closed, invalid)',
       labelNames: ['reason'],
       registers,
     }),

@@ -132,6 +132,13 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         metrics?.usageRowsDropped.inc({ reason: closed ? 'closed' : 'overflow' });
         return;
       }
+      const createdAt = event.createdAt ?? now();
+      // A row the database would refuse must not enter a batch: a refused batch is kept and tried again, so
+      // one bad row would hold back every row after it.
+      if (!Number.isFinite(createdAt)) {
+        metrics?.usageRowsDropped.inc({ reason: 'invalid' });
+        return;
+      }
       appendUsageRow(
         values,
         event.apiKeyId,
@@ -142,7 +149,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         clip(event.userAgent, 512),
         event.responseTimeMs == null ? null : Math.round(event.responseTimeMs),
         event.outcome,
-        event.createdAt ?? now(),
+        createdAt,
       );
       if (rowsIn(values) === batchSize) void flush().catch(report);
     },

@@ -15,7 +15,9 @@ const REPORT_BODY_LIMIT = 2 * 1024 * 1024;
 
 export const UsageEvent = Type.Object(
   {
-    key_id: Nullable(Type.String({ maxLength: 64, description: 'The key’s id, as the verify answer gave it; null for an unknown key' })),
+    key_id: Nullable(
+      Type.String({ minLength: 1, maxLength: 64, description: 'The key’s id, as the verify answer gave it; null for an unknown key' }),
+    ),
     outcome: Type.Unsafe<VerifyCode>({
       type: 'string',
       enum: [...VERIFY_CODES],
