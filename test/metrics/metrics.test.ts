@@ -84,8 +84,8 @@ describe('/metrics', () => {
     expect(samples.get('keyward_cache_lookups_total{result="hit"}')).toBe(1);
     expect(samples.get('keyward_usage_rows_written_total')).toBe(3);
     expect(samples.get('keyward_usage_rows_buffered')).toBe(0);
-    // The failed authentication went through the same limiter: allowed (counted), then 1 allowed + 1 denied above.
-    expect(samples.get('keyward_rate_limit_decisions_total{backend="memory",result="allowed"}')).toBe(2);
+    // The failed authentication counts in the guard's own limiter, not as a rate-limit decision.
+    expect(samples.get('keyward_rate_limit_decisions_total{backend="memory",result="allowed"}')).toBe(1);
     expect(samples.get('keyward_rate_limit_decisions_total{backend="memory",result="denied"}')).toBe(1);
     expect(samples.get('keyward_brute_force_blocks_total')).toBe(1);
   });
@@ -116,6 +116,12 @@ describe('/metrics', () => {
       expect(samples.get('keyward_redis_errors_total{operation="rate_limit"}')).toBe(2);
       expect(samples.get('keyward_redis_errors_total{operation="connection"}')).toBeGreaterThanOrEqual(1);
       expect(samples.get('keyward_rate_limit_decisions_total{backend="redis",result="fail_open"}')).toBe(2);
+      // The brute-force guards' limiter: its Redis errors count, its decisions do not.
+      const guardLimiter = createRedisRateLimiter({ redis, prefix: randomPrefix(), failMode: 'open', metrics, countDecisions: false });
+      await guardLimiter.consume('bf:ip', { limit: 1, windowSeconds: 60 });
+      const after = parse(await metrics.render()).samples;
+      expect(after.get('keyward_redis_errors_total{operation="rate_limit"}')).toBe(3);
+      expect(after.get('keyward_rate_limit_decisions_total{backend="redis",result="fail_open"}')).toBe(2);
     } finally {
       await closeRedis(redis);
     }

@@ -73,11 +73,22 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
         onError: () => metrics.redisErrors.inc({ operation: 'connection' }),
       })
     : null;
-  const rateLimiter = redis
-    ? createRedisRateLimiter({ redis, prefix: `${config.redisPrefix}rl:`, failMode: config.rateLimitFailMode, metrics, now })
-    : createMemoryRateLimiter({ metrics, now });
-  const bruteForce = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
-  const verifyGuard = createBruteForceGuard({ limiter: rateLimiter, failuresPerMinute: config.verifyFailuresPerMinute, metrics, now });
+  const limiter = (countDecisions: boolean): RateLimiter =>
+    redis
+      ? createRedisRateLimiter({
+          redis,
+          prefix: `${config.redisPrefix}rl:`,
+          failMode: config.rateLimitFailMode,
+          metrics,
+          countDecisions,
+          now,
+        })
+      : createMemoryRateLimiter({ metrics, countDecisions, now });
+  const rateLimiter = limiter(true);
+  // The guards count failed attempts, not requests: their limiter stays out of the rate-limit decisions metric.
+  const guardLimiter = limiter(false);
+  const bruteForce = createBruteForceGuard({ limiter: guardLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
+  const verifyGuard = createBruteForceGuard({ limiter: guardLimiter, failuresPerMinute: config.verifyFailuresPerMinute, metrics, now });
   // Writes made off the event loop on SQLite (a thread of its own): usage rows and last_used_at in the
   // background, and the quota spends verifications wait for.
   const writer = createStatementWriter(db);
@@ -146,6 +157,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
       await usage.close().catch(() => {});
       await writer.close();
       await rateLimiter.close();
+      await guardLimiter.close();
       if (redis) await closeRedis(redis);
       await invalidation.close();
       await db.close();

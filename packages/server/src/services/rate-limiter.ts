@@ -68,12 +68,13 @@ interface Window {
 
 /** One process only: counters live in this instance's memory (bounded; the least recently used go first). */
 export function createMemoryRateLimiter(
-  options: { now?: () => number; maxEntries?: number; metrics?: Metrics | undefined } = {},
+  options: { now?: () => number; maxEntries?: number; metrics?: Metrics | undefined; countDecisions?: boolean } = {},
 ): RateLimiter {
   const clock = options.now ?? Date.now;
+  const decisions = options.countDecisions === false ? undefined : options.metrics;
   const counted = {
-    allowed: options.metrics?.hot.rateLimitDecisions('memory', 'allowed'),
-    denied: options.metrics?.hot.rateLimitDecisions('memory', 'denied'),
+    allowed: decisions?.hot.rateLimitDecisions('memory', 'allowed'),
+    denied: decisions?.hot.rateLimitDecisions('memory', 'denied'),
   };
   // By id, a window per window length (as in Redis, where the length is part of the counter's name):
   // changing a key's window starts a fresh count. Keyed by the id alone, so that a caller passing the same
@@ -154,18 +155,24 @@ export interface RedisRateLimiterOptions {
   /** When Redis cannot answer: `open` allows the request, `closed` denies it. Either way it is counted. */
   failMode: 'open' | 'closed';
   metrics?: Metrics | undefined;
+  /**
+   * Whether decisions count in `keyward_rate_limit_decisions_total` (default true). The brute-force guards'
+   * limiter passes false: it counts failures, not requests. Redis errors are counted either way.
+   */
+  countDecisions?: boolean;
   now?: () => number;
 }
 
 /** Shared by every instance: counters live in Redis, each decision is one atomic script call. */
 export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLimiter {
   const { redis, failMode, metrics } = options;
+  const decisions = options.countDecisions === false ? undefined : metrics;
   const prefix = options.prefix ?? 'keyward:rl:';
   const now = options.now ?? Date.now;
   redis.defineCommand('keywardRateLimit', { numberOfKeys: 1, lua: CONSUME_LUA });
 
   function failed(rule: RateRule, at: number): RateDecision {
-    metrics?.rateLimitDecisions.inc({ backend: 'redis', result: failMode === 'open' ? 'fail_open' : 'fail_closed' });
+    decisions?.rateLimitDecisions.inc({ backend: 'redis', result: failMode === 'open' ? 'fail_open' : 'fail_closed' });
     const resetAt = at + rule.windowSeconds * 1000;
     return failMode === 'open' ? decision(rule, true, 0, resetAt, at) : decision(rule, false, rule.limit, resetAt, at);
   }
@@ -185,7 +192,7 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
           rule.windowSeconds * 1000,
           cost,
         );
-        metrics?.rateLimitDecisions.inc({ backend: 'redis', result: allowed === 1 ? 'allowed' : 'denied' });
+        decisions?.rateLimitDecisions.inc({ backend: 'redis', result: allowed === 1 ? 'allowed' : 'denied' });
         return decision(rule, allowed === 1, used, at + ttl, at);
       } catch {
         metrics?.redisErrors.inc({ operation: 'rate_limit' });
