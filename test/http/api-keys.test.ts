@@ -413,6 +413,25 @@ describe.each(DIALECTS)('API keys on %s', (dialect) => {
       }
     });
 
+    it('shows fields in audit `changes` as the API does: snake_case names, ISO times', async () => {
+      const expires = '2031-01-02T03:04:05.000Z';
+      const { id } = await createKey(t, { name: 'shown', expires_at: expires });
+      await send(t, 'PATCH', `/v1/api-keys/${id}`, {
+        payload: { expires_at: null, rate_limit: { limit: 5, window_seconds: 60 }, quota: { remaining: 10 } },
+      });
+      await send(t, 'POST', `/v1/api-keys/${id}/deactivate`);
+      await send(t, 'POST', `/v1/api-keys/${id}/revoke`);
+      const [created, updated, deactivated, revoked] = (await listAuditEntries(t.container.db.db, { targetId: id, limit: 10 })).reverse();
+      expect(created?.changes).toMatchObject({ expires_at: expires });
+      expect(updated?.changes).toEqual({
+        expires_at: { from: expires, to: null },
+        rate_limit: { from: null, to: { limit: 5, window_seconds: 60 } },
+        quota: { from: null, to: { remaining: 10, refill: null, last_refill_at: null } },
+      });
+      expect(deactivated?.changes).toEqual({ is_active: { from: true, to: false } });
+      expect(revoked?.changes).toMatchObject({ revoked_at: { from: null, to: expect.stringMatching(/^\d{4}-\d\d-\d\dT/) } });
+    });
+
     it('writes each change and its audit row in one transaction: a failed audit write changes nothing', () =>
       withOwnApp(async (t) => {
         const { id, body: before } = await createKey(t, { name: 'steady' });

@@ -45,14 +45,35 @@ export async function audit(
   await insertAuditEntry(trx, entry);
 }
 
-/** `{field: {from, to}}` for each field whose value differs (compared as JSON). */
-export function diff<T extends object>(before: T, after: Partial<T>, fields: readonly (keyof T & string)[]): Record<string, unknown> {
+/**
+ * How an audited field appears in `changes`: under the API's name for it and in the API's form (`show` turns
+ * the stored value into it; without one the value is shown as stored).
+ */
+export type AuditedFields<T> = { readonly [K in keyof T]?: readonly [name: string, show?: (value: T[K]) => unknown] };
+
+function shown<T>(fields: AuditedFields<T>, field: keyof T, value: unknown): { name: string; value: unknown } {
+  const [name, show] = fields[field] as readonly [string, ((value: unknown) => unknown)?];
+  return { name, value: show ? show(value) : value };
+}
+
+/** `{name: {from, to}}` for each listed field whose shown value differs (compared as JSON). */
+export function diff<T extends object>(before: T, after: Partial<T>, fields: AuditedFields<T>): Record<string, unknown> {
   const changes: Record<string, unknown> = {};
-  for (const field of fields) {
+  for (const field of Object.keys(fields) as (keyof T & string)[]) {
     if (!(field in after)) continue;
-    const from = before[field];
-    const to = after[field];
-    if (JSON.stringify(from) !== JSON.stringify(to)) changes[field] = { from, to };
+    const from = shown(fields, field, before[field]);
+    const to = shown(fields, field, after[field]);
+    if (JSON.stringify(from.value) !== JSON.stringify(to.value)) changes[from.name] = { from: from.value, to: to.value };
   }
   return changes;
+}
+
+/** `{name: value}` for each listed field of `record`, as shown. */
+export function facts<T extends object>(record: T, fields: AuditedFields<T>): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const field of Object.keys(fields) as (keyof T & string)[]) {
+    const { name, value } = shown(fields, field, record[field]);
+    out[name] = value;
+  }
+  return out;
 }

@@ -19,7 +19,7 @@ import {
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import { findUserById, findUserForUpdate } from '../store/users.repository.js';
-import { audit, diff } from './audit.js';
+import { type AuditedFields, audit, diff, facts } from './audit.js';
 import { type Caller, hasScopes, isAdmin, keyReach, type Principal } from './principal.js';
 
 export interface QuotaInput {
@@ -85,7 +85,31 @@ export interface CreateOptions {
   note?: Record<string, unknown>;
 }
 
-const UPDATABLE = ['name', 'description', 'scopes', 'metadata', 'expiresAt', 'rateLimit', 'quota'] as const;
+const isoOrNull = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+
+// A key's fields as audit `changes` show them: as the API names and shows them (snake_case, ISO times).
+const SHOWN = {
+  name: ['name'],
+  description: ['description'],
+  keyPrefix: ['key_prefix'],
+  isAdmin: ['is_admin'],
+  userId: ['user_id'],
+  scopes: ['scopes'],
+  metadata: ['metadata'],
+  expiresAt: ['expires_at', isoOrNull],
+  rateLimit: ['rate_limit', (r: RateLimit | null) => r && { limit: r.limit, window_seconds: r.windowSeconds }],
+  quota: ['quota', (q: Quota | null) => q && { remaining: q.remaining, refill: q.refill, last_refill_at: isoOrNull(q.lastRefillAt) }],
+  isActive: ['is_active'],
+  revokedAt: ['revoked_at', isoOrNull],
+} as const satisfies AuditedFields<ApiKey>;
+
+const pick = <F extends keyof typeof SHOWN>(...fields: F[]): AuditedFields<ApiKey> =>
+  Object.fromEntries(fields.map((field) => [field, SHOWN[field]]));
+
+/** What a change of state may touch, as audited. */
+const AUDITED_CHANGES = pick('name', 'description', 'scopes', 'metadata', 'expiresAt', 'rateLimit', 'quota', 'isActive', 'revokedAt');
+/** What a new key's audit entry records. */
+const AUDITED_ON_CREATE = pick('name', 'keyPrefix', 'isAdmin', 'scopes', 'userId', 'expiresAt');
 
 export function encodeCursor(id: string): string {
   return Buffer.from(id, 'utf8').toString('base64url');
@@ -201,7 +225,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       const at = now();
       const updated = await updateKey(trx, id, { ...decided.value, updatedAt: at });
       if (!updated) return err('KEY_NOT_FOUND');
-      const changes = diff(current, decided.value, [...UPDATABLE, 'isActive', 'revokedAt']);
+      const changes = diff(current, decided.value, AUDITED_CHANGES);
       await audit(trx, caller, action, { type: 'api_key', id }, changes, at);
       return ok(updated);
     });
@@ -285,15 +309,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
         caller,
         options.action ?? 'key.create',
         { type: 'api_key', id: record.id },
-        {
-          ...options.note,
-          name: record.name,
-          key_prefix: record.keyPrefix,
-          is_admin: record.isAdmin,
-          scopes: record.scopes,
-          user_id: record.userId,
-          expires_at: record.expiresAt,
-        },
+        { ...options.note, ...facts(record, AUDITED_ON_CREATE) },
         at,
       );
       return ok({ key, record });
@@ -495,8 +511,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
             new_key_id: record.id,
             new_key_prefix: record.keyPrefix,
             grace_period_seconds: grace,
-            expires_at: { from: current.expiresAt, to: expiresAt },
-            ...(current.quota ? { quota: { from: current.quota, to: spent } } : {}),
+            ...diff(current, { expiresAt, quota: spent }, pick('expiresAt', 'quota')),
           },
           at,
         );

@@ -168,7 +168,7 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
         const wanted: Partial<User> = {};
         if (input.email !== undefined) wanted.email = input.email;
         if (input.tier !== undefined) wanted.tier = input.tier;
-        const changes = diff(current, wanted, ['email', 'tier']);
+        const changes = diff(current, wanted, { email: ['email'], tier: ['tier'] });
         if (Object.keys(changes).length === 0) return ok({ user: current, keys: [] });
         const at = now();
         const updated = await updateUser(trx, id, { ...wanted, updatedAt: at });
