@@ -209,8 +209,8 @@ describe('verification metrics', () => {
     // the malformed one is refused before any look-up.
     expect(sample('keyward_cache_lookups_total{result="miss"}')).toBe(3);
     expect(sample('keyward_cache_lookups_total{result="hit"}')).toBe(7);
-    // 2 for the limited key, and 2 for the brute-force guard counting the two failed verifications in the same limiter.
-    expect(sample('keyward_rate_limit_decisions_total{backend="memory",result="allowed"}')).toBe(4);
+    // 2 for the limited key; the brute-force guard counts the two failed verifications in a limiter of its own.
+    expect(sample('keyward_rate_limit_decisions_total{backend="memory",result="allowed"}')).toBe(2);
     expect(sample('keyward_rate_limit_decisions_total{backend="memory",result="denied"}')).toBe(1);
   });
 });
@@ -234,13 +234,19 @@ describe('brute-force guard on POST /v1/keys/verify', () => {
     expect((await answer(t, { key: valid.key, cost: 0 }, { as: backend.key, ip })).code).toBe('VALID');
     expect((await answer(t, { key: generateKey('kw') }, { as: backend.key, ip })).code).toBe('NOT_FOUND');
 
-    const blocked = await verify(t, { key: valid.key, cost: 0 }, { as: backend.key, ip });
+    const blocked = await verify(t, { key: generateKey('kw'), cost: 0 }, { as: backend.key, ip });
     expect(blocked.statusCode).toBe(429);
     expect(blocked.headers['content-type']).toMatch(/^application\/problem\+json/);
     expect(blocked.json()).toMatchObject({ code: 'RATE_LIMITED', status: 429 });
     const retryAfter = Number(blocked.headers['retry-after']);
     expect(retryAfter).toBeGreaterThanOrEqual(1);
     expect(retryAfter).toBeLessThanOrEqual(60);
+    // Blocked, the pair is still answered for keys this instance holds records for: its end users' real keys
+    // keep verifying, while a key never seen (a guess, a malformed key) is refused.
+    expect((await answer(t, { key: valid.key, cost: 0 }, { as: backend.key, ip })).code).toBe('VALID');
+    expect((await verify(t, { key: 'short' }, { as: backend.key, ip })).statusCode).toBe(429);
+    const unseen = await createKey(t, { name: 'end user not seen yet' });
+    expect((await verify(t, { key: unseen.key }, { as: backend.key, ip })).statusCode).toBe(429);
     // The same caller from another address, another caller from this address, and the rest of the API are unaffected.
     expect((await answer(t, { key: valid.key, cost: 0 }, { as: backend.key, ip: '198.51.100.2' })).code).toBe('VALID');
     expect((await answer(t, { key: valid.key, cost: 0 }, { as: other.key, ip })).code).toBe('VALID');

@@ -45,6 +45,18 @@ describe('key cache', () => {
     expect(loads()).toBe(2);
   });
 
+  it('says which hashes it holds a record for: past freshness too, never for a remembered miss or once invalidated', async () => {
+    const { clock, cache, loader } = setup();
+    await cache.get(hash(1), loader(rec('a')));
+    await cache.get(hash(2), loader(undefined));
+    clock.advance(5_000);
+    expect(cache.fresh(hash(1))).toBeUndefined();
+    expect([cache.holds(hash(1)), cache.holds(hash(2)), cache.holds(hash(3))]).toEqual([true, false, false]);
+    cache.invalidate(hash(1));
+    expect(cache.holds(hash(1))).toBe(false);
+    expect(cache.stats()).toMatchObject({ hits: 0, misses: 2 });
+  });
+
   it('holds at most maxEntries records, dropping the least recently used', async () => {
     const { cache, loader, loads } = setup({ maxEntries: 3 });
     for (const n of [1, 2, 3]) await cache.get(hash(n), loader(rec(String(n))));

@@ -39,6 +39,8 @@ export interface KeyCache {
    * When `load` fails because the database is unreachable, a cached record within the stale window.
    */
   get(hash: string, load: () => Promise<ApiKey | undefined>): Promise<ApiKey | undefined>;
+  /** Whether a key record (not a remembered miss) is held for `hash`, fresh or not. Changes no order or count. */
+  holds(hash: string): boolean;
   /** Forgets `hash` now, including any load in flight (its result is returned but not kept). */
   invalidate(hash: string): void;
   /**
@@ -124,6 +126,8 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
         throw error;
       }
     },
+
+    holds: (hash) => (lru?.peek(hash)?.key ?? null) !== null,
 
     invalidate(hash) {
       lru?.delete(hash);

@@ -1,5 +1,7 @@
+import { hashApiKey } from '@keyward/sdk';
 import type { Failure, Result } from '../errors.js';
 import type { BruteForceGuard } from './brute-force-guard.js';
+import type { KeyCache } from './key-cache.js';
 import type { Metrics } from './metrics.js';
 import type { Caller } from './principal.js';
 import type { UsageRecorder } from './usage-recorder.js';
@@ -34,14 +36,20 @@ export function createVerification(deps: {
   verifier: Verifier;
   usage: Pick<UsageRecorder, 'record'>;
   verifyGuard: BruteForceGuard;
+  /** Which keys this instance has seen records for: a blocked caller is still answered for them. */
+  cache?: Pick<KeyCache, 'holds'> | undefined;
   metrics?: Pick<Metrics, 'verifyDuration'>;
 }) {
-  const { verifier, usage, verifyGuard, metrics } = deps;
+  const { verifier, usage, verifyGuard, cache, metrics } = deps;
   return {
     verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
       // The guard's name for this caller is built only when the guard has someone blocked or counts a failure.
       const blocked = verifyGuard.blocksAny() ? verifyGuard.check(guardClient(caller)) : undefined;
-      if (blocked?.blocked) {
+      // A blocked caller is refused only keys this instance holds no record for. Guessing presents keys no
+      // one has, so it stays stopped; but behind one host backend every end user shares the caller key and
+      // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never
+      // slows valid traffic).
+      if (blocked?.blocked && !cache?.holds(hashApiKey(input.key))) {
         const refused: Failure<'RATE_LIMITED'> = {
           ok: false,
           code: 'RATE_LIMITED',
