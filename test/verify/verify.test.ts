@@ -143,8 +143,10 @@ describe.each(DIALECTS)('POST /v1/keys/verify on %s', (dialect) => {
       expect(response.statusCode).toBe(400);
       expect(response.json()).toMatchObject({ code: 'INVALID_COST', errors: [{ field: 'body.cost' }] });
     }
+    // Not a number at all: the schema refuses it, as any mistyped field (the description says so).
     const wrongType = await verify(t, { key, cost: '1' });
     expect(wrongType.statusCode).toBe(400);
+    expect(wrongType.json()).toMatchObject({ code: 'INVALID_REQUEST', errors: [{ field: 'body.cost' }] });
     const unknownField = await verify(t, { key, extra: true });
     expect(unknownField.statusCode).toBe(400);
     expect(unknownField.json()).toMatchObject({ code: 'INVALID_REQUEST' });

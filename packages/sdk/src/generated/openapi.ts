@@ -2239,7 +2239,7 @@ export interface paths {
                         /** @description Scopes the request needs; the key must hold all of them (a granted `inventory:*` or `*` covers them). */
                         scopes?: string[];
                         /**
-                         * @description Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). Anything else is a 400 `INVALID_COST`.
+                         * @description Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). A negative or fractional number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).
                          * @example 1
                          */
                         cost?: number;

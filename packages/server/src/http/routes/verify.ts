@@ -21,7 +21,7 @@ export const VerifyKeyBody = Type.Object(
     cost: Type.Optional(
       Type.Number({
         description:
-          'Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). Anything else is a 400 `INVALID_COST`.',
+          'Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). A negative or fractional number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).',
         examples: [1],
       }),
     ),
