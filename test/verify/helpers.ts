@@ -69,6 +69,11 @@ export interface TcpProxy {
   port: number;
   /** Drops every connection and refuses new ones at once (as a dead database would). */
   cut(): void;
+  /**
+   * Stops carrying bytes either way, closing nothing (as a dropped route does): connections, old and new, stay
+   * open and silent. What is sent meanwhile arrives on {@link restore}, as TCP would retransmit it.
+   */
+  freeze(): void;
   restore(): void;
   close(): Promise<void>;
 }
@@ -76,6 +81,14 @@ export interface TcpProxy {
 export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const sockets = new Set<Socket>();
   let isCut = false;
+  let frozen = false;
+  // By hand rather than pipe(): a frozen proxy holds what arrives until it is restored.
+  const held: Array<[Socket, Buffer]> = [];
+  const forward = (from: Socket, to: Socket) =>
+    from.on('data', (chunk: Buffer) => {
+      if (frozen) held.push([to, chunk]);
+      else to.write(chunk);
+    });
   const track = (socket: Socket) => {
     sockets.add(socket);
     socket.on('close', () => sockets.delete(socket));
@@ -86,8 +99,8 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
     if (isCut) return void client.destroy();
     const upstream = connect(target.port, target.host);
     track(upstream);
-    client.pipe(upstream);
-    upstream.pipe(client);
+    forward(client, upstream);
+    forward(upstream, client);
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());
   });
@@ -100,8 +113,13 @@ export async function startTcpProxy(target: { host: string; port: number }): Pro
       isCut = true;
       for (const socket of sockets) socket.destroy();
     },
+    freeze() {
+      frozen = true;
+    },
     restore() {
       isCut = false;
+      frozen = false;
+      for (const [to, chunk] of held.splice(0)) if (!to.destroyed) to.write(chunk);
     },
     async close() {
       for (const socket of sockets) socket.destroy();

@@ -6,7 +6,7 @@ import { afterEach, describe, expect, inject, it } from 'vitest';
 import { ConfigError, loadConfig } from '../../packages/server/src/config.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS, type FreshDatabase, freshDatabase, POSTGRES_SKIP_REASON } from '../helpers/db.js';
-import { codeOf, post, waitFor, waitLive } from './helpers.js';
+import { codeOf, post, startTcpProxy, type TcpProxy, waitFor, waitLive } from './helpers.js';
 
 // Two instances (containers + apps) in one process, sharing one PostgreSQL schema: a change made on A is
 // seen on B through Redis pub/sub or PostgreSQL LISTEN/NOTIFY. Freshness is an hour, so B can only see
@@ -116,6 +116,64 @@ for (const [transport, available, reason] of TRANSPORTS) {
     });
   });
 }
+
+const redisRuns = hasPostgres && redisUrl !== null;
+(redisRuns ? describe : describe.skip)(
+  `cross-instance invalidation through redis, silent connection${redisRuns ? '' : ` — skipped: ${hasPostgres ? 'REDIS_URL is not set' : POSTGRES_SKIP_REASON}`}`,
+  () => {
+    let database: FreshDatabase | undefined;
+    let proxy: TcpProxy | undefined;
+    const apps: TestApp[] = [];
+    afterEach(async () => {
+      proxy?.restore();
+      for (const app of apps.splice(0)) await app.close();
+      await proxy?.close();
+      await database?.cleanup();
+    });
+
+    it('stops trusting its cache when its subscription goes silent without closing, and sees changes again', {
+      timeout: 60_000,
+    }, async () => {
+      database = await freshDatabase('postgres');
+      const direct = new URL(redisUrl ?? '');
+      proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 6379) });
+      const proxied = new URL(direct);
+      proxied.port = String(proxy.port);
+      const env = {
+        CACHE_TTL_MS: '3600000',
+        REDIS_PREFIX: `kwtest_${randomBytes(4).toString('hex')}:`,
+        REDIS_TIMEOUT_MS: '200',
+      };
+      const a = await createTestApp({ database, env: { ...env, REDIS_URL: redisUrl ?? '' } });
+      apps.push(a);
+      // B reaches Redis through the proxy (its subscription and its rate-limit connection).
+      const b = await createTestApp({ database, env: { ...env, REDIS_URL: proxied.toString(), INITIAL_ADMIN_KEY: a.adminKey } });
+      apps.push(b);
+      b.adminKey = a.adminKey;
+      await waitLive(a.container);
+      await waitLive(b.container);
+      const { key, id } = await createKey(a);
+      expect(await codeOf(b, key)).toBe('VALID');
+
+      // Packets stop; nothing closes. A's revoke announcement never reaches B, whose record is fresh for an hour:
+      // only the heartbeat can tell B to stop trusting it.
+      proxy.freeze();
+      await post(a, `/v1/api-keys/${id}/revoke`);
+      await waitFor(() => !b.container.invalidation.live(), 'B to notice its silent subscription', 15_000);
+      expect(await codeOf(b, key)).toBe('REVOKED');
+
+      proxy.restore();
+      await waitLive(b.container, 15_000);
+      const other = await createKey(a);
+      expect(await codeOf(b, other.key)).toBe('VALID');
+      await post(a, `/v1/api-keys/${other.id}/deactivate`);
+      await sees(b, other.key, 'DISABLED');
+    });
+  },
+);
+
+const sees = (app: TestApp, key: string, code: string) =>
+  waitFor(async () => (await codeOf(app, key)) === code, `${code} on the other instance`);
 
 describe('REDIS_PREFIX', () => {
   it('defaults to keyward: and is validated', () => {

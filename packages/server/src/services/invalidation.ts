@@ -37,6 +37,8 @@ interface Listener {
 const HASH = /^[0-9a-f]{64}$/;
 const RETRY_MAX_MS = 2_000;
 const HEARTBEAT_MS = 5_000;
+/** How long a heartbeat may go unanswered before the connection counts as lost. */
+const HEARTBEAT_TIMEOUT_MS = 2_000;
 const noop = () => {};
 
 function redisChannel(url: string, name: string, listener: Listener): Channel {
@@ -58,11 +60,28 @@ function redisChannel(url: string, name: string, listener: Listener): Channel {
   sub.on('message', (channel: string, payload: string) => {
     if (channel === name && HASH.test(payload)) listener.message(payload);
   });
+  // A connection that stops carrying packets without closing (a dead host, a dropped route) is only noticed
+  // by using it: TCP keepalive takes hours. A subscriber may PING; no answer in time and it reconnects, and
+  // until it has subscribed again the cache trusts nothing.
+  const heartbeat = setInterval(() => {
+    if (sub.status !== 'ready') return;
+    // Only the connection pinged: once it has closed, ioredis is already reconnecting.
+    const lost = () => sub.status === 'ready' && sub.disconnect(true);
+    const timer = setTimeout(lost, HEARTBEAT_TIMEOUT_MS).unref();
+    sub.ping().then(
+      () => clearTimeout(timer),
+      () => {
+        clearTimeout(timer);
+        lost();
+      },
+    );
+  }, HEARTBEAT_MS).unref();
   return {
     async publish(hash) {
       await pub.publish(name, hash);
     },
     async close() {
+      clearInterval(heartbeat);
       sub.disconnect();
       await pub.quit().catch(() => pub.disconnect());
     },
@@ -104,11 +123,11 @@ function postgresChannel(url: string, db: Db, listener: Listener): Channel {
       .catch(() => lost(c, state));
   }
 
-  // A connection cut without a FIN (a dead host, a dropped route) is only noticed by using it.
+  // A connection cut without a FIN (a dead host, a dropped route) is only noticed by using it (as for Redis).
   const heartbeat = setInterval(() => {
     const listening = current;
     if (listening === null) return;
-    const timer = setTimeout(() => lost(listening.client, listening.state), 2_000).unref();
+    const timer = setTimeout(() => lost(listening.client, listening.state), HEARTBEAT_TIMEOUT_MS).unref();
     pingListener(listening.client).then(
       () => clearTimeout(timer),
       () => {
