@@ -24,6 +24,7 @@ export function newApiKey(overrides: Partial<ApiKey> = {}, now = Date.now()): Ap
     expiresAt: null,
     revokedAt: null,
     rolledFrom: null,
+    budgetKeyId: null,
     rateLimit: null,
     quota: null,
     ...overrides,

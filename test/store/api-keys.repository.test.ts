@@ -80,6 +80,7 @@ describe.each(DIALECTS)('api-keys repository on %s', (dialect) => {
       revokedAt: NOW + 2,
       isActive: false,
       rolledFrom: uuidv7(),
+      budgetKeyId: uuidv7(),
       rateLimit: { limit: 100, windowSeconds: 60 },
       quota: { remaining: 9_007_199_254_740_991, refill: { amount: 1000, interval: 'month' }, lastRefillAt: NOW },
     });

@@ -6,7 +6,7 @@ import { countUsageByBucket } from '../../packages/server/src/store/usage.reposi
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const TABLES = ['users', 'api_keys', 'api_key_usage', 'api_key_usage_minutes', 'audit_log'] as const;
-const ALL = ['0001-initial', '0002-usage-storage'];
+const ALL = ['0001-initial', '0002-usage-storage', '0003-roll-budget'];
 
 /** Every migration down, newest first (one step per call, as `keyward migrate down` does). */
 async function migrateAllDown(db: Db): Promise<string[]> {
@@ -50,6 +50,10 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     expect(status?.executedAt).toBeInstanceOf(Date);
     expect(await migrateUp(db.db)).toEqual([]);
 
+    await expect(sql`select budget_key_id from api_keys`.execute(db.db)).resolves.toBeDefined();
+    expect(await migrateDown(db.db)).toEqual(['0003-roll-budget']);
+    await expect(sql`select budget_key_id from api_keys`.execute(db.db)).rejects.toThrow();
+    expect(await existingTables(db)).toEqual([...TABLES]);
     expect(await migrateDown(db.db)).toEqual(['0002-usage-storage']);
     expect(await existingTables(db)).toEqual(TABLES.filter((t) => t !== 'api_key_usage_minutes'));
     expect(await migrateDown(db.db)).toEqual(['0001-initial']);
@@ -119,10 +123,11 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
   it('counts the usage rows already there by minute when the per-minute table is added, and down drops it', async () => {
     database = await freshDatabase(dialect);
     db = openDatabase(database.url);
-    // The migrator has no "up to": all the way up, then one step down.
+    // The migrator has no "up to": all the way up, then down to before 0002.
     await migrateUp(db.db);
     await migrateDown(db.db);
-    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true]);
+    await migrateDown(db.db);
+    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true, true]);
     const minute = 1_900_000_020_000 - (1_900_000_020_000 % 60_000);
     // Rows as the first schema held them (text ids), written with plain SQL: the typed schema is the new one.
     const row = (id: string, apiKeyId: string | null, outcome: string, at: number) =>
@@ -134,7 +139,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       row('r4', 'k2', 'VALID', minute + 5),
       row('r5', null, 'NOT_FOUND', minute + 6),
     ])}`.execute(db.db);
-    expect(await migrateUp(db.db)).toEqual(['0002-usage-storage']);
+    expect(await migrateUp(db.db)).toEqual(['0002-usage-storage', '0003-roll-budget']);
     const counts = await db.db
       .selectFrom('api_key_usage_minutes')
       .selectAll()
@@ -168,6 +173,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       .execute();
     expect(Number((await db.db.selectFrom('api_key_usage').select('id').orderBy('id', 'desc').executeTakeFirst())?.id)).toBe(6);
 
+    expect(await migrateDown(db.db)).toEqual(['0003-roll-budget']);
     expect(await migrateDown(db.db)).toEqual(['0002-usage-storage']);
     expect(await existingTables(db)).not.toContain('api_key_usage_minutes');
     const back = await sql<{ id: string }>`select id from api_key_usage order by created_at`.execute(db.db);

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { listAuditEntries } from '../../packages/server/src/store/audit-log.repository.js';
 import { createKey } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
-import { type ClockedApp, codeOf, createClockedApp, post } from './helpers.js';
+import { type ClockedApp, codeOf, createClockedApp, post, verify } from './helpers.js';
 
 const DAY = 86_400_000;
 
@@ -65,6 +65,50 @@ describe.each(DIALECTS)('POST /v1/api-keys/{id}/roll on %s', (dialect) => {
     t.clock.advance(1_000);
     expect(await codeOf(t, old.key)).toBe('EXPIRED');
     expect(await codeOf(t, rolled.key)).toBe('VALID');
+  });
+
+  it('keeps a metered old key working through its grace: both keys spend one quota and count against one rate limit', async () => {
+    t = await createClockedApp({ dialect });
+    const old = await createKey(t, { quota: { remaining: 5 }, rate_limit: { limit: 4, window_seconds: 60 } });
+    const rolled = (await post(t, `/v1/api-keys/${old.id}/roll`, { grace_period_seconds: 600 })).json() as { key: string; id: string };
+    const answer = async (key: string) =>
+      (await verify(t, { key })).json() as { code: string; remaining?: number; ratelimit?: { remaining: number } };
+    const seen = [];
+    for (const key of [old.key, rolled.key, old.key, rolled.key, old.key]) {
+      const { code, remaining, ratelimit } = await answer(key);
+      seen.push([code, remaining, ratelimit?.remaining]);
+    }
+    expect(seen).toEqual([
+      ['VALID', 4, 3],
+      ['VALID', 3, 2],
+      ['VALID', 2, 1],
+      ['VALID', 1, 0],
+      ['RATE_LIMITED', undefined, 0],
+    ]);
+    // A new window: the old key spends the last unit; then the budget is spent for both.
+    t.clock.advance(60_000);
+    expect(await answer(old.key)).toMatchObject({ code: 'VALID', remaining: 0 });
+    expect(await answer(rolled.key)).toMatchObject({ code: 'USAGE_EXCEEDED', remaining: 0 });
+    expect(await answer(old.key)).toMatchObject({ code: 'USAGE_EXCEEDED', remaining: 0 });
+    t.clock.advance(540_000);
+    expect(await codeOf(t, old.key)).toBe('EXPIRED');
+  });
+
+  it('a second roll within the first grace moves every key still in grace onto the newest key’s budget', async () => {
+    t = await createClockedApp({ dialect });
+    const first = await createKey(t, { quota: { remaining: 10 } });
+    const second = (await post(t, `/v1/api-keys/${first.id}/roll`, { grace_period_seconds: 600 })).json() as { key: string; id: string };
+    expect(await verify(t, { key: first.key }).then((r) => r.json())).toMatchObject({ code: 'VALID', remaining: 9 }); // cached now
+    const third = (await post(t, `/v1/api-keys/${second.id}/roll`, { grace_period_seconds: 600 })).json() as { key: string; id: string };
+    const remaining = [];
+    for (const key of [first.key, second.key, third.key])
+      remaining.push(((await verify(t, { key })).json() as { remaining: number }).remaining);
+    expect(remaining).toEqual([8, 7, 6]);
+    // A key rolled while it spends another's budget passes that budget on: rolling `first` again adds none.
+    const fourth = (await post(t, `/v1/api-keys/${first.id}/roll`, { grace_period_seconds: 600 })).json() as { key: string };
+    expect(((await verify(t, { key: fourth.key })).json() as { remaining: number }).remaining).toBe(5);
+    const read = await t.app.inject({ method: 'GET', url: `/v1/api-keys/${third.id}`, headers: { authorization: `Bearer ${t.adminKey}` } });
+    expect(read.json()).toMatchObject({ quota: { remaining: 5 } });
   });
 
   it('without a body (or grace 0) stops the old key at once', async () => {

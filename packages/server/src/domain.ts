@@ -33,6 +33,11 @@ export interface ApiKey {
   expiresAt: number | null;
   revokedAt: number | null;
   rolledFrom: string | null;
+  /**
+   * The key whose rate limit and quota this one counts against: set on a rolled key, for its grace period, to
+   * the key that replaced it; `null` when the key counts against its own.
+   */
+  budgetKeyId: string | null;
   rateLimit: RateLimit | null;
   quota: Quota | null;
   /**

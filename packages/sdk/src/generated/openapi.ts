@@ -2026,7 +2026,7 @@ export interface paths {
         put?: never;
         /**
          * Roll an API key
-         * @description Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. The quota moves to the new key: during its grace the old key has none left, so a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`); a roll with grace 0 replaces the key and is always allowed. A revoked key cannot be rolled (409).
+         * @description Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`); a roll with grace 0 replaces the key and is always allowed. A revoked key cannot be rolled (409).
          */
         post: {
             parameters: {

@@ -97,6 +97,7 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
       expiresAt,
       revokedAt: null,
       rolledFrom: null,
+      budgetKeyId: null,
       rateLimit: null,
       quota: null,
     },

@@ -14,6 +14,7 @@ import {
   isUniqueViolation,
   listKeys,
   lockBootstrap,
+  pointBudgetAt,
   updateKey,
 } from '../store/api-keys.repository.js';
 import type { Db } from '../store/database.js';
@@ -284,6 +285,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       expiresAt: input.expiresAt ?? null,
       revokedAt: null,
       rolledFrom: null,
+      budgetKeyId: null,
       rateLimit: input.rateLimit ?? null,
       quota: toQuota(input.quota, at) ?? null,
     };
@@ -453,7 +455,8 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
      * Replaces a key's secret: a new key with the same name, description, owner, admin flag, scopes,
      * metadata, rate limit, quota, state and expiry (`rolled_from` = the old id), returned once. The old key
      * keeps working for `gracePeriodSeconds`, never longer than it already would. One transaction, audited.
-     * The quota moves to the new key (the old one keeps none during its grace), so a roll never adds budget;
+     * The quota moves to the new key, and during its grace the old key spends it and counts against the new
+     * key's rate limit (`budgetKeyId`), so it keeps working and a roll never adds budget;
      * for a user's caller a roll with grace holds two live keys, so it must fit the tier's key limit.
      */
     async roll(caller: Caller, id: string, input: { gracePeriodSeconds?: number }): Promise<Result<IssuedKey>> {
@@ -469,57 +472,65 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       if (later) return later;
       const grace = input.gracePeriodSeconds ?? 0;
       const ownerId = loaded.value.userId;
-      const outcome = await db.transaction().execute(async (trx): Promise<Result<{ issued: IssuedKey; old: ApiKey }>> => {
-        // Lock order as in `create`: the user row (the count below and the insert are one decision), then the key.
-        const owner = ownerId !== null && !isAdmin(principal) ? await findUserForUpdate(trx, ownerId, dialect) : undefined;
-        // Locked so that a concurrent verification cannot spend quota the new key has already been given.
-        const current = await findKeyForUpdate(trx, id, dialect);
-        if (!current) return err('KEY_NOT_FOUND');
-        if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
-        const at = now();
-        if (current.expiresAt !== null && current.expiresAt <= at) return err('KEY_IS_EXPIRED');
-        const expiresAt = Math.min(current.expiresAt ?? Number.POSITIVE_INFINITY, at + grace * 1000);
-        // With grace 0 the roll replaces the key and is always allowed; with grace both keys are live for a while.
-        if (owner && expiresAt > at) {
-          const limit = tierLimit(owner.tier);
-          if (limit !== null && (await countKeysOfUser(trx, owner.id, at)) >= limit) {
-            return err('KEY_LIMIT_REACHED', `the ${owner.tier} tier allows ${limit} keys; roll with grace_period_seconds 0`);
+      const outcome = await db
+        .transaction()
+        .execute(async (trx): Promise<Result<{ issued: IssuedKey; old: ApiKey; repointed: ApiKey[] }>> => {
+          // Lock order as in `create`: the user row (the count below and the insert are one decision), then the key.
+          const owner = ownerId !== null && !isAdmin(principal) ? await findUserForUpdate(trx, ownerId, dialect) : undefined;
+          // Locked so that a concurrent verification cannot spend quota the new key has already been given.
+          const current = await findKeyForUpdate(trx, id, dialect);
+          if (!current) return err('KEY_NOT_FOUND');
+          if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
+          const at = now();
+          if (current.expiresAt !== null && current.expiresAt <= at) return err('KEY_IS_EXPIRED');
+          const expiresAt = Math.min(current.expiresAt ?? Number.POSITIVE_INFINITY, at + grace * 1000);
+          // With grace 0 the roll replaces the key and is always allowed; with grace both keys are live for a while.
+          if (owner && expiresAt > at) {
+            const limit = tierLimit(owner.tier);
+            if (limit !== null && (await countKeysOfUser(trx, owner.id, at)) >= limit) {
+              return err('KEY_LIMIT_REACHED', `the ${owner.tier} tier allows ${limit} keys; roll with grace_period_seconds 0`);
+            }
           }
-        }
-        const key = generateKey(rollPrefix(current.keyPrefix, config.keyPrefix));
-        const record: ApiKey = {
-          ...current,
-          id: uuidv7(),
-          keyHash: hashApiKey(key),
-          keyPrefix: displayPrefix(key),
-          hashScheme: 'sha256',
-          createdAt: at,
-          createdBy: actorId(principal),
-          updatedAt: at,
-          lastUsedAt: null,
-          rolledFrom: current.id,
-        };
-        await insertKey(trx, record);
-        const spent: Quota | null = current.quota && { remaining: 0, refill: null, lastRefillAt: null };
-        const old = (await updateKey(trx, id, { expiresAt, quota: spent, updatedAt: at })) ?? current;
-        await audit(
-          trx,
-          caller,
-          'key.roll',
-          { type: 'api_key', id },
-          {
-            new_key_id: record.id,
-            new_key_prefix: record.keyPrefix,
-            grace_period_seconds: grace,
-            ...diff(current, { expiresAt, quota: spent }, pick('expiresAt', 'quota')),
-          },
-          at,
-        );
-        await audit(trx, caller, 'key.create', { type: 'api_key', id: record.id }, { rolled_from: id, key_prefix: record.keyPrefix }, at);
-        return ok({ issued: { key, record }, old });
-      });
+          const key = generateKey(rollPrefix(current.keyPrefix, config.keyPrefix));
+          const record: ApiKey = {
+            ...current,
+            id: uuidv7(),
+            keyHash: hashApiKey(key),
+            keyPrefix: displayPrefix(key),
+            hashScheme: 'sha256',
+            createdAt: at,
+            createdBy: actorId(principal),
+            updatedAt: at,
+            lastUsedAt: null,
+            rolledFrom: current.id,
+          };
+          await insertKey(trx, record);
+          // One budget per lineage: during its grace the old key counts against the new key's rate limit and
+          // spends its quota (the old one keeps a quota of 0 as the sign that it spends one), so a roll never
+          // adds budget and the old key keeps working. Keys still in grace from earlier rolls follow. A key that
+          // already spends another's budget (itself in grace) passes that on: pointers always lead to the owner.
+          const spent: Quota | null = current.quota && { remaining: 0, refill: null, lastRefillAt: null };
+          const old = (await updateKey(trx, id, { expiresAt, quota: spent, updatedAt: at })) ?? current;
+          const repointed = current.budgetKeyId === null ? await pointBudgetAt(trx, id, record.id, at) : [];
+          await audit(
+            trx,
+            caller,
+            'key.roll',
+            { type: 'api_key', id },
+            {
+              new_key_id: record.id,
+              new_key_prefix: record.keyPrefix,
+              grace_period_seconds: grace,
+              ...diff(current, { expiresAt, quota: spent }, pick('expiresAt', 'quota')),
+            },
+            at,
+          );
+          await audit(trx, caller, 'key.create', { type: 'api_key', id: record.id }, { rolled_from: id, key_prefix: record.keyPrefix }, at);
+          return ok({ issued: { key, record }, old, repointed });
+        });
       if (!outcome.ok) return outcome;
       onKeyChanged(outcome.value.old);
+      for (const key of outcome.value.repointed) if (key.id !== id) onKeyChanged(key);
       onKeyChanged(outcome.value.issued.record);
       return ok(outcome.value.issued);
     },

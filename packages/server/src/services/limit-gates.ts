@@ -49,7 +49,8 @@ export function createRateLimitGate({ limiter, tiers, db }: RateLimitGateDeps): 
   function counterName(key: ApiKey): string {
     let name = counterNames.get(key);
     if (name === undefined) {
-      name = `key:${key.id}`;
+      // A rolled key in its grace period counts against the key that replaced it (see `budgetKeyId`).
+      name = `key:${key.budgetKeyId ?? key.id}`;
       counterNames.set(key, name);
     }
     return name;
@@ -90,7 +91,8 @@ export function createQuotaGate({ db, writer }: { db: Db; writer: StatementWrite
   return {
     check(key, { cost, now }) {
       if (key.quota === null) return PASS;
-      const spent = spend(key.id, cost, now);
+      // A rolled key in its grace period spends the quota of the key that replaced it (see `budgetKeyId`).
+      const spent = spend(key.budgetKeyId ?? key.id, cost, now);
       return spent instanceof Promise ? spent.then(quotaOutcome) : quotaOutcome(spent);
     },
   };

@@ -24,6 +24,7 @@ export function toApiKey(row: ApiKeyRow): ApiKey {
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
     rolledFrom: row.rolled_from,
+    budgetKeyId: row.budget_key_id,
     rateLimit:
       row.rate_limit_limit === null || row.rate_limit_window_seconds === null
         ? null
@@ -63,6 +64,7 @@ export function toApiKeyColumns(key: Partial<ApiKey>): ApiKeyUpdate {
   if (key.expiresAt !== undefined) columns.expires_at = key.expiresAt;
   if (key.revokedAt !== undefined) columns.revoked_at = key.revokedAt;
   if (key.rolledFrom !== undefined) columns.rolled_from = key.rolledFrom;
+  if (key.budgetKeyId !== undefined) columns.budget_key_id = key.budgetKeyId;
   if (key.rateLimit !== undefined) {
     columns.rate_limit_limit = key.rateLimit?.limit ?? null;
     columns.rate_limit_window_seconds = key.rateLimit?.windowSeconds ?? null;
@@ -140,6 +142,21 @@ export async function listKeys(db: Executor, filter: KeyListFilter): Promise<Api
 export async function updateKey(db: Executor, id: string, changes: Partial<ApiKey>): Promise<ApiKey | undefined> {
   const row = await db.updateTable('api_keys').set(toApiKeyColumns(changes)).where('id', '=', id).returningAll().executeTakeFirst();
   return row && toApiKey(row);
+}
+
+/**
+ * Points key `id`, and every key that counted against it, at `budgetKeyId`'s rate limit and quota (a roll:
+ * the key and any keys still in grace from earlier rolls now spend the new key's budget). Returns the keys
+ * changed, for their caches to be told.
+ */
+export async function pointBudgetAt(db: Executor, id: string, budgetKeyId: string, updatedAt: number): Promise<ApiKey[]> {
+  const rows = await db
+    .updateTable('api_keys')
+    .set({ budget_key_id: budgetKeyId, updated_at: updatedAt })
+    .where((eb) => eb.or([eb('id', '=', id), eb('budget_key_id', '=', id)]))
+    .returningAll()
+    .execute();
+  return rows.map(toApiKey);
 }
 
 export async function deleteKey(db: Executor, id: string): Promise<boolean> {

@@ -1,12 +1,14 @@
 import { type Kysely, type Migration, type MigrationResultSet, Migrator, PostgresAdapter, sql } from 'kysely';
 import * as initial from './migrations/0001-initial.js';
 import * as usageStorage from './migrations/0002-usage-storage.js';
+import * as rollBudget from './migrations/0003-roll-budget.js';
 import type { Database } from './schema.js';
 
 // Migrations are imported, not read from a folder, so the built CLI and the tests run the same list.
 const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-usage-storage': usageStorage,
+  '0003-roll-budget': rollBudget,
 };
 
 export interface MigrationStatus {

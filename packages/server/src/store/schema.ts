@@ -33,6 +33,7 @@ export interface ApiKeysTable {
   expires_at: number | null;
   revoked_at: number | null;
   rolled_from: string | null;
+  budget_key_id: string | null;
   rate_limit_limit: number | null;
   rate_limit_window_seconds: number | null;
   quota_remaining: number | null;

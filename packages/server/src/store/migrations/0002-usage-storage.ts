@@ -1,4 +1,5 @@
 import { type Kysely, PostgresAdapter, sql } from 'kysely';
+import { atomically } from './atomically.js';
 
 // biome-ignore lint/suspicious/noExplicitAny: migrations must not depend on the current schema type.
 type AnyDb = Kysely<any>;
@@ -24,13 +25,6 @@ export async function up(db: AnyDb): Promise<void> {
 
 export async function down(db: AnyDb): Promise<void> {
   await atomically(db, downSteps);
-}
-
-// Kysely runs PostgreSQL migrations in a transaction, SQLite ones not: a crash half-way through this one would
-// leave a table behind and the next attempt failing. SQLite's DDL is transactional too, so it gets one here.
-async function atomically(db: AnyDb, steps: (db: AnyDb) => Promise<void>): Promise<void> {
-  if (db.isTransaction) await steps(db);
-  else await db.transaction().execute(steps);
 }
 
 async function upSteps(db: AnyDb): Promise<void> {
