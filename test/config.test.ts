@@ -111,6 +111,17 @@ describe('loadConfig', () => {
     expect(error.message).not.toContain('\n');
   });
 
+  it('reads TRUST_PROXY as false, true, or the proxies’ addresses and CIDRs', () => {
+    const trust = (value: string) => loadConfig({ TRUST_PROXY: value }).trustProxy;
+    expect(loadConfig({}).trustProxy).toBe(false);
+    expect([trust('false'), trust('0'), trust('true'), trust('1')]).toEqual([false, false, true, true]);
+    expect(trust('10.0.0.0/8, 127.0.0.1,::1,fd00::/8,loopback')).toEqual(['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8', 'loopback']);
+    for (const bad of ['2', 'proxy.local', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '10.0.0.1,']) {
+      const error = configError({ TRUST_PROXY: bad });
+      expect(error.variable, bad).toBe('TRUST_PROXY');
+    }
+  });
+
   it('checks DEFAULT_TIER against TIERS', () => {
     expect(configError({ DEFAULT_TIER: 'gold' }).variable).toBe('DEFAULT_TIER');
     expect(loadConfig({ TIERS: '{"a": {}, "b": {}}', DEFAULT_TIER: 'b' }).defaultTier).toBe('b');

@@ -119,6 +119,23 @@ describe('brute-force guard on the /v1 authentication hook', () => {
     expect((await get(bearer(t.adminKey))).statusCode).toBe(429);
   });
 
+  it('with TRUST_PROXY naming the proxy, counts the address the proxy saw, whatever the client wrote before it', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '3', TRUST_PROXY: '10.0.0.5' } });
+    const viaProxy = (forwardedFor: string) =>
+      t.app.inject({
+        method: 'GET',
+        url: '/v1/api-keys',
+        headers: { ...bearer(generateKey()), 'x-forwarded-for': forwardedFor },
+        remoteAddress: '10.0.0.5',
+      });
+    // The client invents a new left-most address each time; the proxy appends the one it saw.
+    for (let i = 0; i < 3; i++) expect((await viaProxy(`192.0.2.${i}, ${attacker}`)).statusCode).toBe(401);
+    expect((await viaProxy(`192.0.2.99, ${attacker}`)).statusCode).toBe(429);
+    expect((await viaProxy(other)).statusCode).toBe(401);
+    // A client that is not the proxy is not believed: claiming the blocked address blocks nothing.
+    expect((await get({ ...bearer(t.adminKey), 'x-forwarded-for': attacker }, '198.51.100.9')).statusCode).toBe(200);
+  });
+
   it('is off with AUTH_FAILURES_PER_MINUTE=0', async () => {
     t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '0' } });
     for (let i = 0; i < 30; i++) expect((await get(bearer(generateKey()))).statusCode).toBe(401);

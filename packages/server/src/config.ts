@@ -1,4 +1,5 @@
 import { existsSync } from 'node:fs';
+import { isIP } from 'node:net';
 import { classifyKey, isValidPrefix } from '@keyward/sdk';
 
 export interface RateLimitSetting {
@@ -36,7 +37,11 @@ export interface Config {
   jwtAudience: string | null;
   logLevel: LogLevel;
   bodyLimitBytes: number;
-  trustProxy: boolean;
+  /**
+   * Which proxies' `X-Forwarded-For` entries to believe for the client IP (Fastify's `trustProxy`): none
+   * (`false`), those the listed proxy addresses/CIDRs added, or every one (`true`).
+   */
+  trustProxy: boolean | string[];
   cacheMaxEntries: number;
   cacheTtlMs: number;
   cacheNegativeTtlMs: number;
@@ -131,6 +136,36 @@ function url(env: Env, name: string, protocols: readonly string[]): string | nul
     throw new ConfigError(name, `must use ${protocols.join(' or ')}${shown(name, value)}`);
   }
   return value;
+}
+
+// proxy-addr's names for address ranges, which Fastify accepts among the addresses.
+const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
+
+function trustedProxy(entry: string): boolean {
+  if (PROXY_RANGES.has(entry)) return true;
+  const [address = '', prefix, extra] = entry.split('/');
+  const family = isIP(address);
+  if (family === 0 || extra !== undefined) return false;
+  return prefix === undefined || (/^\d{1,3}$/.test(prefix) && Number(prefix) <= (family === 4 ? 32 : 128));
+}
+
+/**
+ * `TRUST_PROXY`: `false` (default: the socket's address); the proxies' addresses or CIDRs, comma-separated (and
+ * `loopback`, `linklocal`, `uniquelocal`): the client is the last `X-Forwarded-For` address not added by one
+ * of them; or `true`: every hop is trusted and the client is the left-most address, which the client itself
+ * can write unless the proxy in front replaces the header. (Fastify 5 refuses a bare hop count: it cannot
+ * tell a proxy from a client that sent enough hops.)
+ */
+function trustProxy(env: Env): boolean | string[] {
+  const value = raw(env, 'TRUST_PROXY');
+  if (value === undefined || /^(false|no|off|0)$/i.test(value)) return false;
+  if (/^(true|yes|on|1)$/i.test(value)) return true;
+  const entries = value.split(',').map((entry) => entry.trim());
+  if (entries.every(trustedProxy)) return entries;
+  throw new ConfigError(
+    'TRUST_PROXY',
+    `must be false, the proxies' addresses or CIDRs separated by commas, or true${shown('TRUST_PROXY', value)}`,
+  );
 }
 
 function databaseUrl(env: Env): string {
@@ -232,7 +267,7 @@ export function loadConfig(env: Env = process.env): Config {
     jwtAudience: raw(env, 'JWT_AUDIENCE') ?? null,
     logLevel: oneOf(env, 'LOG_LEVEL', ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent'] as const, 'info'),
     bodyLimitBytes: integer(env, 'BODY_LIMIT_BYTES', 64 * 1024, 1024),
-    trustProxy: boolean(env, 'TRUST_PROXY', false),
+    trustProxy: trustProxy(env),
     cacheMaxEntries: integer(env, 'CACHE_MAX_ENTRIES', 10_000, 0),
     cacheTtlMs: integer(env, 'CACHE_TTL_MS', 30_000, 0),
     cacheNegativeTtlMs: integer(env, 'CACHE_NEGATIVE_TTL_MS', 2_000, 0),
