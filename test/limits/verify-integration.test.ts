@@ -70,6 +70,29 @@ describe.each(DIALECTS)('verification with rate limits and quotas on %s', (diale
     expect(await answer(t, { key: free.key })).not.toHaveProperty('ratelimit');
   });
 
+  it('rate limit: ratelimit_cost 0 checks the window without using it; a bad one is 400', async () => {
+    t = await createClockedApp({ dialect });
+    const { key } = await createKey(t, { rate_limit: { limit: 2, window_seconds: 10 }, quota: { remaining: 10 } });
+    const seen = [];
+    for (const ratelimit_cost of [undefined, 0, 0, undefined, 0]) {
+      const a = await answer(t, ratelimit_cost === undefined ? { key } : { key, ratelimit_cost });
+      seen.push([a.code, a.ratelimit?.remaining, a.remaining]);
+    }
+    // The quota is spent every time; the window only by the two counted verifications, full or not.
+    expect(seen).toEqual([
+      ['VALID', 1, 9],
+      ['VALID', 1, 8],
+      ['VALID', 1, 7],
+      ['VALID', 0, 6],
+      ['VALID', 0, 5],
+    ]);
+    expect((await answer(t, { key })).code).toBe('RATE_LIMITED');
+    for (const ratelimit_cost of [-1, 1.5, '1']) {
+      const response = await verify(t, { key, ratelimit_cost });
+      expect(response.statusCode, String(ratelimit_cost)).toBe(400);
+    }
+  });
+
   it('rate limit: a user’s key without its own limit gets the tier default, cached with the key; a tier change applies at once', async () => {
     const TIERS = JSON.stringify({
       free: { max_keys: 5, rate_limit: { limit: 2, window_seconds: 60 } },

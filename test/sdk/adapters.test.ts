@@ -185,6 +185,9 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
     const charged = () => keyward.seen.reduce((sum, s) => sum + (typeof s.body?.cost === 'number' ? s.body.cost : 1), 0);
     expect(await h.request('/v1/reports', { authorization: `Bearer ${reader}` })).toMatchObject({ status: 200, body: { report: true } });
     expect(charged()).toBe(10);
+    // The request uses one unit of the key's rate limit, however many verifications its quota took.
+    const rateUnits = keyward.seen.reduce((sum, s) => sum + (typeof s.body?.ratelimit_cost === 'number' ? s.body.ratelimit_cost : 1), 0);
+    expect(rateUnits).toBe(1);
     // The verification that charges the route's cost checks its scopes too.
     expect(keyward.seen.at(-1)?.body?.scopes).toEqual(['companies:read']);
     keyward.seen.length = 0;

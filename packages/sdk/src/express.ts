@@ -84,7 +84,7 @@ export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGu
           return;
         }
         // This route costs more than the global guard spent: verify again for the difference.
-        auth.authorize(presented, { ...rule, cost: extra }).then((decision) => {
+        auth.authorize(presented, { ...rule, cost: extra, rateLimitCost: 0 }).then((decision) => {
           if (decision.outcome) state.outcome = decision.outcome;
           if (!decision.ok) return send(res, decision);
           state.spent += extra;

@@ -83,7 +83,7 @@ export function keywardHono(options: KeywardHonoOptions): KeywardHonoGuard {
           return;
         }
         // This route costs more than the global guard spent: verify again for the difference.
-        const decision = await auth.authorize(presented, { ...rule, cost: extra });
+        const decision = await auth.authorize(presented, { ...rule, cost: extra, rateLimitCost: 0 });
         if (decision.outcome) state.outcome = decision.outcome;
         if (!decision.ok) return problemResponse(decision);
         state.spent += extra;

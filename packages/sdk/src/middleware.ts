@@ -27,6 +27,11 @@ export interface AccessRule {
   requireApiKey?: boolean;
   /** Quota units this request spends (sent to Keyward as `cost`; default 1 on the server). */
   cost?: number;
+  /**
+   * Rate-limit units this request uses (sent as `ratelimit_cost`; default 1 on the server). The Express and
+   * Hono route guards send 0 when they verify again for a route's extra quota cost: a request counts once.
+   */
+  rateLimitCost?: number;
 }
 
 export interface KeywardAuthOptions {
@@ -234,6 +239,7 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     const body: VerifyKeyInput = { key };
     if (rule.scopes?.length) body.scopes = rule.scopes;
     if (rule.cost !== undefined) body.cost = rule.cost;
+    if (rule.rateLimitCost !== undefined) body.ratelimit_cost = rule.rateLimitCost;
     let result: VerifyKeyResult;
     try {
       result = await client.verifyKey(body);

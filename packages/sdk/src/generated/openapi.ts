@@ -2243,6 +2243,11 @@ export interface paths {
                          * @example 1
                          */
                         cost?: number;
+                        /**
+                         * @description Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it, for a second verification of a request already counted (the SDK’s Express and Hono route guards send it when a route costs more quota than the global guard spent).
+                         * @example 0
+                         */
+                        ratelimit_cost?: number;
                     };
                 };
             };

@@ -7,7 +7,7 @@ import { findUserById } from '../store/users.repository.js';
 import { loadKey, type Presented } from './key-lookup.js';
 import { createQuotaSpender, type QuotaSpend } from './quota.js';
 import { type RateDecision, type RateLimiter, type RateRule, rateRuleFor } from './rate-limiter.js';
-import type { GateOutcome, MaybePromise, VerifyGate } from './verifier.js';
+import type { GateOutcome, GateRequest, MaybePromise, VerifyGate } from './verifier.js';
 
 // The two gates verification runs after the scope check (SPEC §6: rate limit, then quota). They answer
 // synchronously when they have nothing to wait for: a key with neither limit, the memory rate limiter, a
@@ -56,21 +56,21 @@ export function createRateLimitGate({ limiter, tiers, db }: RateLimitGateDeps): 
     return name;
   }
 
-  function decide(key: ApiKey, tier: TierSetting | undefined, now: number): MaybePromise<GateOutcome> {
+  function decide(key: ApiKey, tier: TierSetting | undefined, { rateLimitCost, now }: GateRequest): MaybePromise<GateOutcome> {
     const rule = rateRuleFor(key, tier);
     if (rule === null) return PASS;
-    const decision = limiter.consume(counterName(key), rule, 1, now);
+    const decision = limiter.consume(counterName(key), rule, rateLimitCost, now);
     return decision instanceof Promise ? decision.then((d) => outcomeOf(d, rule)) : outcomeOf(decision, rule);
   }
 
   return {
-    check(key, { now }) {
+    check(key, request) {
       if (key.userId !== null && key.ownerTier === undefined && db !== undefined) {
-        return findUserById(db, key.userId).then((owner) => decide(key, tierSetting(owner?.tier), now));
+        return findUserById(db, key.userId).then((owner) => decide(key, tierSetting(owner?.tier), request));
       }
       const tier = key.userId === null ? undefined : tierSetting(key.ownerTier);
       if (key.rateLimit === null && (tier === undefined || tier.rateLimit === null)) return PASS;
-      return decide(key, tier, now);
+      return decide(key, tier, request);
     },
   };
 }

@@ -45,12 +45,23 @@ export interface GateReport {
 
 export type GateOutcome = ({ ok: true } & GateReport) | ({ ok: false; code: 'RATE_LIMITED' | 'USAGE_EXCEEDED' } & GateReport);
 
+/** What a gate is asked to let through: units of quota and of the rate limit, at a time. */
+export interface GateRequest {
+  cost: number;
+  rateLimitCost: number;
+  now: number;
+}
+
+const isUnits = (units: number): boolean => Number.isSafeInteger(units) && units >= 0;
+const invalidUnits = (field: string): VerifyResult =>
+  err('INVALID_COST', `${field}: must be a non-negative integer`, [{ field, message: 'must be a non-negative integer' }]);
+
 /**
  * A check run, in order, after scopes on a key that is otherwise valid: the rate limit, then the quota
  * (SPEC §6). The first gate that says no decides the code; what every gate run reports is merged.
  */
 export interface VerifyGate {
-  check(key: ApiKey, request: { cost: number; now: number }): Promise<GateOutcome> | GateOutcome;
+  check(key: ApiKey, request: GateRequest): Promise<GateOutcome> | GateOutcome;
 }
 
 export interface VerifyInput {
@@ -58,6 +69,11 @@ export interface VerifyInput {
   scopes?: readonly string[] | undefined;
   /** Units of quota to spend; a non-negative integer, default 1. */
   cost?: number | undefined;
+  /**
+   * Units of the rate limit to use; a non-negative integer, default 1. 0 checks the limit without using it:
+   * a follow-up verification of a request already counted.
+   */
+  rateLimitCost?: number | undefined;
 }
 
 export interface VerifyOutcome extends GateReport {
@@ -151,12 +167,12 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
   }
 
   /** Runs the gates from `index` on: synchronously while they answer synchronously. */
-  function runGates(key: ApiKey, cost: number, at: number, index: number, report: GateReport): MaybePromise<VerifyResult> {
+  function runGates(key: ApiKey, request: GateRequest, index: number, report: GateReport): MaybePromise<VerifyResult> {
     for (let i = index; i < gates.length; i++) {
       const gate = gates[i] as VerifyGate;
-      const outcome = gate.check(key, { cost, now: at });
+      const outcome = gate.check(key, request);
       if (outcome instanceof Promise) {
-        return outcome.then((settled) => (merge(settled, report) ? runGates(key, cost, at, i + 1, report) : denied(key, settled, report)));
+        return outcome.then((settled) => (merge(settled, report) ? runGates(key, request, i + 1, report) : denied(key, settled, report)));
       }
       if (!merge(outcome, report)) return denied(key, outcome, report);
     }
@@ -173,17 +189,14 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
       return ok({ code: 'INSUFFICIENT_SCOPES', key });
     }
     if (gates.length === 0) return ok(checked);
-    return runGates(key, cost, at, 0, {});
+    return runGates(key, { cost, rateLimitCost: input.rateLimitCost ?? 1, now: at }, 0, {});
   }
 
   function verify(caller: Caller, input: VerifyInput): MaybePromise<VerifyResult> {
     if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
     const cost = input.cost ?? 1;
-    if (!Number.isSafeInteger(cost) || cost < 0) {
-      return err('INVALID_COST', 'body.cost: must be a non-negative integer', [
-        { field: 'body.cost', message: 'must be a non-negative integer' },
-      ]);
-    }
+    if (!isUnits(cost)) return invalidUnits('body.cost');
+    if (input.rateLimitCost !== undefined && !isUnits(input.rateLimitCost)) return invalidUnits('body.ratelimit_cost');
     const at = now();
     const checked = checkAt(input.key, at);
     // After a database load, the gates see the time the record arrived, as the state check did.

@@ -25,6 +25,14 @@ export const VerifyKeyBody = Type.Object(
         examples: [1],
       }),
     ),
+    ratelimit_cost: Type.Optional(
+      Type.Integer({
+        minimum: 0,
+        description:
+          'Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it, for a second verification of a request already counted (the SDK’s Express and Hono route guards send it when a route costs more quota than the global guard spent).',
+        examples: [0],
+      }),
+    ),
   },
   { additionalProperties: false },
 );
@@ -120,10 +128,10 @@ export function verifyRoutes(app: App, deps: { verification: Verification }): vo
         reply.header('cache-control', 'no-store');
         return verifyView(outcome);
       };
-      const { key, scopes, cost } = request.body;
+      const { key, scopes, cost, ratelimit_cost } = request.body;
       const result = verification.verifyFor(
         callerOf(request),
-        { key, scopes, cost },
+        { key, scopes, cost, rateLimitCost: ratelimit_cost },
         { method: request.method, userAgent: request.headers['user-agent'] ?? null, elapsedMs: () => reply.elapsedTime },
       );
       return result instanceof Promise ? result.then(answer) : answer(result);
