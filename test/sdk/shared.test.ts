@@ -21,6 +21,11 @@ describe('SDK shared helpers', () => {
     expect(scopeCovers('inventory:read', 'inventory:write')).toBe(false);
     expect(secondsUntil(1_700_000_060, 1_700_000_000_000, 1)).toBe(60);
     expect(secondsUntil(1_700_000_000, 1_700_000_000_000, 1)).toBe(1);
+    // A window that began 0.5 s into a second resets at x.5, which Keyward rounds up: never more than the window.
+    expect(secondsUntil(1_700_000_061, 1_700_000_000_600, 1, 60)).toBe(60);
+    expect(rateLimitHeaders({ limit: 2, remaining: 0, reset: 1_700_000_061, window_seconds: 60 }, 1_700_000_000_600).ratelimit).toBe(
+      '"default";r=0;t=60',
+    );
     expect(rateLimitHeaders({ limit: 100, remaining: 99, reset: 1_700_000_060, window_seconds: 60 }, 1_700_000_000_000)).toEqual({
       'ratelimit-policy': '"default";q=100;w=60',
       ratelimit: '"default";r=99;t=60',

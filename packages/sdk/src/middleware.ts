@@ -331,7 +331,7 @@ function refusal(result: VerifyKeyResult, rule: AccessRule, path: string, header
     case 'RATE_LIMITED':
       return deny('RATE_LIMITED', path, 'this key is over its rate limit', {
         ...headers,
-        'retry-after': String(secondsUntil(result.ratelimit?.reset ?? 0, now, 1)),
+        'retry-after': String(secondsUntil(result.ratelimit?.reset ?? 0, now, 1, result.ratelimit?.window_seconds)),
       });
     case 'USAGE_EXCEEDED':
       // No Retry-After: when the quota refills (if ever) is not in the answer.

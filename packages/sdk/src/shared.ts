@@ -68,13 +68,15 @@ export const UNAUTHENTICATED_CODES = {
 } as const;
 
 /**
- * Whole seconds from `now` (epoch ms) until `reset` (unix seconds), at least `floor`.
+ * Whole seconds from `now` (epoch ms) until `reset` (unix seconds), at least `floor` and at most `cap` (pass the
+ * window's length: `reset` is rounded up to a whole second, so counting up again could say 61 for a 60 s window).
  *
  * @example
  * secondsUntil(1_700_000_060, 1_700_000_000_000, 1); // 60
+ * secondsUntil(1_700_000_061, 1_700_000_000_600, 1, 60); // 60, not 61
  */
-export function secondsUntil(reset: number, now: number, floor: number): number {
-  return Math.max(floor, Math.ceil(reset - now / 1000));
+export function secondsUntil(reset: number, now: number, floor: number, cap = Number.POSITIVE_INFINITY): number {
+  return Math.max(floor, Math.min(cap, Math.ceil(reset - now / 1000)));
 }
 
 /** A key's rate-limit state, as `POST /v1/keys/verify` reports it. */
@@ -100,6 +102,6 @@ export function rateLimitHeaders(ratelimit: RateLimitInfo | null | undefined, no
   const window = ratelimit.window_seconds === undefined ? '' : `;w=${ratelimit.window_seconds}`;
   return {
     'ratelimit-policy': `"default";q=${ratelimit.limit}${window}`,
-    ratelimit: `"default";r=${Math.max(0, ratelimit.remaining)};t=${secondsUntil(ratelimit.reset, now, 0)}`,
+    ratelimit: `"default";r=${Math.max(0, ratelimit.remaining)};t=${secondsUntil(ratelimit.reset, now, 0, ratelimit.window_seconds)}`,
   };
 }

@@ -171,7 +171,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
       case 'RATE_LIMITED':
         throw new ProblemError('RATE_LIMITED', 'this key is over its rate limit', undefined, {
           ...limits,
-          'retry-after': String(secondsUntil(outcome.ratelimit?.reset ?? 0, now(), 1)),
+          'retry-after': String(secondsUntil(outcome.ratelimit?.reset ?? 0, now(), 1, outcome.ratelimit?.windowSeconds)),
         });
       case 'USAGE_EXCEEDED':
         // No Retry-After: when the quota refills (if ever) is not part of the verification answer.
