@@ -65,6 +65,25 @@ describe('brute-force guard', () => {
     expect(consume).not.toHaveBeenCalled();
   });
 
+  it('refuses a client with as many look-ups in flight as its budget, until they end (a burst cannot outrun the count)', () => {
+    const { guard } = guardWithClock(3);
+    const ends = [guard.track('10.0.0.1'), guard.track('10.0.0.1')];
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+    expect(guard.blocksAny()).toBe(true);
+    ends.push(guard.track('10.0.0.1'));
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: true, retryAfterSeconds: 1 });
+    expect(guard.check('10.0.0.2')).toEqual({ blocked: false });
+    ends[0]?.();
+    ends[0]?.(); // ending twice counts once
+    expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
+    for (const end of ends) end();
+    expect(guard.blocksAny()).toBe(false);
+    // Off with a limit of 0.
+    const off = guardWithClock(0).guard;
+    for (let i = 0; i < 10; i++) off.track('10.0.0.1');
+    expect(off.check('10.0.0.1')).toEqual({ blocked: false });
+  });
+
   it('counts refused requests in metrics', async () => {
     const { guard, metrics } = guardWithClock(1);
     await guard.fail('10.0.0.1');
@@ -116,6 +135,14 @@ describe('brute-force guard on the /v1 authentication hook', () => {
     expect((await get(bearer(revoked.key))).json()).toMatchObject({ code: 'KEY_REVOKED' });
     expect((await get({ 'x-api-key': 'not-a-key' })).statusCode).toBe(401);
     expect((await get({ authorization: 'Basic abc' })).statusCode).toBe(401);
+    expect((await get(bearer(t.adminKey))).statusCode).toBe(429);
+  });
+
+  it('a burst of bad credentials sent at once gets no more look-ups than the budget', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '3' } });
+    const statuses = await Promise.all(Array.from({ length: 20 }, async () => (await get(bearer(generateKey()))).statusCode));
+    expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(3);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(17);
     expect((await get(bearer(t.adminKey))).statusCode).toBe(429);
   });
 

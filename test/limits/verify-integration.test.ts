@@ -277,6 +277,21 @@ describe('brute-force guard on POST /v1/keys/verify', () => {
     expect(me.statusCode).toBe(200);
   });
 
+  it('gives a burst of unknown keys sent at once no more look-ups than the budget', async () => {
+    // On PostgreSQL when there is one: its look-ups take real time, so the burst's requests overlap.
+    t = await createTestApp({ dialect: DIALECTS.at(-1) ?? 'sqlite', env: { VERIFY_FAILURES_PER_MINUTE: '3' } });
+    const backend = await createKey(t, { name: 'backend', scopes: ['keyward:verify'] });
+    const valid = await createKey(t, { name: 'end user' });
+    expect((await answer(t, { key: valid.key }, { as: backend.key })).code).toBe('VALID');
+    const statuses = await Promise.all(
+      Array.from({ length: 20 }, async () => (await verify(t, { key: generateKey('kw') }, { as: backend.key })).statusCode),
+    );
+    expect(statuses.filter((s) => s === 200).length).toBeLessThanOrEqual(3);
+    expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(17);
+    // The end user's key, seen before, still verifies.
+    expect((await answer(t, { key: valid.key }, { as: backend.key })).code).toBe('VALID');
+  });
+
   it('is off with VERIFY_FAILURES_PER_MINUTE=0, defaults to 600, and rejects a bad value', async () => {
     expect(loadConfig({}).verifyFailuresPerMinute).toBe(600);
     expect(() => loadConfig({ VERIFY_FAILURES_PER_MINUTE: 'lots' })).toThrow(ConfigError);

@@ -1,7 +1,7 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import { rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
 import { ProblemError } from '../errors.js';
@@ -9,8 +9,8 @@ import { credentialOf, WWW_AUTHENTICATE } from '../http/auth.js';
 import { installProblemHandlers, sendProblem, toProblemError } from '../http/problem.js';
 import { loggerOptions } from '../logger.js';
 import type { Caller } from '../services/principal.js';
-import type { RateLimitState, VerifyCode } from '../services/verifier.js';
-import { DEFAULT_RULES, type GatewayRules, requestTarget, ruleFor } from './rules.js';
+import type { RateLimitState, VerifyCode, VerifyResult } from '../services/verifier.js';
+import { DEFAULT_RULES, type GatewayRules, type RouteAccess, requestTarget, ruleFor } from './rules.js';
 
 export interface GatewayOptions {
   /** The API behind the gateway, `http(s)://host[:port][/base/path]` (see {@link parseUpstream}). */
@@ -125,28 +125,14 @@ export async function buildGateway(container: Container, options: GatewayOptions
     undici: { headersTimeout: options.headersTimeoutMs ?? 60_000 },
   });
 
-  app.addHook('onRequest', async (request, reply) => {
-    const target = requestTarget(request.url);
-    if (target === null) throw new ProblemError('INVALID_REQUEST', 'the request path is not valid');
-    const passage: Passage = { path: target.path, outcome: null, keyId: null, key: null };
-    passages.set(request, passage);
-    const access = ruleFor(rules, request.method, target.segments);
-    if (access.public) return;
-
-    const credential = credentialOf(request);
-    if (credential === undefined || credential === '') {
-      // A route that names scopes cannot be satisfied anonymously, whatever REQUIRE_API_KEY says.
-      if (!config.requireApiKey && access.scopes.length === 0) return;
-      throw new ProblemError('AUTH_REQUIRED', undefined, undefined, { 'www-authenticate': WWW_AUTHENTICATE });
-    }
-    const blocked = bruteForce.check(request.ip);
-    if (blocked.blocked) {
-      throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
-        'retry-after': String(blocked.retryAfterSeconds),
-      });
-    }
-    const caller: Caller = { principal: { kind: 'system', name: 'gateway' }, ip: request.ip };
-    const verified = await verifier.verify(caller, { key: credential, scopes: access.scopes, cost: access.cost });
+  /** Lets a verified request through (with its rate-limit headers), or refuses it as the verify answer says. */
+  async function admit(
+    request: FastifyRequest,
+    reply: FastifyReply,
+    passage: Passage,
+    access: RouteAccess,
+    verified: VerifyResult,
+  ): Promise<void> {
     if (!verified.ok) throw toProblemError(verified);
     metrics.verifyDuration.observe(reply.elapsedTime / 1000);
     const outcome = verified.value;
@@ -176,6 +162,37 @@ export async function buildGateway(container: Container, options: GatewayOptions
       case 'USAGE_EXCEEDED':
         // No Retry-After: when the quota refills (if ever) is not part of the verification answer.
         throw new ProblemError('USAGE_EXCEEDED', 'this key has used up its quota', undefined, limits);
+    }
+  }
+
+  app.addHook('onRequest', async (request, reply) => {
+    const target = requestTarget(request.url);
+    if (target === null) throw new ProblemError('INVALID_REQUEST', 'the request path is not valid');
+    const passage: Passage = { path: target.path, outcome: null, keyId: null, key: null };
+    passages.set(request, passage);
+    const access = ruleFor(rules, request.method, target.segments);
+    if (access.public) return;
+
+    const credential = credentialOf(request);
+    if (credential === undefined || credential === '') {
+      // A route that names scopes cannot be satisfied anonymously, whatever REQUIRE_API_KEY says.
+      if (!config.requireApiKey && access.scopes.length === 0) return;
+      throw new ProblemError('AUTH_REQUIRED', undefined, undefined, { 'www-authenticate': WWW_AUTHENTICATE });
+    }
+    const blocked = bruteForce.check(request.ip);
+    if (blocked.blocked) {
+      throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
+        'retry-after': String(blocked.retryAfterSeconds),
+      });
+    }
+    const caller: Caller = { principal: { kind: 'system', name: 'gateway' }, ip: request.ip };
+    const verifying = verifier.verify(caller, { key: credential, scopes: access.scopes, cost: access.cost });
+    // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted.
+    const end = verifying instanceof Promise ? bruteForce.track(request.ip) : undefined;
+    try {
+      await admit(request, reply, passage, access, await verifying);
+    } finally {
+      end?.();
     }
   });
 

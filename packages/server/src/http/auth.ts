@@ -60,12 +60,20 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
       });
     }
     const result = authenticator.authenticate(credentialOf(request));
+    // A look-up (a credential not in the cache) is in flight until its failure, if any, has been counted.
+    const end = result instanceof Promise ? guard?.track(ip) : undefined;
     const pending = result instanceof Promise ? result.then((settled) => accept(request, ip, settled)) : accept(request, ip, result);
     if (pending === undefined) done();
     else
       pending.then(
-        () => done(),
-        (error: unknown) => done(error instanceof Error ? error : new Error(String(error))),
+        () => {
+          end?.();
+          done();
+        },
+        (error: unknown) => {
+          end?.();
+          done(error instanceof Error ? error : new Error(String(error)));
+        },
       );
   });
 }

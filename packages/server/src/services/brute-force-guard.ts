@@ -18,6 +18,12 @@ export interface BruteForceGuard {
   blocksAny(): boolean;
   /** Call after a failed authentication or verification by this client. */
   fail(client: string): Promise<void>;
+  /**
+   * Call when a look-up starts whose outcome is not known yet (a credential not in the cache); call what it
+   * returns when it ends. Failures are counted only once known, so while a client has as many look-ups in
+   * flight as its budget, `check` refuses it too: a burst sent at once cannot try more than the budget.
+   */
+  track(client: string): () => void;
 }
 
 export interface BruteForceGuardOptions {
@@ -32,6 +38,9 @@ export interface BruteForceGuardOptions {
 
 const WINDOW_SECONDS = 60;
 const NOT_BLOCKED: GuardDecision = { blocked: false };
+// Refused for having too many look-ups in flight: they end within moments.
+const BUSY: GuardDecision = { blocked: true, retryAfterSeconds: 1 };
+const untracked = () => {};
 
 export function createBruteForceGuard(options: BruteForceGuardOptions): BruteForceGuard {
   const { limiter, failuresPerMinute, metrics } = options;
@@ -41,10 +50,15 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
   // next failure there: at most one extra attempt per instance.
   const blockedUntil = new LRUCache<string, number>({ max: options.maxBlocked ?? 100_000 });
   const rule = { limit: failuresPerMinute, windowSeconds: WINDOW_SECONDS };
+  const inFlight = new Map<string, number>();
 
   return {
     check(client) {
-      if (failuresPerMinute === 0 || blockedUntil.size === 0) return NOT_BLOCKED;
+      if (failuresPerMinute === 0 || (blockedUntil.size === 0 && inFlight.size === 0)) return NOT_BLOCKED;
+      if ((inFlight.get(client) ?? 0) >= failuresPerMinute) {
+        metrics?.bruteForceBlocks.inc();
+        return BUSY;
+      }
       const until = blockedUntil.get(client);
       if (until === undefined) return NOT_BLOCKED;
       const msLeft = until - now();
@@ -56,11 +70,23 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
       // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
       return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
     },
-    blocksAny: () => failuresPerMinute !== 0 && blockedUntil.size > 0,
+    blocksAny: () => failuresPerMinute !== 0 && (blockedUntil.size > 0 || inFlight.size > 0),
     async fail(client) {
       if (failuresPerMinute === 0) return;
       const counted = await limiter.consume(`bf:${client}`, rule, 1);
       if (!counted.allowed || counted.remaining === 0) blockedUntil.set(client, counted.reset * 1000);
+    },
+    track(client) {
+      if (failuresPerMinute === 0) return untracked;
+      inFlight.set(client, (inFlight.get(client) ?? 0) + 1);
+      let ended = false;
+      return () => {
+        if (ended) return;
+        ended = true;
+        const left = (inFlight.get(client) ?? 1) - 1;
+        if (left > 0) inFlight.set(client, left);
+        else inFlight.delete(client);
+      };
     },
   };
 }

@@ -79,7 +79,12 @@ export function createVerification(deps: {
       const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
         result.ok && FAILED.has(result.value.code) ? verifyGuard.fail(guardClient(caller)).then(() => finish(result)) : finish(result);
       const result = verifier.verify(caller, input);
-      return result instanceof Promise ? result.then(answer) : answer(result);
+      if (!(result instanceof Promise)) return answer(result);
+      // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted.
+      const end = verifyGuard.track(guardClient(caller));
+      const answered = result.then(answer);
+      answered.then(end, end);
+      return answered;
     },
   };
 }
