@@ -137,6 +137,34 @@ describe('key cache', () => {
     await expect(cache.get(hash(1), failing)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
   });
 
+  it('after finding the database unreachable, answers stale records without asking again for a second', async () => {
+    const { clock, cache, loader, loads } = setup();
+    await cache.get(hash(1), loader(rec('a')));
+    await cache.get(hash(2), loader(rec('b')));
+    let attempts = 0;
+    const failing = async (): Promise<ApiKey | undefined> => {
+      attempts++;
+      throw unreachable();
+    };
+    clock.advance(5_000);
+    expect(await cache.get(hash(1), failing)).toEqual(rec('a'));
+    expect(await cache.get(hash(2), failing)).toEqual(rec('b'));
+    expect(await cache.get(hash(1), failing)).toEqual(rec('a'));
+    expect(attempts).toBe(1);
+    // A key with nothing stale still asks (and fails).
+    await expect(cache.get(hash(3), failing)).rejects.toMatchObject({ code: 'ECONNREFUSED' });
+    expect(attempts).toBe(2);
+    clock.advance(1_000);
+    expect(await cache.get(hash(1), failing)).toEqual(rec('a'));
+    expect(attempts).toBe(3);
+    // Back: the next load succeeds and the pause ends.
+    clock.advance(1_000);
+    expect(await cache.get(hash(2), loader(rec('b2')))).toEqual(rec('b2'));
+    expect(loads()).toBe(3);
+    clock.advance(1_000);
+    expect(await cache.get(hash(1), loader(rec('a2')))).toEqual(rec('a2'));
+  });
+
   it('does not hide a failure that is not an outage, nor answer from an invalidated record', async () => {
     const { clock, cache, loader } = setup();
     await cache.get(hash(1), loader(rec('a')));

@@ -11,6 +11,11 @@ export interface KeyCacheOptions {
   negativeTtlMs: number;
   /** How long past its freshness a record may still answer while the database is unreachable. */
   staleTtlMs: number;
+  /**
+   * After the database was found unreachable, how long stale records answer without asking it again
+   * (default 1 s); a key with no stale record still asks.
+   */
+  outageRetryMs?: number;
   now?: () => number;
 }
 
@@ -74,11 +79,20 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
   const inflight = new Map<string, Flight>();
   let epoch = 0;
   let live = true;
+  // After a load failed because the database was unreachable: until then, a record within its stale window
+  // answers without asking again. A database that stops answering without refusing makes each attempt wait
+  // for a timeout, which every verification of a stale key would otherwise pay.
+  let downUntil = 0;
   let hits = 0;
   let misses = 0;
   let stale = 0;
 
   const freshFor = (entry: Entry) => (entry.key === null ? options.negativeTtlMs : options.ttlMs);
+  /** The entry for `hash` if it may still answer during an outage. */
+  const staleEntry = (hash: string): Entry | undefined => {
+    const old = lru?.peek(hash);
+    return old !== undefined && now() - old.at < freshFor(old) + options.staleTtlMs ? old : undefined;
+  };
 
   function start(hash: string, load: () => Promise<ApiKey | undefined>): Flight {
     const at = now();
@@ -86,6 +100,7 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     const flight: Flight = { promise: Promise.resolve(undefined), invalidated: false };
     flight.promise = load().then(
       (key) => {
+        downUntil = 0;
         if (inflight.get(hash) === flight) inflight.delete(hash);
         if (!flight.invalidated) lru?.set(hash, { key: key ?? null, at, epoch: startedIn });
         return key;
@@ -113,17 +128,22 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
       const cached = fresh(hash);
       if (cached !== undefined) return cached ?? undefined;
       misses++;
+      const resting = now() < downUntil ? staleEntry(hash) : undefined;
+      if (resting !== undefined) {
+        stale++;
+        return resting.key ?? undefined;
+      }
       const flight = inflight.get(hash) ?? start(hash, load);
       try {
         return await flight.promise;
       } catch (error) {
+        if (!isUnavailable(error)) throw error;
+        downUntil = now() + (options.outageRetryMs ?? 1_000);
         // Peek again: an invalidation during the load removed what must no longer answer.
-        const old = isUnavailable(error) ? lru?.peek(hash) : undefined;
-        if (old !== undefined && now() - old.at < freshFor(old) + options.staleTtlMs) {
-          stale++;
-          return old.key ?? undefined;
-        }
-        throw error;
+        const old = staleEntry(hash);
+        if (old === undefined) throw error;
+        stale++;
+        return old.key ?? undefined;
       }
     },
 
@@ -139,7 +159,11 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     },
 
     setLive(value) {
-      if (value && !live) epoch++;
+      // Back in touch: nothing cached before is trusted, and the database is asked again at once.
+      if (value && !live) {
+        epoch++;
+        downUntil = 0;
+      }
       live = value;
     },
 
