@@ -102,6 +102,17 @@ describe('/metrics', () => {
     }
   });
 
+  it('counts errors on the cache invalidation channel’s Redis connections', async () => {
+    t = await createTestApp({ env: { REDIS_URL: `redis://127.0.0.1:${await closedPort()}`, REDIS_TIMEOUT_MS: '100' } });
+    let errors = 0;
+    for (let i = 0; i < 100 && errors === 0; i++) {
+      await new Promise((resolve) => setTimeout(resolve, 20));
+      errors = (await scrape()).samples.get('keyward_redis_errors_total{operation="invalidation"}') ?? 0;
+    }
+    expect(errors).toBeGreaterThanOrEqual(1);
+    expect(t.container.invalidation.live()).toBe(false);
+  });
+
   it('counts Redis errors and fail-open decisions', async () => {
     const metrics = createMetrics({ defaultMetrics: false });
     const redis = openRedis(`redis://127.0.0.1:${await closedPort()}`, {

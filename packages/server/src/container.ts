@@ -109,7 +109,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     staleTtlMs: config.cacheStaleTtlMs,
     now,
   });
-  const invalidation = createInvalidation({ cache: keyCache, db, config });
+  const invalidation = createInvalidation({ cache: keyCache, db, config, metrics });
   const lastUsed = createLastUsedRecorder({
     write: (batch) => writer.run(lastUsedStatements(db.db, batch)),
     flushMs: config.lastUsedFlushMs,

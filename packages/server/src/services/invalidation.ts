@@ -4,6 +4,7 @@ import type { ApiKey } from '../domain.js';
 import type { Db } from '../store/database.js';
 import { KEY_CHANGED_CHANNEL, listenKeyChanged, notifyKeyChanged, pingListener } from '../store/key-events.repository.js';
 import type { KeyCache } from './key-cache.js';
+import type { Metrics } from './metrics.js';
 
 /** How changes reach other instances: Redis pub/sub, PostgreSQL LISTEN/NOTIFY, or nowhere (one instance). */
 export type Transport = 'redis' | 'postgres' | 'local';
@@ -41,15 +42,15 @@ const HEARTBEAT_MS = 5_000;
 const HEARTBEAT_TIMEOUT_MS = 2_000;
 const noop = () => {};
 
-function redisChannel(url: string, name: string, listener: Listener): Channel {
+function redisChannel(url: string, name: string, listener: Listener, onError: () => void): Channel {
   const retryStrategy = (times: number) => Math.min(times * 100, RETRY_MAX_MS);
   // Subscribing by hand on every `ready` (instead of ioredis's autoResubscribe) tells us exactly when the
   // subscription is back, which is when the cache may trust its entries again.
   const sub = new Redis(url, { autoResubscribe: false, maxRetriesPerRequest: null, retryStrategy, connectionName: `${name}:sub` });
   const pub = new Redis(url, { maxRetriesPerRequest: 2, retryStrategy, connectionName: `${name}:pub` });
-  // ioredis reconnects by itself; an unhandled 'error' event would crash the process.
-  sub.on('error', noop);
-  pub.on('error', noop);
+  // ioredis reconnects by itself (an unhandled 'error' event would crash the process); errors are counted.
+  sub.on('error', onError);
+  pub.on('error', onError);
   sub.on('close', () => listener.live(false));
   sub.on('ready', () => {
     sub.subscribe(name).then(
@@ -155,6 +156,8 @@ export interface InvalidationDeps {
   cache: KeyCache;
   db: Db;
   config: { redisUrl: string | null; redisPrefix: string; databaseUrl: string };
+  /** Counts errors on the Redis connections (`operation="invalidation"`). */
+  metrics?: Pick<Metrics, 'redisErrors'> | undefined;
 }
 
 /**
@@ -162,7 +165,7 @@ export interface InvalidationDeps {
  * serves one instance). Until the subscription is up — and again whenever it drops — the cache treats
  * nothing as fresh, so a missed message can never leave a stale record answering.
  */
-export function createInvalidation({ cache, db, config }: InvalidationDeps): Invalidation {
+export function createInvalidation({ cache, db, config, metrics }: InvalidationDeps): Invalidation {
   const transport: Transport = config.redisUrl ? 'redis' : db.dialect === 'postgres' ? 'postgres' : 'local';
   let isLive = transport === 'local';
   cache.setLive(isLive);
@@ -190,7 +193,9 @@ export function createInvalidation({ cache, db, config }: InvalidationDeps): Inv
   };
   const channel: Channel | null =
     transport === 'redis' && config.redisUrl
-      ? redisChannel(config.redisUrl, `${config.redisPrefix}key-changed`, listener)
+      ? redisChannel(config.redisUrl, `${config.redisPrefix}key-changed`, listener, () =>
+          metrics?.redisErrors.inc({ operation: 'invalidation' }),
+        )
       : transport === 'postgres'
         ? postgresChannel(config.databaseUrl, db, listener)
         : null;
