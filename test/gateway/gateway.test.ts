@@ -372,7 +372,16 @@ describe.each(DIALECTS)('keyward gateway on %s', (dialect) => {
     const second = await f.gateway.inject({ method: 'GET', url: '/v1/reports/1', headers: bearer(key) });
     expect(second.statusCode).toBe(429);
     expect(second.json()).toMatchObject({ code: 'USAGE_EXCEEDED' });
+    // A quota that never refills has no time to give.
+    expect(second.headers['retry-after']).toBeUndefined();
     expect((await f.gateway.inject({ method: 'GET', url: '/v1/other', headers: bearer(key) })).statusCode).toBe(200);
+    // One that refills daily says when: the next UTC midnight.
+    const daily = await createKey(f.t, { quota: { remaining: 0, refill: { amount: 1, interval: 'day' } } });
+    const refused = await f.gateway.inject({ method: 'GET', url: '/v1/reports/1', headers: bearer(daily.key) });
+    expect(refused.statusCode).toBe(429);
+    const now = new Date();
+    const midnight = Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1);
+    expect(Math.abs(Number(refused.headers['retry-after']) - (midnight - now.getTime()) / 1000)).toBeLessThan(5);
   });
 
   it('refuses an address after too many bad keys (brute-force guard): 429 with Retry-After', async () => {

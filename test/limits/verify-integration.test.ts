@@ -70,6 +70,28 @@ describe.each(DIALECTS)('verification with rate limits and quotas on %s', (diale
     expect(await answer(t, { key: free.key })).not.toHaveProperty('ratelimit');
   });
 
+  it('quota: USAGE_EXCEEDED says when a refilling quota comes back (quota_reset), and nothing for one that never does', async () => {
+    t = await createClockedApp({ dialect });
+    const daily = await createKey(t, { quota: { remaining: 1, refill: { amount: 1, interval: 'day' } } });
+    const monthly = await createKey(t, { quota: { remaining: 0, refill: { amount: 5, interval: 'month' } } });
+    const once = await createKey(t, { quota: { remaining: 0 } });
+    const now = new Date(t.clock.now());
+    const valid = await answer(t, { key: daily.key });
+    expect(valid).toMatchObject({ code: 'VALID', remaining: 0 });
+    expect(valid).not.toHaveProperty('quota_reset');
+    expect(await answer(t, { key: daily.key })).toMatchObject({
+      code: 'USAGE_EXCEEDED',
+      quota_reset: Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), now.getUTCDate() + 1) / 1000,
+    });
+    expect(await answer(t, { key: monthly.key })).toMatchObject({
+      code: 'USAGE_EXCEEDED',
+      quota_reset: Date.UTC(now.getUTCFullYear(), now.getUTCMonth() + 1, 1) / 1000,
+    });
+    const never = await answer(t, { key: once.key });
+    expect(never).toMatchObject({ code: 'USAGE_EXCEEDED' });
+    expect(never).not.toHaveProperty('quota_reset');
+  });
+
   it('rate limit: ratelimit_cost 0 checks the window without using it; a bad one is 400', async () => {
     t = await createClockedApp({ dialect });
     const { key } = await createKey(t, { rate_limit: { limit: 2, window_seconds: 10 }, quota: { remaining: 10 } });

@@ -185,6 +185,21 @@ describe('SDK middleware core: verification through Keyward', () => {
     expect(decision.headers).not.toHaveProperty('retry-after');
   });
 
+  it('gives USAGE_EXCEEDED a Retry-After when Keyward says when the quota refills', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(1_800_000_000_000);
+    try {
+      const { auth, keyward } = setup();
+      const key = generateKey('kw');
+      keyward.answers[key] = validAnswer({ valid: false, code: 'USAGE_EXCEEDED', remaining: 0, quota_reset: 1_800_003_600 });
+      const decision = await auth.authorize(bearer(key));
+      expect(decision).toMatchObject({ ok: false, status: 429, problem: { code: 'USAGE_EXCEEDED' } });
+      expect(decision.headers['retry-after']).toBe('3600');
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+
   it('puts the window in RateLimit-Policy when Keyward reports it', async () => {
     vi.useFakeTimers({ toFake: ['Date'] });
     vi.setSystemTime(1_800_000_000_000);

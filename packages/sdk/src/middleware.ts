@@ -334,8 +334,13 @@ function refusal(result: VerifyKeyResult, rule: AccessRule, path: string, header
         'retry-after': String(secondsUntil(result.ratelimit?.reset ?? 0, now, 1, result.ratelimit?.window_seconds)),
       });
     case 'USAGE_EXCEEDED':
-      // No Retry-After: when the quota refills (if ever) is not in the answer.
-      return deny('USAGE_EXCEEDED', path, 'this key has used up its quota', headers);
+      // Retry-After when the quota refills; a quota that never does has none to give.
+      return deny(
+        'USAGE_EXCEEDED',
+        path,
+        'this key has used up its quota',
+        result.quota_reset === undefined ? headers : { ...headers, 'retry-after': String(secondsUntil(result.quota_reset, now, 1)) },
+      );
     default:
       return deny('FORBIDDEN', path, `the key did not verify (${result.code})`, headers);
   }

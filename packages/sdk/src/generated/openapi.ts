@@ -2294,6 +2294,8 @@ export interface paths {
                             };
                             /** @description Quota left after this request, when the key has a quota */
                             remaining?: number;
+                            /** @description With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (what `Retry-After` can say) */
+                            quota_reset?: number;
                         };
                     };
                 };

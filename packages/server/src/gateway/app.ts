@@ -160,8 +160,13 @@ export async function buildGateway(container: Container, options: GatewayOptions
           'retry-after': String(secondsUntil(outcome.ratelimit?.reset ?? 0, now(), 1, outcome.ratelimit?.windowSeconds)),
         });
       case 'USAGE_EXCEEDED':
-        // No Retry-After: when the quota refills (if ever) is not part of the verification answer.
-        throw new ProblemError('USAGE_EXCEEDED', 'this key has used up its quota', undefined, limits);
+        // Retry-After when the quota refills; a quota that never does has none to give.
+        throw new ProblemError(
+          'USAGE_EXCEEDED',
+          'this key has used up its quota',
+          undefined,
+          outcome.quotaReset === undefined ? limits : { ...limits, 'retry-after': String(secondsUntil(outcome.quotaReset, now(), 1)) },
+        );
     }
   }
 

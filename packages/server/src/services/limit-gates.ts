@@ -5,7 +5,7 @@ import type { Executor } from '../store/schema.js';
 import type { StatementWriter } from '../store/statement-writer.js';
 import { findUserById } from '../store/users.repository.js';
 import { loadKey, type Presented } from './key-lookup.js';
-import { createQuotaSpender, type QuotaSpend } from './quota.js';
+import { createQuotaSpender, nextRefillAt, type QuotaSpend } from './quota.js';
 import { type RateDecision, type RateLimiter, type RateRule, rateRuleFor } from './rate-limiter.js';
 import type { GateOutcome, GateRequest, MaybePromise, VerifyGate } from './verifier.js';
 
@@ -93,13 +93,19 @@ export function createQuotaGate({ db, writer }: { db: Db; writer: StatementWrite
       if (key.quota === null) return PASS;
       // A rolled key in its grace period spends the quota of the key that replaced it (see `budgetKeyId`).
       const spent = spend(key.budgetKeyId ?? key.id, cost, now);
-      return spent instanceof Promise ? spent.then(quotaOutcome) : quotaOutcome(spent);
+      return spent instanceof Promise ? spent.then((s) => quotaOutcome(s, key, now)) : quotaOutcome(spent, key, now);
     },
   };
 }
 
-function quotaOutcome(spent: QuotaSpend): GateOutcome {
-  if (!spent.ok) return { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining };
+function quotaOutcome(spent: QuotaSpend, key: ApiKey, now: number): GateOutcome {
+  if (!spent.ok) {
+    // When the quota comes back, as the cached record knows its refill (none for a key spending another's).
+    const refillAt = key.quota === null ? null : nextRefillAt(key.quota, now);
+    return refillAt === null
+      ? { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining }
+      : { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining, quotaReset: Math.ceil(refillAt / 1000) };
+  }
   // `null`: the quota was removed since this record was cached; nothing to report.
   return spent.remaining === null ? PASS : { ok: true, remaining: spent.remaining };
 }

@@ -41,6 +41,8 @@ export interface RateLimitState {
 export interface GateReport {
   ratelimit?: RateLimitState;
   remaining?: number;
+  /** With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (for `Retry-After`). */
+  quotaReset?: number;
 }
 
 export type GateOutcome = ({ ok: true } & GateReport) | ({ ok: false; code: 'RATE_LIMITED' | 'USAGE_EXCEEDED' } & GateReport);
@@ -212,6 +214,7 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
 function merge(outcome: GateOutcome, report: GateReport): boolean {
   if (outcome.ratelimit !== undefined) report.ratelimit = outcome.ratelimit;
   if (outcome.remaining !== undefined) report.remaining = outcome.remaining;
+  if (outcome.quotaReset !== undefined) report.quotaReset = outcome.quotaReset;
   return outcome.ok;
 }
 

@@ -77,6 +77,11 @@ export const VerifyKeyResponse = Type.Object(
       ),
     ),
     remaining: Type.Optional(Type.Integer({ description: 'Quota left after this request, when the key has a quota' })),
+    quota_reset: Type.Optional(
+      Type.Integer({
+        description: 'With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (what `Retry-After` can say)',
+      }),
+    ),
   },
   { description: 'Always 200 for a well-formed request: `valid` and `code` say whether the key may be used' },
 );
@@ -103,6 +108,7 @@ export function verifyView(outcome: VerifyOutcome): VerifyKeyResponse {
     if (ratelimit.windowSeconds !== undefined) view.ratelimit.window_seconds = ratelimit.windowSeconds;
   }
   if (outcome.remaining !== undefined) view.remaining = outcome.remaining;
+  if (outcome.quotaReset !== undefined) view.quota_reset = outcome.quotaReset;
   return view;
 }
 
