@@ -111,6 +111,25 @@ describe.each(DIALECTS)('POST /v1/api-keys/{id}/roll on %s', (dialect) => {
     expect(read.json()).toMatchObject({ quota: { remaining: 5 } });
   });
 
+  it('re-points only keys still in grace: an expired one, or one replaced at once, is left as it was', async () => {
+    t = await createClockedApp({ dialect });
+    const first = await createKey(t, { quota: { remaining: 10 } });
+    const second = (await post(t, `/v1/api-keys/${first.id}/roll`, { grace_period_seconds: 60 })).json() as { id: string };
+    t.clock.advance(120_000); // `first` has expired
+    const third = (await post(t, `/v1/api-keys/${second.id}/roll`)).json() as { id: string }; // grace 0
+    const read = async (id: string) =>
+      (await t.app.inject({ method: 'GET', url: `/v1/api-keys/${id}`, headers: { authorization: `Bearer ${t.adminKey}` } })).json() as {
+        updated_at: string;
+      };
+    const firstAfter = await read(first.id);
+    expect(Date.parse(firstAfter.updated_at)).toBeLessThan(t.clock.now() - 60_000);
+    const stored = await t.container.db.db.selectFrom('api_keys').select(['id', 'budget_key_id']).execute();
+    const budgetOf = new Map(stored.map((r) => [r.id, r.budget_key_id]));
+    expect(budgetOf.get(first.id)).toBe(second.id);
+    expect(budgetOf.get(second.id)).toBeNull();
+    expect(budgetOf.get(third.id)).toBeNull();
+  });
+
   it('without a body (or grace 0) stops the old key at once', async () => {
     t = await createClockedApp({ dialect });
     const a = await createKey(t);

@@ -511,7 +511,8 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
           // already spends another's budget (itself in grace) passes that on: pointers always lead to the owner.
           const spent: Quota | null = current.quota && { remaining: 0, refill: null, lastRefillAt: null };
           const old = (await updateKey(trx, id, { expiresAt, quota: spent, updatedAt: at })) ?? current;
-          const repointed = current.budgetKeyId === null ? await pointBudgetAt(trx, id, record.id, at) : [];
+          // Only with a grace period: a key replaced at once has no budget left to spend.
+          const repointed = current.budgetKeyId === null && expiresAt > at ? await pointBudgetAt(trx, id, record.id, at) : [];
           await audit(
             trx,
             caller,

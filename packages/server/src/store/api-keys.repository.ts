@@ -146,14 +146,15 @@ export async function updateKey(db: Executor, id: string, changes: Partial<ApiKe
 
 /**
  * Points key `id`, and every key that counted against it, at `budgetKeyId`'s rate limit and quota (a roll:
- * the key and any keys still in grace from earlier rolls now spend the new key's budget). Returns the keys
- * changed, for their caches to be told.
+ * the key and any keys still in grace from earlier rolls now spend the new key's budget). Keys already expired
+ * at `now` are left alone: they never verify again. Returns the keys changed, for their caches to be told.
  */
-export async function pointBudgetAt(db: Executor, id: string, budgetKeyId: string, updatedAt: number): Promise<ApiKey[]> {
+export async function pointBudgetAt(db: Executor, id: string, budgetKeyId: string, now: number): Promise<ApiKey[]> {
   const rows = await db
     .updateTable('api_keys')
-    .set({ budget_key_id: budgetKeyId, updated_at: updatedAt })
+    .set({ budget_key_id: budgetKeyId, updated_at: now })
     .where((eb) => eb.or([eb('id', '=', id), eb('budget_key_id', '=', id)]))
+    .where('expires_at', '>', now)
     .returningAll()
     .execute();
   return rows.map(toApiKey);
