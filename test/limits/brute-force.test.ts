@@ -4,6 +4,7 @@ import { createBruteForceGuard } from '../../packages/server/src/services/brute-
 import { createMetrics } from '../../packages/server/src/services/metrics.js';
 import { createMemoryRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
+import { JWT_ENV, signIn } from '../users/tokens.js';
 
 function guardWithClock(failuresPerMinute: number) {
   let clock = Date.UTC(2030, 0, 1, 12, 0, 0);
@@ -144,6 +145,19 @@ describe('brute-force guard on the /v1 authentication hook', () => {
     expect(statuses.filter((s) => s === 401).length).toBeLessThanOrEqual(3);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(17);
     expect((await get(bearer(t.adminKey))).statusCode).toBe(429);
+  });
+
+  it('does not count valid requests that wait for something else (a JWT check) as look-ups in flight', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '3', ...JWT_ENV } });
+    const { token } = await signIn(t, 'alice');
+    const statuses = await Promise.all(
+      Array.from(
+        { length: 20 },
+        async () =>
+          (await t.app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(token), remoteAddress: attacker })).statusCode,
+      ),
+    );
+    expect(statuses).toEqual(Array(20).fill(200));
   });
 
   it('with TRUST_PROXY naming the proxy, counts the address the proxy saw, whatever the client wrote before it', async () => {

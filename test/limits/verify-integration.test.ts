@@ -314,6 +314,26 @@ describe('brute-force guard on POST /v1/keys/verify', () => {
     expect((await answer(t, { key: valid.key }, { as: backend.key })).code).toBe('VALID');
   });
 
+  it('does not count valid verifications that wait for a gate (a quota spend) as look-ups in flight', async () => {
+    // On PostgreSQL when there is one: every quota spend there is a wait.
+    t = await createTestApp({ dialect: DIALECTS.at(-1) ?? 'sqlite', env: { VERIFY_FAILURES_PER_MINUTE: '3' } });
+    const backend = await createKey(t, { name: 'backend', scopes: ['keyward:verify'] });
+    const metered = await createKey(t, { name: 'metered', quota: { remaining: 1_000 } });
+    expect((await answer(t, { key: metered.key }, { as: backend.key })).code).toBe('VALID');
+    const other = await createKey(t, { name: 'not verified yet' });
+    // Twenty at once through the service, all started in one turn, so their spends are pending when a key
+    // the instance has not seen yet comes from the same caller and address: it must still be looked up.
+    const caller = await t.container.authenticator.authenticate(backend.key);
+    if (!caller.ok) throw new Error('the backend key did not authenticate');
+    const from = { principal: caller.value, ip: '203.0.113.9' };
+    const request = { method: 'POST', userAgent: null, elapsedMs: () => 0 };
+    const metering = Array.from({ length: 20 }, () => t.container.verification.verifyFor(from, { key: metered.key }, request));
+    const fresh = await t.container.verification.verifyFor(from, { key: other.key }, request);
+    expect(fresh.ok ? fresh.value.code : fresh.code).toBe('VALID');
+    const results = await Promise.all(metering);
+    expect(results.map((r) => (r.ok ? r.value.code : r.code))).toEqual(Array(20).fill('VALID'));
+  });
+
   it('is off with VERIFY_FAILURES_PER_MINUTE=0, defaults to 600, and rejects a bad value', async () => {
     expect(loadConfig({}).verifyFailuresPerMinute).toBe(600);
     expect(() => loadConfig({ VERIFY_FAILURES_PER_MINUTE: 'lots' })).toThrow(ConfigError);

@@ -191,9 +191,11 @@ export async function buildGateway(container: Container, options: GatewayOptions
       });
     }
     const caller: Caller = { principal: { kind: 'system', name: 'gateway' }, ip: request.ip };
-    const verifying = verifier.verify(caller, { key: credential, scopes: access.scopes, cost: access.cost });
     // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted.
-    const end = verifying instanceof Promise ? bruteForce.track(request.ip) : undefined;
+    let end: (() => void) | undefined;
+    const verifying = verifier.verify(caller, { key: credential, scopes: access.scopes, cost: access.cost }, () => {
+      end = bruteForce.track(request.ip);
+    });
     try {
       await admit(request, reply, passage, access, await verifying);
     } finally {

@@ -59,9 +59,11 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
         'retry-after': String(blocked.retryAfterSeconds),
       });
     }
-    const result = authenticator.authenticate(credentialOf(request));
-    // A look-up (a credential not in the cache) is in flight until its failure, if any, has been counted.
-    const end = result instanceof Promise ? guard?.track(ip) : undefined;
+    // A key look-up (a key not in the cache) is in flight until its failure, if any, has been counted.
+    let end: (() => void) | undefined;
+    const result = authenticator.authenticate(credentialOf(request), () => {
+      end = guard?.track(ip);
+    });
     const pending = result instanceof Promise ? result.then((settled) => accept(request, ip, settled)) : accept(request, ip, result);
     if (pending === undefined) done();
     else

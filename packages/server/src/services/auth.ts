@@ -21,7 +21,8 @@ export interface Authenticator {
    * Resolves a presented credential (an API key or a JWT) to a principal, or says why not (401s, or 503).
    * Synchronous for a cached key (no promise on the hot path); `await` works on either.
    */
-  authenticate(credential: string | undefined): MaybePromise<AuthResult>;
+  /** `onLookup`: called when an API key must be looked up (not in the cache); see `Verifier.check`. */
+  authenticate(credential: string | undefined, onLookup?: () => void): MaybePromise<AuthResult>;
 }
 
 // A JWT is three base64url segments; its header always starts with `{"` (eyJ). Keys never contain dots
@@ -49,12 +50,12 @@ function fromCheck(checked: KeyCheck): AuthResult {
 
 export function createAuthenticator(deps: { verifier: Verifier; jwt?: JwtAuthenticator | null }): Authenticator {
   return {
-    authenticate(credential) {
+    authenticate(credential, onLookup) {
       if (credential === undefined || credential === '') return err('AUTH_REQUIRED');
       if (looksLikeJwt(credential)) {
         return deps.jwt ? deps.jwt(credential) : err('INVALID_CREDENTIALS', 'JWT sign-in is not configured');
       }
-      const checked = deps.verifier.check(credential);
+      const checked = deps.verifier.check(credential, onLookup);
       return checked instanceof Promise ? checked.then(fromCheck) : fromCheck(checked);
     },
   };

@@ -78,12 +78,18 @@ export function createVerification(deps: {
       };
       const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
         result.ok && FAILED.has(result.value.code) ? verifyGuard.fail(guardClient(caller)).then(() => finish(result)) : finish(result);
-      const result = verifier.verify(caller, input);
+      // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted. Only a
+      // look-up: a gate's wait (a quota spend, the Redis rate limiter) is valid traffic and is not counted.
+      let end: (() => void) | undefined;
+      const result = verifier.verify(caller, input, () => {
+        end = verifyGuard.track(guardClient(caller));
+      });
       if (!(result instanceof Promise)) return answer(result);
-      // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted.
-      const end = verifyGuard.track(guardClient(caller));
       const answered = result.then(answer);
-      answered.then(end, end);
+      answered.then(
+        () => end?.(),
+        () => end?.(),
+      );
       return answered;
     },
   };

@@ -106,14 +106,15 @@ export interface Verifier {
   /**
    * Format+checksum → look-up by hash (cache, then database) → revoked → deactivated → expired. The first
    * failure decides the code. A malformed key is answered before any cache or database work. Synchronous
-   * when the answer is in the cache; `await` works on either.
+   * when the answer is in the cache; `await` works on either. `onLookup` is called, synchronously, when the
+   * key is not in the cache and must be looked up (what the brute-force guards count while in flight).
    */
-  check(key: string): MaybePromise<KeyCheck>;
+  check(key: string, onLookup?: () => void): MaybePromise<KeyCheck>;
   /**
    * `POST /v1/keys/verify`: {@link check}, then required scopes, then the gates (rate limit, quota).
-   * Synchronous when the key is cached and no gate has work to wait for.
+   * Synchronous when the key is cached and no gate has work to wait for. `onLookup` as for {@link check}.
    */
-  verify(caller: Caller, input: VerifyInput): MaybePromise<VerifyResult>;
+  verify(caller: Caller, input: VerifyInput, onLookup?: () => void): MaybePromise<VerifyResult>;
 }
 
 export function stateOf(key: ApiKey, now: number): KeyCheck {
@@ -150,7 +151,7 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
   }
   const settleNow = (found: ApiKey | undefined): KeyCheck => settle(found, now());
 
-  function checkAt(key: string, at: number): MaybePromise<KeyCheck> {
+  function checkAt(key: string, at: number, onLookup: (() => void) | undefined): MaybePromise<KeyCheck> {
     const shape = classifyKey(key);
     if (shape === 'invalid') return INVALID_FORMAT;
     const hash = hashApiKey(key);
@@ -163,8 +164,10 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
         return settle(found, at);
       }
       cacheMiss?.inc();
+      onLookup?.();
       return cache.get(hash, () => load(db, key, { shape, hash })).then(settleNow);
     }
+    onLookup?.();
     return load(db, key, { shape, hash }).then(settleNow);
   }
 
@@ -194,20 +197,20 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
     return runGates(key, { cost, rateLimitCost: input.rateLimitCost ?? 1, now: at }, 0, {});
   }
 
-  function verify(caller: Caller, input: VerifyInput): MaybePromise<VerifyResult> {
+  function verify(caller: Caller, input: VerifyInput, onLookup?: () => void): MaybePromise<VerifyResult> {
     if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
     const cost = input.cost ?? 1;
     if (!isUnits(cost)) return invalidUnits('body.cost');
     if (input.rateLimitCost !== undefined && !isUnits(input.rateLimitCost)) return invalidUnits('body.ratelimit_cost');
     const at = now();
-    const checked = checkAt(input.key, at);
+    const checked = checkAt(input.key, at, onLookup);
     // After a database load, the gates see the time the record arrived, as the state check did.
     const result =
       checked instanceof Promise ? checked.then((c) => afterCheck(c, input, cost, now())) : afterCheck(checked, input, cost, at);
     return result instanceof Promise ? result.then(counted) : counted(result);
   }
 
-  return { check: (key) => checkAt(key, now()), verify };
+  return { check: (key, onLookup) => checkAt(key, now(), onLookup), verify };
 }
 
 /** Adds what a gate reports to `report`; whether the gate let the verification through. */
