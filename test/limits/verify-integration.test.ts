@@ -90,6 +90,10 @@ describe.each(DIALECTS)('verification with rate limits and quotas on %s', (diale
     const never = await answer(t, { key: once.key });
     expect(never).toMatchObject({ code: 'USAGE_EXCEEDED' });
     expect(never).not.toHaveProperty('quota_reset');
+    // Nor for a cost the refill could never cover.
+    const tooDear = await answer(t, { key: monthly.key, cost: 6 });
+    expect(tooDear).toMatchObject({ code: 'USAGE_EXCEEDED' });
+    expect(tooDear).not.toHaveProperty('quota_reset');
   });
 
   it('rate limit: ratelimit_cost 0 checks the window without using it; a bad one is 400', async () => {

@@ -93,15 +93,17 @@ export function createQuotaGate({ db, writer }: { db: Db; writer: StatementWrite
       if (key.quota === null) return PASS;
       // A rolled key in its grace period spends the quota of the key that replaced it (see `budgetKeyId`).
       const spent = spend(key.budgetKeyId ?? key.id, cost, now);
-      return spent instanceof Promise ? spent.then((s) => quotaOutcome(s, key, now)) : quotaOutcome(spent, key, now);
+      return spent instanceof Promise ? spent.then((s) => quotaOutcome(s, key, cost, now)) : quotaOutcome(spent, key, cost, now);
     },
   };
 }
 
-function quotaOutcome(spent: QuotaSpend, key: ApiKey, now: number): GateOutcome {
+function quotaOutcome(spent: QuotaSpend, key: ApiKey, cost: number, now: number): GateOutcome {
   if (!spent.ok) {
-    // When the quota comes back, as the cached record knows its refill (none for a key spending another's).
-    const refillAt = key.quota === null ? null : nextRefillAt(key.quota, now);
+    // When the quota comes back, as the cached record knows its refill (none for a key spending another's),
+    // if the refill would cover this cost at all.
+    const quota = key.quota;
+    const refillAt = quota === null || (quota.refill?.amount ?? 0) < cost ? null : nextRefillAt(quota, now);
     return refillAt === null
       ? { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining }
       : { ok: false, code: 'USAGE_EXCEEDED', remaining: spent.remaining, quotaReset: Math.ceil(refillAt / 1000) };
