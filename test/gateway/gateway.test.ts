@@ -376,7 +376,7 @@ describe.each(DIALECTS)('keyward gateway on %s', (dialect) => {
     expect(second.headers['retry-after']).toBeUndefined();
     expect((await f.gateway.inject({ method: 'GET', url: '/v1/other', headers: bearer(key) })).statusCode).toBe(200);
     // One that refills daily says when: the next UTC midnight.
-    const daily = await createKey(f.t, { quota: { remaining: 0, refill: { amount: 1, interval: 'day' } } });
+    const daily = await createKey(f.t, { quota: { remaining: 0, refill: { amount: 5, interval: 'day' } } });
     const refused = await f.gateway.inject({ method: 'GET', url: '/v1/reports/1', headers: bearer(daily.key) });
     expect(refused.statusCode).toBe(429);
     const now = new Date();
