@@ -82,3 +82,7 @@ export interface AuditEntry {
   ip: string | null;
   createdAt: number;
 }
+
+/** An instant (epoch ms) as the API shows it: ISO 8601 in UTC. */
+export const iso = (ms: number): string => new Date(ms).toISOString();
+export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));

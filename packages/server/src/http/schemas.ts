@@ -1,6 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import type { ApiKey } from '../domain.js';
-import { keyStatus } from '../domain.js';
+import { iso, isoOrNull, keyStatus } from '../domain.js';
 import type { QuotaInput } from '../services/key-service.js';
 
 // Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
@@ -170,8 +170,8 @@ export function problems(...statuses: number[]): Record<number, typeof ProblemRe
   return Object.fromEntries(statuses.map((s) => [s, ProblemResponse]));
 }
 
-export const iso = (ms: number): string => new Date(ms).toISOString();
-export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+// The routes' one place for how instants are shown (defined beside the domain types, which services share).
+export { iso, isoOrNull };
 export const msOrNull = (value: string | null | undefined): number | null | undefined =>
   value === undefined || value === null ? value : Date.parse(value);
 

@@ -1,7 +1,7 @@
 import { displayPrefix, generateKey, hashApiKey, isValidPrefix } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import type { Config, TierSetting } from '../config.js';
-import type { ApiKey, Quota, RateLimit, RefillInterval } from '../domain.js';
+import { type ApiKey, isoOrNull, type Quota, type RateLimit, type RefillInterval } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import {
   countKeysOfUser,
@@ -85,8 +85,6 @@ export interface CreateOptions {
   action?: 'key.create' | 'admin.bootstrap';
   note?: Record<string, unknown>;
 }
-
-const isoOrNull = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
 
 // A key's fields as audit `changes` show them: as the API names and shows them (snake_case, ISO times).
 const SHOWN = {

@@ -7,6 +7,7 @@ import { loadKey, type Presented } from './key-lookup.js';
 import type { LastUsedRecorder } from './last-used.js';
 import type { Metrics } from './metrics.js';
 import { type Caller, hasScopes, isAdmin, MANAGEMENT_SCOPES, type Principal } from './principal.js';
+import { isValidCost } from './quota.js';
 
 /** Verification outcomes (SPEC §5). */
 export const VERIFY_CODES = [
@@ -54,7 +55,6 @@ export interface GateRequest {
   now: number;
 }
 
-const isUnits = (units: number): boolean => Number.isSafeInteger(units) && units >= 0;
 const invalidUnits = (field: string): VerifyResult =>
   err('INVALID_COST', `${field}: must be a non-negative integer`, [{ field, message: 'must be a non-negative integer' }]);
 
@@ -200,8 +200,8 @@ export function createVerifier({ db, cache, lastUsed, gates = [], load = loadKey
   function verify(caller: Caller, input: VerifyInput, onLookup?: () => void): MaybePromise<VerifyResult> {
     if (!mayVerify(caller.principal)) return err('FORBIDDEN', 'verifying keys needs an admin key or the keyward:verify scope');
     const cost = input.cost ?? 1;
-    if (!isUnits(cost)) return invalidUnits('body.cost');
-    if (input.rateLimitCost !== undefined && !isUnits(input.rateLimitCost)) return invalidUnits('body.ratelimit_cost');
+    if (!isValidCost(cost)) return invalidUnits('body.cost');
+    if (input.rateLimitCost !== undefined && !isValidCost(input.rateLimitCost)) return invalidUnits('body.ratelimit_cost');
     const at = now();
     const checked = checkAt(input.key, at, onLookup);
     // After a database load, the gates see the time the record arrived, as the state check did.
