@@ -111,6 +111,24 @@ describe.each(DIALECTS)('POST /v1/api-keys/{id}/roll on %s', (dialect) => {
     expect(read.json()).toMatchObject({ quota: { remaining: 5 } });
   });
 
+  it('concurrent rolls in one lineage leave every key in grace on the newest budget (no pointer to a replaced key)', async () => {
+    t = await createClockedApp({ dialect });
+    const roll = async (id: string) => (await post(t, `/v1/api-keys/${id}/roll`, { grace_period_seconds: 600 })).json() as { id: string };
+    for (let round = 0; round < 8; round++) {
+      const first = await createKey(t, { quota: { remaining: 10 } });
+      const second = await roll(first.id);
+      // Rolling the budget's owner and, at once, a key that spends it: whichever commits first, the other must see it.
+      await Promise.all([roll(second.id), roll(first.id)]);
+      const stored = await t.container.db.db.selectFrom('api_keys').select(['id', 'budget_key_id', 'rolled_from']).execute();
+      const byId = new Map(stored.map((r) => [r.id, r]));
+      const lineage = stored.filter((r) => r.id === first.id || r.rolled_from === first.id || r.rolled_from === second.id);
+      // Pointers lead to an owner in one step: never to a key that itself spends another's budget.
+      for (const key of lineage) {
+        if (key.budget_key_id !== null) expect(byId.get(key.budget_key_id)?.budget_key_id ?? null, `round ${round}`).toBeNull();
+      }
+    }
+  });
+
   it('re-points only keys still in grace: an expired one, or one replaced at once, is left as it was', async () => {
     t = await createClockedApp({ dialect });
     const first = await createKey(t, { quota: { remaining: 10 } });

@@ -141,6 +141,9 @@ function laterExpiry(self: ApiKey, expiresAt: number | null): Failure<'FORBIDDEN
   return err('FORBIDDEN', 'a key may not give a key a later expiry than its own (or none)');
 }
 
+/** Tries of a roll whose lineage's budget moved (another roll of it committed) before `KEY_IS_CHANGING`. */
+const MAX_ROLL_ATTEMPTS = 5;
+
 const KEY_IS_LIMITED = 'a key with a rate limit or quota may not create keys, roll other keys or change limits';
 
 function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
@@ -470,14 +473,19 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       if (later) return later;
       const grace = input.gracePeriodSeconds ?? 0;
       const ownerId = loaded.value.userId;
-      const outcome = await db
-        .transaction()
-        .execute(async (trx): Promise<Result<{ issued: IssuedKey; old: ApiKey; repointed: ApiKey[] }>> => {
-          // Lock order as in `create`: the user row (the count below and the insert are one decision), then the key.
+      type Rolled = Result<{ issued: IssuedKey; old: ApiKey; repointed: ApiKey[] }>;
+      const attempt = (budget: string | null) =>
+        db.transaction().execute(async (trx): Promise<Rolled | { budgetMoved: string | null }> => {
+          // Lock order as in `create`: the user row (the count below and the insert are one decision), then the
+          // budget the key spends, then the key. A roll of that budget's owner re-points the keys spending it; holding
+          // the owner's row first makes it wait for the key this roll adds (which inherits the pointer), or this roll
+          // wait for it and see the pointer it moved. Without, the new key could be left spending a replaced key.
           const owner = ownerId !== null && !isAdmin(principal) ? await findUserForUpdate(trx, ownerId, dialect) : undefined;
+          if (budget !== null) await findKeyForUpdate(trx, budget, dialect);
           // Locked so that a concurrent verification cannot spend quota the new key has already been given.
           const current = await findKeyForUpdate(trx, id, dialect);
           if (!current) return err('KEY_NOT_FOUND');
+          if (current.budgetKeyId !== budget) return { budgetMoved: current.budgetKeyId };
           if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
           const at = now();
           if (current.expiresAt !== null && current.expiresAt <= at) return err('KEY_IS_EXPIRED');
@@ -527,6 +535,12 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
           await audit(trx, caller, 'key.create', { type: 'api_key', id: record.id }, { rolled_from: id, key_prefix: record.keyPrefix }, at);
           return ok({ issued: { key, record }, old, repointed });
         });
+      // The budget read before locking may have moved (a concurrent roll of its owner): lock the one it moved to.
+      let outcome = await attempt(loaded.value.budgetKeyId);
+      for (let tries = 1; 'budgetMoved' in outcome; tries++) {
+        if (tries === MAX_ROLL_ATTEMPTS) return err('KEY_IS_CHANGING');
+        outcome = await attempt(outcome.budgetMoved);
+      }
       if (!outcome.ok) return outcome;
       onKeyChanged(outcome.value.old);
       for (const key of outcome.value.repointed) if (key.id !== id) onKeyChanged(key);
