@@ -225,6 +225,63 @@ describe.each(SPEND_PATHS)('quota spending on %s (%s)', (dialect, path) => {
     expect(await spend(db, id, 4, NOW)).toEqual({ ok: false, remaining: 3 });
     expect(await stored(id)).toMatchObject({ remaining: 1, lastRefillAt: NOW - DAY });
   });
+
+  describe.runIf(path === 'grouped')('spends of one key in one turn', () => {
+    const writers: StatementWriter[] = [];
+    afterEach(async () => {
+      for (const writer of writers.splice(0)) await writer.close();
+    });
+
+    /** A spender whose writer counts the statements it is asked to run. */
+    function countingSpender(): { spend: Spend; statements: () => number } {
+      const writer = createStatementWriter(db);
+      writers.push(writer);
+      let statements = 0;
+      const counting: StatementWriter = {
+        ...writer,
+        query: (statement) => {
+          statements++;
+          return writer.query(statement);
+        },
+      };
+      return { spend: createQuotaSpender(db, counting, { directPerSecond: 0 }), statements: () => statements };
+    }
+
+    it('are one statement of their summed cost, each reporting what it would have left in the order asked', async () => {
+      const id = await keyWith({ remaining: 100, refill: null, lastRefillAt: null });
+      const { spend: together, statements } = countingSpender();
+      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => together(id, i % 2 ? 2 : 1, NOW)));
+      expect(statements()).toBe(1);
+      let left = 100;
+      expect(results).toEqual(Array.from({ length: 20 }, (_, i) => ({ ok: true, remaining: (left -= i % 2 ? 2 : 1) })));
+      expect((await stored(id))?.remaining).toBe(70);
+    });
+
+    it('run one by one when the quota cannot cover the sum: exactly those that fit succeed', async () => {
+      const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+      const { spend: together, statements } = countingSpender();
+      const costs = [4, 4, 4, 2];
+      const results = await Promise.all(costs.map((cost) => together(id, cost, NOW)));
+      // Whatever the order, two 4s and the 2 fit in 10, and three 4s do not.
+      expect(results.filter((r) => r.ok)).toHaveLength(3);
+      expect(costs.filter((_, i) => results[i]?.ok).reduce((a, b) => a + b)).toBe(10);
+      expect(statements()).toBe(1 + 4);
+      expect((await stored(id))?.remaining).toBe(0);
+      // On SQLite they run in the order asked, in one transaction (on PostgreSQL at once, as any spends do).
+      if (dialect === 'sqlite') expect(results.map((r) => r.ok && r.remaining)).toEqual([6, 2, false, 0]);
+    });
+
+    it('refill once when a refill is due, and keep each key’s spends apart', async () => {
+      const refilled = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
+      const other = await keyWith({ remaining: 5, refill: null, lastRefillAt: null });
+      const { spend: together, statements } = countingSpender();
+      const results = await Promise.all(Array.from({ length: 6 }, (_, i) => together(i % 2 ? other : refilled, 1, NOW)));
+      expect(statements()).toBe(2);
+      expect(results.map((r) => r.remaining)).toEqual([9, 4, 8, 3, 7, 2]);
+      expect(await stored(refilled)).toMatchObject({ remaining: 7, lastRefillAt: NOW });
+      expect((await stored(other))?.remaining).toBe(2);
+    });
+  });
 });
 
 describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {

@@ -116,6 +116,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
         return real.run(statements);
       },
       query: (statement) => real.query(statement),
+      atTurnEnd: (collect) => real.atTurnEnd(collect),
       busy: () => real.busy(),
       close: () => real.close(),
     };
@@ -174,6 +175,7 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     const flaky: StatementWriter = {
       run: (statements) => (down ? Promise.reject(new Error('database down')) : real.run(statements)),
       query: (statement) => real.query(statement),
+      atTurnEnd: (collect) => real.atTurnEnd(collect),
       busy: () => real.busy(),
       close: () => real.close(),
     };

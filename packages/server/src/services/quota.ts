@@ -113,6 +113,34 @@ export function createQuotaSpender(
   };
   const settle = (keyId: string, cost: number, now: number, remaining: number | string | null | undefined): MaybePromise<QuotaSpend> =>
     remaining === null || remaining === undefined ? quotaLeft(db, keyId, cost, now) : { ok: true, remaining: Number(remaining) };
+  /** What is left after spending through the writer; `null` or `undefined` when nothing was spent. */
+  const spent = (keyId: string, cost: number, now: number, periods: RefillPeriodStarts) =>
+    writer.query(spendQuotaStatement(db, keyId, cost, now, periods)).then(({ rows }) => rows[0]?.quota_remaining);
+  const alone: SpendAlone = (keyId, cost, now, periods) =>
+    spent(keyId, cost, now, periods).then((remaining) => settle(keyId, cost, now, remaining));
+
+  // The spends of this turn that go through the writer, by key and UTC day: each key's are summed into one
+  // statement at the end of the turn (see `spendTogether`).
+  let turn = new Map<string, Together>();
+  const collect = (): void => {
+    const spends = turn;
+    turn = new Map();
+    for (const together of spends.values()) spendTogether(together, spent, alone);
+  };
+  const together = (keyId: string, cost: number, now: number, periods: RefillPeriodStarts): Promise<QuotaSpend> =>
+    new Promise((resolve, reject) => {
+      const name = `${periods.day} ${keyId}`;
+      let found = turn.get(name);
+      if (found === undefined) {
+        if (turn.size === 0) writer.atTurnEnd(collect);
+        found = { keyId, now, periods, total: 0, waiting: [] };
+        turn.set(name, found);
+      }
+      found.total += cost;
+      if (now > found.now) found.now = now;
+      found.waiting.push({ cost, resolve, reject });
+    });
+
   return (keyId, cost, now) => {
     if (cost === 0) return quotaLeft(db, keyId, cost, now);
     const periods = refillPeriodStarts(now);
@@ -126,11 +154,54 @@ export function createQuotaSpender(
         if ((error as { code?: unknown }).code !== 'SQLITE_BUSY') return Promise.reject(error);
       }
     }
-    return writer
-      .query(spendQuotaStatement(db, keyId, cost, now, periods))
-      .then(({ rows }) => settle(keyId, cost, now, rows[0]?.quota_remaining));
+    return together(keyId, cost, now, periods);
   };
 }
+
+/** One key's spends asked for in one turn (and one UTC day), in the order asked. */
+interface Together {
+  keyId: string;
+  /** The latest time among them (the refill's time, if one is due). */
+  now: number;
+  periods: RefillPeriodStarts;
+  total: number;
+  waiting: { cost: number; resolve(spend: QuotaSpend): void; reject(error: unknown): void }[];
+}
+
+/**
+ * Spends a key's spends of one turn as one statement of their summed cost: a key verified many times at once
+ * (the case where spends are many) costs one write, and on PostgreSQL one wait for its row lock, instead of one
+ * each. When the quota covers the sum, every spend succeeds, each reporting what it would have left had they run
+ * one after another in the order asked; when it does not (or the key has no quota, or is gone), each runs on its
+ * own (on the SQLite thread in that order, in one transaction; on PostgreSQL at once, as any spends), so exactly
+ * those that fit succeed. Either way the outcome is one that running them one by one gives: a refill due is made
+ * once, by whichever runs first, and a sum either fits entirely or is not spent.
+ */
+function spendTogether(
+  { keyId, now, periods, total, waiting }: Together,
+  spent: (keyId: string, cost: number, now: number, periods: RefillPeriodStarts) => Promise<number | string | null | undefined>,
+  alone: SpendAlone,
+): void {
+  const eachAlone = () => {
+    for (const spend of waiting) alone(keyId, spend.cost, now, periods).then(spend.resolve, spend.reject);
+  };
+  if (waiting.length === 1) return eachAlone();
+  spent(keyId, total, now, periods).then(
+    (remaining) => {
+      if (remaining === null || remaining === undefined) return eachAlone();
+      let left = Number(remaining) + total;
+      for (const spend of waiting) {
+        left -= spend.cost;
+        spend.resolve({ ok: true, remaining: left });
+      }
+    },
+    (error: unknown) => {
+      for (const spend of waiting) spend.reject(error);
+    },
+  );
+}
+
+type SpendAlone = (keyId: string, cost: number, now: number, periods: RefillPeriodStarts) => Promise<QuotaSpend>;
 
 // Refused (or a read): report what is there. Only the refused path pays this second query.
 async function quotaLeft(db: Executor, keyId: string, cost: number, now: number): Promise<QuotaSpend> {

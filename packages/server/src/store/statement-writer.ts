@@ -21,6 +21,12 @@ export interface StatementWriter {
    */
   query<R>(statement: CompiledQuery<R>): Promise<QueryResult<R>>;
   /**
+   * Calls `collect` once, at the end of this turn of the event loop, before the queries of the turn are sent:
+   * what it asks for with {@link query} joins them. For a caller that merges the requests of a turn (the quota
+   * spender sums one key's spends into one statement).
+   */
+  atTurnEnd(collect: () => void): void;
+  /**
    * Whether it has work sent or waiting to be sent. On SQLite, a thread writing holds the database's write
    * lock, which a write on the main connection would wait for (stopping the event loop meanwhile).
    */
@@ -43,6 +49,7 @@ export function createStatementWriter(database: Db): StatementWriter {
         for (const statement of statements) await trx.executeQuery(statement);
       }),
     query: (statement) => database.db.executeQuery(statement),
+    atTurnEnd: (collect) => setImmediate(collect),
     busy: () => false,
     close: async () => {},
   };
@@ -283,9 +290,27 @@ function createSqliteWriter(path: string): StatementWriter {
     }
   }
 
-  // The queries asked for in this turn of the event loop, sent together when it ends.
+  // The queries asked for in this turn of the event loop, sent together when it ends, after the collectors
+  // asked to run then have added theirs.
   let group: Queued[] = [];
+  let collectors: (() => void)[] = [];
+  let scheduled = false;
+  const schedule = (): void => {
+    if (scheduled) return;
+    scheduled = true;
+    setImmediate(sendGroup);
+  };
   function sendGroup(): void {
+    const collecting = collectors;
+    collectors = [];
+    try {
+      for (const collect of collecting) collect();
+    } finally {
+      scheduled = false;
+      sendQueries();
+    }
+  }
+  function sendQueries(): void {
     const queries = group;
     group = [];
     if (queries.length === 0) return;
@@ -315,7 +340,7 @@ function createSqliteWriter(path: string): StatementWriter {
     },
     query<R>(statement: CompiledQuery<R>): Promise<QueryResult<R>> {
       return new Promise<QueryResult<R>>((resolve, reject) => {
-        if (group.length === 0) setImmediate(sendGroup);
+        schedule();
         group.push({
           sql: statement.sql,
           parameters: statement.parameters,
@@ -324,7 +349,11 @@ function createSqliteWriter(path: string): StatementWriter {
         });
       });
     },
-    busy: () => group.length > 0 || stopping > 0 || (worker !== null && worker.pending.size > 0),
+    atTurnEnd(collect) {
+      schedule();
+      collectors.push(collect);
+    },
+    busy: () => scheduled || stopping > 0 || (worker !== null && worker.pending.size > 0),
     async close() {
       // Queries still waiting for the end of the turn go first.
       sendGroup();
