@@ -5,6 +5,7 @@ import { createMetrics } from '../../packages/server/src/services/metrics.js';
 import { createMemoryRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { JWT_ENV, signIn } from '../users/tokens.js';
+import { closedPort, counter } from './redis-helpers.js';
 
 function guardWithClock(failuresPerMinute: number) {
   let clock = Date.UTC(2030, 0, 1, 12, 0, 0);
@@ -176,6 +177,21 @@ describe('brute-force guard on the /v1 authentication hook', () => {
     // A client that is not the proxy is not believed: claiming the blocked address blocks nothing.
     expect((await get({ ...bearer(t.adminKey), 'x-forwarded-for': attacker }, '198.51.100.9')).statusCode).toBe(200);
   });
+
+  it.each(['open', 'closed'])(
+    'counts on this instance while Redis cannot answer, whatever RATE_LIMIT_FAIL_MODE (%s) says',
+    async (failMode) => {
+      const redisUrl = `redis://127.0.0.1:${await closedPort()}`;
+      t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '2', REDIS_URL: redisUrl, RATE_LIMIT_FAIL_MODE: failMode } });
+      // One typo blocks nobody (failing closed would), and the admin key keeps working.
+      expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+      expect((await get(bearer(t.adminKey))).statusCode).toBe(200);
+      // Guessing is still stopped (failing open would let it go on).
+      expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+      expect((await get(bearer(generateKey()))).statusCode).toBe(429);
+      expect(await counter(t.container.metrics, 'keyward_redis_errors_total', { operation: 'rate_limit' })).toBeGreaterThanOrEqual(2);
+    },
+  );
 
   it('is off with AUTH_FAILURES_PER_MINUTE=0', async () => {
     t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '0' } });

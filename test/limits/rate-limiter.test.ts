@@ -7,7 +7,7 @@ import {
   rateRuleFor,
 } from '../../packages/server/src/services/rate-limiter.js';
 import { closeRedis, openRedis, type Redis } from '../../packages/server/src/store/redis.js';
-import { closedPort, deleteKeys, randomPrefix, silentServer, sleep } from './redis-helpers.js';
+import { closedPort, counter, deleteKeys, randomPrefix, silentServer, sleep } from './redis-helpers.js';
 
 interface Backend {
   limiter: RateLimiter;
@@ -68,12 +68,6 @@ const backends: Array<[string, (() => Promise<Backend>) | null]> = [
         },
   ],
 ];
-
-async function counter(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
-  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
-  const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
-  return value?.value ?? 0;
-}
 
 for (const [name, make] of backends) {
   const title = make ? `rate limiter (${name})` : `rate limiter (${name}): skipped because REDIS_URL is not set`;
@@ -172,7 +166,7 @@ describe('rate limiter (redis) when Redis cannot answer', () => {
     for (const r of opened.splice(0)) await closeRedis(r);
   });
 
-  async function unreachable(failMode: 'open' | 'closed') {
+  async function unreachable(failMode: 'open' | 'closed' | 'local') {
     const redis = openRedis(`redis://127.0.0.1:${await closedPort()}`, { commandTimeoutMs: 200 });
     opened.push(redis);
     const metrics = createMetrics({ defaultMetrics: false });
@@ -186,6 +180,16 @@ describe('rate limiter (redis) when Redis cannot answer', () => {
     for (let i = 0; i < 3; i++) expect((await limiter.consume('k', rule)).allowed).toBe(true);
     expect(await counter(metrics, 'keyward_rate_limit_decisions_total', { backend: 'redis', result: 'fail_open' })).toBe(3);
     expect(await counter(metrics, 'keyward_redis_errors_total', { operation: 'rate_limit' })).toBe(3);
+  });
+
+  it('decides on this instance when configured to (`local`): counted in memory until Redis answers again', async () => {
+    const { limiter, metrics } = await unreachable('local');
+    const rule = { limit: 2, windowSeconds: 60 };
+    const allowed = [];
+    for (let i = 0; i < 3; i++) allowed.push((await limiter.consume('k', rule)).allowed);
+    expect(allowed).toEqual([true, true, false]);
+    expect((await limiter.consume('other', rule)).allowed).toBe(true);
+    expect(await counter(metrics, 'keyward_redis_errors_total', { operation: 'rate_limit' })).toBe(4);
   });
 
   it('fails closed when configured to: requests are denied with Retry-After, and the failure is counted', async () => {

@@ -1,6 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import type { Redis } from 'ioredis';
+import type { Metrics } from '../../packages/server/src/services/metrics.js';
 
 /** A key prefix no other test (or run) uses. */
 export function randomPrefix(): string {
@@ -47,3 +48,10 @@ export async function silentServer(): Promise<{ port: number; close(): Promise<v
 }
 
 export const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+
+/** The value of a Prometheus metric's series with `labels` (0 when it has none yet). */
+export async function counter(metrics: Metrics, name: string, labels: Record<string, string>): Promise<number> {
+  const metric = (await metrics.registry.getMetricsAsJSON()).find((m) => m.name === name);
+  const value = metric?.values.find((v) => Object.entries(labels).every(([k, l]) => v.labels[k] === l));
+  return value?.value ?? 0;
+}

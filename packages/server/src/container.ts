@@ -73,20 +73,15 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
         onError: () => metrics.redisErrors.inc({ operation: 'connection' }),
       })
     : null;
-  const limiter = (countDecisions: boolean): RateLimiter =>
+  const limiter = (countDecisions: boolean, failMode: 'open' | 'closed' | 'local'): RateLimiter =>
     redis
-      ? createRedisRateLimiter({
-          redis,
-          prefix: `${config.redisPrefix}rl:`,
-          failMode: config.rateLimitFailMode,
-          metrics,
-          countDecisions,
-          now,
-        })
+      ? createRedisRateLimiter({ redis, prefix: `${config.redisPrefix}rl:`, failMode, metrics, countDecisions, now })
       : createMemoryRateLimiter({ metrics, countDecisions, now });
-  const rateLimiter = limiter(true);
+  const rateLimiter = limiter(true, config.rateLimitFailMode);
   // The guards count failed attempts, not requests: their limiter stays out of the rate-limit decisions metric.
-  const guardLimiter = limiter(false);
+  // Without Redis they count on this instance instead of following RATE_LIMIT_FAIL_MODE: failing open would
+  // let guessing go unlimited, failing closed would block every address at its first typo.
+  const guardLimiter = limiter(false, 'local');
   const bruteForce = createBruteForceGuard({ limiter: guardLimiter, failuresPerMinute: config.authFailuresPerMinute, metrics, now });
   const verifyGuard = createBruteForceGuard({ limiter: guardLimiter, failuresPerMinute: config.verifyFailuresPerMinute, metrics, now });
   // Writes made off the event loop on SQLite (a thread of its own): usage rows and last_used_at in the

@@ -152,8 +152,12 @@ export interface RedisRateLimiterOptions {
   redis: Redis;
   /** Prepended to every counter key (tests use a random one per test). */
   prefix?: string;
-  /** When Redis cannot answer: `open` allows the request, `closed` denies it. Either way it is counted. */
-  failMode: 'open' | 'closed';
+  /**
+   * When Redis cannot answer: `open` allows the request, `closed` denies it, `local` decides with counters in
+   * this instance's memory until Redis answers again (the brute-force guards: a security control must neither
+   * stop counting nor block everyone because Redis is away). Either way the Redis error is counted.
+   */
+  failMode: 'open' | 'closed' | 'local';
   metrics?: Metrics | undefined;
   /**
    * Whether decisions count in `keyward_rate_limit_decisions_total` (default true). The brute-force guards'
@@ -171,7 +175,10 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
   const now = options.now ?? Date.now;
   redis.defineCommand('keywardRateLimit', { numberOfKeys: 1, lua: CONSUME_LUA });
 
-  function failed(rule: RateRule, at: number): RateDecision {
+  const local = failMode === 'local' ? createMemoryRateLimiter({ countDecisions: false, now }) : null;
+
+  function failed(id: string, rule: RateRule, cost: number, at: number): MaybePromise<RateDecision> {
+    if (local !== null) return local.consume(id, rule, cost, at);
     decisions?.rateLimitDecisions.inc({ backend: 'redis', result: failMode === 'open' ? 'fail_open' : 'fail_closed' });
     const resetAt = at + rule.windowSeconds * 1000;
     return failMode === 'open' ? decision(rule, true, 0, resetAt, at) : decision(rule, false, rule.limit, resetAt, at);
@@ -183,7 +190,7 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
       // While ioredis is reconnecting, answer at once rather than wait for the command timeout each time.
       if (redisIsDown(redis)) {
         metrics?.redisErrors.inc({ operation: 'rate_limit' });
-        return failed(rule, at);
+        return failed(id, rule, cost, at);
       }
       try {
         const [allowed, used, ttl] = await redis.keywardRateLimit(
@@ -196,7 +203,7 @@ export function createRedisRateLimiter(options: RedisRateLimiterOptions): RateLi
         return decision(rule, allowed === 1, used, at + ttl, at);
       } catch {
         metrics?.redisErrors.inc({ operation: 'rate_limit' });
-        return failed(rule, at);
+        return failed(id, rule, cost, at);
       }
     },
     // The connection belongs to whoever opened it (the container), which closes it.
