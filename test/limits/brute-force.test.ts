@@ -1,6 +1,6 @@
 import { generateKey } from '@keyward/sdk';
 import { afterEach, describe, expect, it, vi } from 'vitest';
-import { createBruteForceGuard } from '../../packages/server/src/services/brute-force-guard.js';
+import { addressGroup, createBruteForceGuard } from '../../packages/server/src/services/brute-force-guard.js';
 import { createMetrics } from '../../packages/server/src/services/metrics.js';
 import { createMemoryRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
@@ -95,6 +95,20 @@ describe('brute-force guard', () => {
   });
 });
 
+describe('the address a guard counts', () => {
+  it('is an IPv6 address’s /64 (a host may use any address in it), and an IPv4 address itself', () => {
+    expect(addressGroup('2001:db8:1:2::1')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:0db8:0001:0002:ffff:eeee:dddd:cccc')).toBe('2001:db8:1:2::/64');
+    expect(addressGroup('2001:db8::5')).toBe('2001:db8:0:0::/64');
+    expect(addressGroup('::1')).toBe('0:0:0:0::/64');
+    expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
+    expect(addressGroup('1:2:3::4.5.6.7')).toBe('1:2:3:0::/64');
+    expect(addressGroup('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    expect(addressGroup('203.0.113.7')).toBe('203.0.113.7');
+    expect(addressGroup('not:an:address')).toBe('not:an:address');
+  });
+});
+
 describe('brute-force guard on the /v1 authentication hook', () => {
   let t: TestApp;
   afterEach(async () => t?.close());
@@ -176,6 +190,15 @@ describe('brute-force guard on the /v1 authentication hook', () => {
     expect((await viaProxy(other)).statusCode).toBe(401);
     // A client that is not the proxy is not believed: claiming the blocked address blocks nothing.
     expect((await get({ ...bearer(t.adminKey), 'x-forwarded-for': attacker }, '198.51.100.9')).statusCode).toBe(200);
+  });
+
+  it('counts an IPv6 client by its /64: rotating addresses inside it does not escape the count', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '2' } });
+    const statuses = [];
+    for (let i = 1; i <= 4; i++) statuses.push((await get(bearer(generateKey()), `2001:db8:1:2::${i.toString(16)}`)).statusCode);
+    expect(statuses).toEqual([401, 401, 429, 429]);
+    // The next /64 is someone else.
+    expect((await get(bearer(t.adminKey), '2001:db8:1:3::1')).statusCode).toBe(200);
   });
 
   it.each(['open', 'closed'])(

@@ -1,3 +1,4 @@
+import { isIPv6 } from 'node:net';
 import { LRUCache } from 'lru-cache';
 import type { Metrics } from './metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
@@ -5,25 +6,26 @@ import type { RateLimiter } from './rate-limiter.js';
 export type GuardDecision = { blocked: false } | { blocked: true; retryAfterSeconds: number };
 
 /**
- * Limits failed authentications and verifications per client (usually its IP). Only failures are
+ * Limits failed authentications and verifications per client: its address (an IPv6 address by its /64, see
+ * {@link addressGroup}), within `scope` when one is given (the verify endpoint's caller key). Only failures are
  * counted, and `check` is a local memory look-up, so valid traffic costs nothing and never waits on Redis.
  */
 export interface BruteForceGuard {
   /** Call before doing any work for a client: a blocked client is refused at once (429 + Retry-After). */
-  check(client: string): GuardDecision;
+  check(address: string | null, scope?: string): GuardDecision;
   /**
    * Whether any client is blocked on this instance now or was recently: when not, `check` would say
    * "not blocked" for every client, so a caller may skip building the client's name.
    */
   blocksAny(): boolean;
   /** Call after a failed authentication or verification by this client. */
-  fail(client: string): Promise<void>;
+  fail(address: string | null, scope?: string): Promise<void>;
   /**
    * Call when a look-up starts whose outcome is not known yet (a credential not in the cache); call what it
    * returns when it ends. Failures are counted only once known, so while a client has as many look-ups in
    * flight as its budget, `check` refuses it too: a burst sent at once cannot try more than the budget.
    */
-  track(client: string): () => void;
+  track(address: string | null, scope?: string): () => void;
 }
 
 export interface BruteForceGuardOptions {
@@ -35,6 +37,35 @@ export interface BruteForceGuardOptions {
   /** Most clients remembered as blocked at once on this instance. */
   maxBlocked?: number;
 }
+
+/**
+ * What the guard counts an address as: an IPv6 address by its /64, the block a single host or home is given
+ * and may pick any of its 2^64 addresses from (one guess from each would otherwise never be limited); an
+ * IPv4 address (IPv4-mapped IPv6 too) as itself. Written out here: it is the one operation needed, and
+ * node:net validates but does not expand addresses.
+ */
+export function addressGroup(address: string): string {
+  if (!address.includes(':')) return address;
+  const mapped = /^::ffff:(\d{1,3}(?:\.\d{1,3}){3})$/i.exec(address);
+  if (mapped?.[1] !== undefined) return mapped[1];
+  const zone = address.indexOf('%');
+  const bare = zone >= 0 ? address.slice(0, zone) : address;
+  if (!isIPv6(bare)) return address;
+  const [head = '', tail] = bare.split('::');
+  const before = head === '' ? [] : head.split(':');
+  // An embedded IPv4 tail (`::ffff:1.2.3.4`, `64:ff9b::1.2.3.4`) holds two groups.
+  const after = tail === undefined || tail === '' ? [] : tail.split(':').flatMap((group) => (group.includes('.') ? ['0', '0'] : [group]));
+  const groups = tail === undefined ? before : [...before, ...Array<string>(8 - before.length - after.length).fill('0'), ...after];
+  return `${groups
+    .slice(0, 4)
+    .map((group) => Number.parseInt(group, 16).toString(16))
+    .join(':')}::/64`;
+}
+
+const nameOf = (address: string | null, scope: string | undefined): string => {
+  const group = address === null ? 'unknown' : addressGroup(address);
+  return scope === undefined ? group : `${scope}|${group}`;
+};
 
 const WINDOW_SECONDS = 60;
 const NOT_BLOCKED: GuardDecision = { blocked: false };
@@ -53,8 +84,9 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
   const inFlight = new Map<string, number>();
 
   return {
-    check(client) {
+    check(address, scope) {
       if (failuresPerMinute === 0 || (blockedUntil.size === 0 && inFlight.size === 0)) return NOT_BLOCKED;
+      const client = nameOf(address, scope);
       if ((inFlight.get(client) ?? 0) >= failuresPerMinute) {
         metrics?.bruteForceBlocks.inc();
         return BUSY;
@@ -71,13 +103,15 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
       return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
     },
     blocksAny: () => failuresPerMinute !== 0 && (blockedUntil.size > 0 || inFlight.size > 0),
-    async fail(client) {
+    async fail(address, scope) {
       if (failuresPerMinute === 0) return;
+      const client = nameOf(address, scope);
       const counted = await limiter.consume(`bf:${client}`, rule, 1);
       if (!counted.allowed || counted.remaining === 0) blockedUntil.set(client, counted.reset * 1000);
     },
-    track(client) {
+    track(address, scope) {
       if (failuresPerMinute === 0) return untracked;
+      const client = nameOf(address, scope);
       inFlight.set(client, (inFlight.get(client) ?? 0) + 1);
       let ended = false;
       return () => {

@@ -23,8 +23,7 @@ const FAILED: ReadonlySet<VerifyCode> = new Set(['INVALID_FORMAT', 'NOT_FOUND', 
 // The verify endpoint's brute-force guard counts per caller key AND client IP: a host backend relays its end
 // users' keys, so its failures are theirs, and a per-IP count would let them block the whole backend (and,
 // behind a shared NAT, its neighbours). Its budget (VERIFY_FAILURES_PER_MINUTE) is its own, higher one.
-const guardClient = (caller: Caller): string =>
-  `${caller.principal.kind === 'key' ? caller.principal.key.id : caller.principal.kind}|${caller.ip}`;
+const guardScope = (caller: Caller): string => (caller.principal.kind === 'key' ? caller.principal.key.id : caller.principal.kind);
 
 export type Verification = ReturnType<typeof createVerification>;
 
@@ -44,7 +43,7 @@ export function createVerification(deps: {
   return {
     verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
       // The guard's name for this caller is built only when the guard has someone blocked or counts a failure.
-      const blocked = verifyGuard.blocksAny() ? verifyGuard.check(guardClient(caller)) : undefined;
+      const blocked = verifyGuard.blocksAny() ? verifyGuard.check(caller.ip, guardScope(caller)) : undefined;
       // A blocked caller is refused only keys this instance holds no record for. Guessing presents keys no
       // one has, so it stays stopped; but behind one host backend every end user shares the caller key and
       // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never
@@ -77,12 +76,14 @@ export function createVerification(deps: {
         return result;
       };
       const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
-        result.ok && FAILED.has(result.value.code) ? verifyGuard.fail(guardClient(caller)).then(() => finish(result)) : finish(result);
+        result.ok && FAILED.has(result.value.code)
+          ? verifyGuard.fail(caller.ip, guardScope(caller)).then(() => finish(result))
+          : finish(result);
       // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted. Only a
       // look-up: a gate's wait (a quota spend, the Redis rate limiter) is valid traffic and is not counted.
       let end: (() => void) | undefined;
       const result = verifier.verify(caller, input, () => {
-        end = verifyGuard.track(guardClient(caller));
+        end = verifyGuard.track(caller.ip, guardScope(caller));
       });
       if (!(result instanceof Promise)) return answer(result);
       const answered = result.then(answer);
