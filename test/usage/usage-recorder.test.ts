@@ -160,6 +160,37 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="invalid"}')).toBe(1);
   });
 
+  it('stores text holding a NUL (which PostgreSQL refuses) with the NUL replaced, and the rows after it too', async () => {
+    const r = recorder({ batchSize: 1_000 });
+    r.record(event({ endpoint: '/v1/companies\u0000abc', userAgent: 'a\u0000b', apiKeyId: 'k\u0000' }));
+    r.record(event());
+    await r.flush();
+    r.record(event());
+    await r.flush();
+    expect(await rowCount(db)).toBe(3);
+    const stored = await db.db
+      .selectFrom('api_key_usage')
+      .select(['endpoint', 'user_agent', 'api_key_id'])
+      .orderBy('id')
+      .executeTakeFirstOrThrow();
+    expect(stored).toEqual({ endpoint: '/v1/companies\uFFFDabc', user_agent: 'a\uFFFDb', api_key_id: 'k\uFFFD' });
+  });
+
+  it.runIf(dialect === 'postgres')('writes each row of a refused batch alone, dropping (and counting) only those refused', async () => {
+    const r = recorder({ batchSize: 1_000 });
+    r.record(event());
+    r.record(event({ statusCode: 2 ** 40 })); // beyond PostgreSQL's integer: the row itself is refused
+    r.record(event());
+    await r.flush();
+    expect(await rowCount(db)).toBe(2);
+    expect(r.buffered()).toBe(0);
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="invalid"}')).toBe(1);
+    // Nothing is held back: the next batch is written as usual.
+    r.record(event());
+    await r.flush();
+    expect(await rowCount(db)).toBe(3);
+  });
+
   it('flushes what is buffered on close, and counts what is recorded after', async () => {
     const r = createUsageRecorder({ db, flushMs: 3_600_000, retentionDays: 0, metrics });
     for (let i = 0; i < 3; i++) r.record(event());

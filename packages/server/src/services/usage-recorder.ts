@@ -64,7 +64,23 @@ export interface UsageRecorderOptions {
   now?: () => number;
 }
 
-const clip = (value: string | null | undefined, max: number): string | null => (value == null ? null : value.slice(0, max));
+/**
+ * A text column's value: at most `max` characters, and no NUL, which PostgreSQL refuses in text (a path such as
+ * `/a%00b`, decoded by a framework, or a reported field, would otherwise make its whole batch fail).
+ */
+const clip = (value: string | null | undefined, max = Number.POSITIVE_INFINITY): string | null => {
+  if (value == null) return null;
+  const cut = value.length > max ? value.slice(0, max) : value;
+  return cut.includes('\u0000') ? cut.replaceAll('\u0000', '\uFFFD') : cut;
+};
+
+/**
+ * Errors that mean the database refused the rows themselves (a value it cannot store), not that it could not
+ * write just now: PostgreSQL's data and integrity classes (22, 23), SQLite's constraint and type errors.
+ */
+const REFUSED_ROWS = /^(2[23][0-9A-Z]{3}|SQLITE_(CONSTRAINT|MISMATCH|TOOBIG|RANGE)\b)/;
+const refusedRows = (error: unknown): boolean => REFUSED_ROWS.test(String((error as { code?: unknown } | null)?.code ?? ''));
+
 export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorder {
   const { db, metrics } = options;
   const now = options.now ?? Date.now;
@@ -94,6 +110,12 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         metrics?.usageRowsWritten.inc(rowsIn(batch));
       } catch (error) {
         options.onError?.(error);
+        // Refused for what a row holds: kept, it would fail every batch after it. Each row is tried alone, and
+        // only those refused are dropped (counted as invalid).
+        if (refusedRows(error)) {
+          await writeEachAlone(batch);
+          continue;
+        }
         // Keep the batch for the next flush if it fits beside what arrived meanwhile; drop (and count) the rest.
         const room = Math.max(0, maxBuffered - rowsIn(values));
         const lost = Math.max(0, rowsIn(batch) - room);
@@ -103,6 +125,18 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         return;
       }
     } while (rowsIn(values) >= batchSize || (closed && values.length > 0));
+  }
+
+  async function writeEachAlone(batch: UsageValue[]): Promise<void> {
+    for (let at = 0; at < batch.length; at += USAGE_VALUES_PER_ROW) {
+      const row = batch.slice(at, at + USAGE_VALUES_PER_ROW);
+      try {
+        await writer.run(usageInsertStatements(db.db, row));
+        metrics?.usageRowsWritten.inc();
+      } catch (error) {
+        metrics?.usageRowsDropped.inc({ reason: refusedRows(error) ? 'invalid' : 'error' });
+      }
+    }
   }
 
   // One flush at a time: a flush requested during another runs right after it.
@@ -141,7 +175,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
       }
       appendUsageRow(
         values,
-        event.apiKeyId,
+        clip(event.apiKeyId),
         clip(event.endpoint, 1024),
         clip(event.method, 16),
         event.statusCode ?? null,
