@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRepl
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
 import { ProblemError } from '../errors.js';
+import { closeConnectionsOnceIdle } from '../http/app.js';
 import { credentialOf, WWW_AUTHENTICATE } from '../http/auth.js';
 import { installProblemHandlers, sendProblem, toProblemError } from '../http/problem.js';
 import { loggerOptions } from '../logger.js';
@@ -70,17 +71,65 @@ function joined(value: string | string[] | undefined): string | undefined {
 }
 
 /**
- * The headers sent upstream: the client's, minus its credential and any `X-Keyward-*` it made up, plus the
- * verified identity and the usual `X-Forwarded-*`.
+ * Hop-by-hop headers (RFC 9110 §7.6.1; the list Go's httputil.ReverseProxy uses, plus `Expect`): they describe
+ * one connection, not the message, so they are dropped in both directions, with every header `Connection`
+ * names. `Expect: 100-continue` has already been answered by Node (and undici refuses to send it);
+ * `Proxy-Authorization` is a credential for a proxy, not for the upstream.
+ */
+const HOP_BY_HOP = new Set([
+  'connection',
+  'keep-alive',
+  'proxy-connection',
+  'proxy-authenticate',
+  'proxy-authorization',
+  'te',
+  'trailer',
+  'transfer-encoding',
+  'upgrade',
+  'expect',
+]);
+
+/** `headers` without its hop-by-hop headers; `connection` is the `Connection` value naming the others. */
+function endToEnd<T extends Record<string, unknown>>(headers: T, connection: string | string[] | undefined): T {
+  const named = new Set(
+    (joined(connection) ?? '')
+      .split(',')
+      .map((name) => name.trim().toLowerCase())
+      .filter((name) => name !== ''),
+  );
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(headers)) {
+    const lower = name.toLowerCase();
+    if (!HOP_BY_HOP.has(lower) && !named.has(lower)) out[name] = value;
+  }
+  return out as T;
+}
+
+/** Client-supplied headers that claim where the request came from (besides X-Forwarded-For). */
+const CLIENT_ADDRESS_HEADERS = ['x-real-ip', 'forwarded'];
+
+/**
+ * The headers sent upstream: the client's, minus hop-by-hop headers, its credential and any `X-Keyward-*` it
+ * made up, plus the verified identity and the usual `X-Forwarded-*`.
+ *
+ * `X-Forwarded-For` is extended only when Fastify believed the one received, i.e. TRUST_PROXY trusts the
+ * peer that sent it (`request.ips` then holds more than the peer): the peer is appended, and `X-Real-IP` /
+ * `Forwarded` pass as that proxy set them. Otherwise nothing vouches for those headers (a client can write
+ * any): `X-Forwarded-For` is replaced by the peer's address, `X-Real-IP` and `Forwarded` are removed.
+ * `X-Forwarded-Proto` and `X-Forwarded-Host` are always the gateway's own reading (Fastify's, under the same
+ * trust rule).
  */
 function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, key: ApiKey | null): IncomingHttpHeaders {
+  const trusted = (request.ips?.length ?? 0) > 1;
   const out: IncomingHttpHeaders = {};
-  for (const [name, value] of Object.entries(headers)) {
+  // reply-from has already removed the Connection header (and what it names) from `headers`: read the client's.
+  for (const [name, value] of Object.entries(endToEnd(headers, request.headers.connection))) {
     if (KEY_HEADERS.includes(name) || name.startsWith(IDENTITY_PREFIX)) continue;
+    if (!trusted && CLIENT_ADDRESS_HEADERS.includes(name)) continue;
     out[name] = value;
   }
   const peer = request.raw.socket.remoteAddress ?? request.ip;
-  const forwardedFor = joined(headers['x-forwarded-for']);
+  const forwardedFor = trusted ? joined(headers['x-forwarded-for']) : undefined;
   out['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${peer}` : peer;
   out['x-forwarded-proto'] = request.protocol;
   if (request.host) out['x-forwarded-host'] = request.host;
@@ -91,6 +140,16 @@ function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, 
     out['x-keyward-scopes'] = key.scopes.join(',');
   }
   return out;
+}
+
+/**
+ * The upstream URL a normalised path (see {@link requestTarget}) is forwarded to: under the base, whose path
+ * it keeps as a prefix (a path starting with `//` cannot name another host). `null` if it would leave the
+ * base, which a normalised path cannot do: a check kept where the URL is made.
+ */
+function upstreamUrl(base: string, path: string): string | null {
+  const url = new URL(`.${path}`, base).href;
+  return url.startsWith(base) ? url : null;
 }
 
 /**
@@ -113,6 +172,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
     frameworkErrors: (_error, _request, reply) => sendProblem(reply, 'INVALID_REQUEST', 'the request path is not valid'),
   });
   installProblemHandlers(app);
+  closeConnectionsOnceIdle(app);
   // Bodies are streamed upstream as they arrive, whatever their type: nothing is parsed, buffered or capped here.
   app.removeAllContentTypeParsers();
   app.addContentTypeParser('*', (_request, payload, done) => done(null, payload));
@@ -206,9 +266,16 @@ export async function buildGateway(container: Container, options: GatewayOptions
   app.all('/*', async (request, reply) => {
     const passage = passages.get(request);
     if (passage === undefined) throw new ProblemError('INTERNAL_ERROR');
-    // `./path` keeps the upstream's base path (and a path starting with `//` cannot name another host).
-    reply.from(`.${passage.path}`, {
+    const target = upstreamUrl(base, passage.path);
+    if (target === null) throw new ProblemError('INVALID_REQUEST', 'the request path is not valid');
+    // reply-from refuses a source path containing `/..` even where that is no dot segment (`/notes/...`,
+    // `/files/..hidden`), and this path is already normalised. So the whole URL is this request's upstream,
+    // with an empty query, and the source `?` resolves to exactly that URL (reply-from's own check that the
+    // result stays under the upstream then holds trivially); reply-from adds the client's query string.
+    reply.from('?', {
+      getUpstream: () => `${target}?`,
       rewriteRequestHeaders: (_raw, headers) => upstreamHeaders(request, headers, passage.key),
+      rewriteHeaders: (headers) => endToEnd(headers, headers.connection),
       // A gateway passes the upstream's answers on as they are: no retries, not even of a GET's 503.
       retryDelay: () => null,
       onError: (_raw, { error }) => {
