@@ -146,9 +146,9 @@ export interface paths {
                 query?: {
                     /** @description Start of the range (inclusive) */
                     from?: string;
-                    /** @description End of the range (exclusive); default now */
+                    /** @description End of the range (exclusive); default the end of the current minute */
                     to?: string;
-                    /** @description Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively */
+                    /** @description Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively. A range may hold at most 10,000 buckets (400 `INVALID_REQUEST` otherwise: use a coarser granularity) */
                     granularity?: "minute" | "hour" | "day";
                 };
                 header?: never;
@@ -203,8 +203,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -224,8 +227,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -245,8 +251,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -266,8 +275,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -303,7 +363,7 @@ export interface paths {
                 query?: {
                     /** @description Start of the range (inclusive); default 24 hours before `to` */
                     from?: string;
-                    /** @description End of the range (exclusive); default now */
+                    /** @description End of the range (exclusive); default the end of the current minute */
                     to?: string;
                     /** @description How many top keys */
                     limit?: number;
@@ -356,8 +416,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -377,8 +440,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -398,8 +464,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -482,8 +599,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -503,8 +623,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -524,8 +647,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -545,8 +671,83 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -636,8 +837,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -657,8 +861,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -678,8 +885,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -783,8 +1041,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -804,8 +1065,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -825,8 +1089,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -938,8 +1253,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -959,8 +1277,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -980,8 +1301,107 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1074,8 +1494,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1095,8 +1518,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1191,8 +1665,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1212,8 +1689,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1233,8 +1713,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1278,8 +1809,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1299,8 +1833,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1320,8 +1857,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1430,8 +2018,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1451,8 +2042,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1472,8 +2066,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1493,8 +2090,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1514,8 +2114,107 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1609,8 +2308,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1630,8 +2332,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1651,8 +2356,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1672,8 +2380,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1771,8 +2530,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1792,8 +2554,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1813,8 +2578,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1834,8 +2602,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1933,8 +2752,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1954,8 +2776,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1975,8 +2800,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1996,8 +2824,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2038,7 +2917,7 @@ export interface paths {
                 };
                 cookie?: never;
             };
-            requestBody: {
+            requestBody?: {
                 content: {
                     "application/json": {
                         /**
@@ -2108,8 +2987,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2129,8 +3011,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2150,8 +3035,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2171,8 +3059,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2192,8 +3083,107 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2222,7 +3212,7 @@ export interface paths {
         put?: never;
         /**
          * Verify an API key
-         * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are never blocked by someone else’s bad ones.
+         * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).
          */
         post: {
             parameters: {
@@ -2239,7 +3229,7 @@ export interface paths {
                         /** @description Scopes the request needs; the key must hold all of them (a granted `inventory:*` or `*` covers them). */
                         scopes?: string[];
                         /**
-                         * @description Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). A negative or fractional number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).
+                         * @description Units of the key’s quota this request spends: a non-negative integer up to 2^53−1, default 1 (0 checks without spending). A negative, fractional or larger number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).
                          * @example 1
                          */
                         cost?: number;
@@ -2309,8 +3299,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2330,8 +3323,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2351,8 +3347,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2372,8 +3419,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2393,8 +3443,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2471,8 +3524,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2492,8 +3548,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2513,8 +3572,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2580,8 +3690,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2601,8 +3714,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2622,8 +3738,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2643,8 +3762,107 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2715,8 +3933,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2736,8 +3957,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2757,8 +3981,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2805,8 +4080,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2826,8 +4104,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2847,8 +4128,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2916,8 +4248,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2937,8 +4272,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2958,8 +4296,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2979,8 +4320,107 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3044,8 +4484,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3065,8 +4508,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3168,8 +4662,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3189,8 +4686,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3210,8 +4710,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3308,8 +4859,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3329,8 +4883,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3350,8 +4907,107 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                413: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                415: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3412,8 +5068,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3433,8 +5092,11 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3454,8 +5116,59 @@ export interface paths {
                             type: string;
                             title: string;
                             status: number;
-                            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-                            code: string;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                429: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                503: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3484,8 +5197,11 @@ export interface components {
             type: string;
             title: string;
             status: number;
-            /** @description Stable error code, e.g. `KEY_NOT_FOUND` */
-            code: string;
+            /**
+             * @description Stable error code, one of the catalogue (`errors.ts`)
+             * @enum {string}
+             */
+            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
             detail?: string;
             instance?: string;
             errors?: {

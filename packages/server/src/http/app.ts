@@ -16,7 +16,7 @@ import { usageRoutes } from './routes/usage.js';
 import { usageEventRoutes } from './routes/usage-events.js';
 import { userRoutes } from './routes/users.js';
 import { verifyRoutes } from './routes/verify.js';
-import { ProblemResponse } from './schemas.js';
+import { OPTIONAL_BODIES, ProblemResponse } from './schemas.js';
 import type { App } from './types.js';
 
 registerAjvFormats();
@@ -143,6 +143,16 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
           apiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
         },
       },
+    },
+    transformObject: (document) => {
+      if (!('openapiObject' in document)) return document.swaggerObject;
+      const { openapiObject } = document;
+      for (const [method, path] of OPTIONAL_BODIES) {
+        const operation = openapiObject.paths?.[path] as Record<string, { requestBody?: { required?: boolean } }> | undefined;
+        const body = operation?.[method]?.requestBody;
+        if (body) body.required = false;
+      }
+      return openapiObject;
     },
   });
   await docsRoutes(app);

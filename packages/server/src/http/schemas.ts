@@ -1,6 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import type { ApiKey } from '../domain.js';
 import { iso, isoOrNull, keyStatus } from '../domain.js';
+import { ERRORS } from '../errors.js';
 import type { QuotaInput } from '../services/key-service.js';
 
 // Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
@@ -157,7 +158,8 @@ export const ProblemResponse = Type.Object(
     type: Type.String(),
     title: Type.String(),
     status: Type.Integer(),
-    code: Type.String({ description: 'Stable error code, e.g. `KEY_NOT_FOUND`' }),
+    // A string with the catalogue's codes as its `enum` (documentation): serializing never checks it.
+    code: Type.String({ description: 'Stable error code, one of the catalogue (`errors.ts`)', enum: Object.keys(ERRORS) }),
     detail: Type.Optional(Type.String()),
     instance: Type.Optional(Type.String()),
     errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
@@ -165,9 +167,24 @@ export const ProblemResponse = Type.Object(
   { $id: 'Problem', description: 'RFC 9457 problem details' },
 );
 
-/** The error responses a route may give, by status, for the OpenAPI document. */
+/**
+ * The error responses a `/v1` route may give, by status, for the OpenAPI document: those named, and those any
+ * of them can give — 429 (the brute-force guard, after too many failed authentications from an address) and 503
+ * (the database, or a JWT's key set, cannot be reached).
+ */
 export function problems(...statuses: number[]): Record<number, typeof ProblemResponse> {
-  return Object.fromEntries(statuses.map((s) => [s, ProblemResponse]));
+  return Object.fromEntries([...new Set([...statuses, 429, 503])].sort((a, b) => a - b).map((s) => [s, ProblemResponse]));
+}
+
+/**
+ * Operations whose JSON body may be left out (Fastify's swagger marks every body required): `[method, path]` as
+ * the OpenAPI document names them.
+ */
+export const OPTIONAL_BODIES: readonly (readonly [string, string])[] = [['post', '/v1/api-keys/{id}/roll']];
+
+/** {@link problems} for a route that takes a JSON body: also 413 (too large) and 415 (not `application/json`). */
+export function bodyProblems(...statuses: number[]): Record<number, typeof ProblemResponse> {
+  return problems(...statuses, 413, 415);
 }
 
 // The routes' one place for how instants are shown (defined beside the domain types, which services share).

@@ -5,6 +5,7 @@ import { unwrap } from '../problem.js';
 import {
   ApiKeyResponse,
   apiKeyView,
+  bodyProblems,
   CreatedKeyResponse,
   CreateKeyBody,
   IdParams,
@@ -33,7 +34,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
           'Creates a key and returns it once, in `key`. Only an admin may create admin keys; a key holding `keyward:keys:write` may grant only scopes it holds, and on a user-owned key only for that user.',
         security: SECURED,
         body: CreateKeyBody,
-        response: { 201: CreatedKeyResponse, ...problems(400, 401, 403) },
+        response: { 201: CreatedKeyResponse, ...bodyProblems(400, 401, 403) },
       },
     },
     async (request, reply) => {
@@ -126,7 +127,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
         security: SECURED,
         params: IdParams,
         body: UpdateKeyBody,
-        response: { 200: ApiKeyResponse, ...problems(400, 401, 403, 404, 409) },
+        response: { 200: ApiKeyResponse, ...bodyProblems(400, 401, 403, 404, 409) },
       },
     },
     async (request) => {
@@ -181,7 +182,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
         security: SECURED,
         params: IdParams,
         body: RollKeyBody,
-        response: { 201: CreatedKeyResponse, ...problems(400, 401, 403, 404, 409) },
+        response: { 201: CreatedKeyResponse, ...bodyProblems(400, 401, 403, 404, 409) },
       },
       // The body is optional: a bare POST rolls with no grace period.
       preValidation: async (request) => {

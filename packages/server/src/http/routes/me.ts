@@ -4,6 +4,7 @@ import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import {
   apiKeyView,
+  bodyProblems,
   CreatedKeyResponse,
   Description,
   IdParams,
@@ -70,7 +71,7 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
         description: `Returns the key once, in \`key\`. The key is never admin, may hold only scopes the user's tier allows (by default any scope outside \`keyward:\`, plus \`keyward:keys:read\`/\`:write\`), and counts against the tier's key limit (400 \`KEY_LIMIT_REACHED\`). ${WHO}`,
         security: SECURED,
         body: SelfCreateKeyBody,
-        response: { 201: CreatedKeyResponse, ...problems(400, 401, 403) },
+        response: { 201: CreatedKeyResponse, ...bodyProblems(400, 401, 403) },
       },
     },
     async (request, reply) => {

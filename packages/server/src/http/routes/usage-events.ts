@@ -3,7 +3,7 @@ import type { UsageIngest } from '../../services/usage-ingest.js';
 import { VERIFY_CODES, type VerifyCode } from '../../services/verifier.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
-import { msOrNull, problems } from '../schemas.js';
+import { bodyProblems, msOrNull } from '../schemas.js';
 import { type App, SECURED } from '../types.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -51,7 +51,7 @@ export function usageEventRoutes(app: App, deps: { usageIngest: UsageIngest }): 
         description: `For the SDK middleware and the gateway: one usage row per request they saw (endpoint, method, status, IP, user agent, response time, outcome), in batches of up to ${MAX_USAGE_EVENTS}. Rows are written in batches off the request path; 202 means taken, not yet written (a full buffer drops rows and counts them in \`/metrics\`). The caller needs an admin key or \`keyward:verify\`.`,
         security: SECURED,
         body: UsageEventsBody,
-        response: { 202: Type.Object({ accepted: Type.Integer() }), ...problems(400, 401, 403, 413) },
+        response: { 202: Type.Object({ accepted: Type.Integer() }), ...bodyProblems(400, 401, 403) },
       },
     },
     async (request, reply) => {

@@ -1,5 +1,5 @@
 import { Type } from '@fastify/type-provider-typebox';
-import type { UsageAnalytics, UsageCounts } from '../../services/usage-analytics.js';
+import { MAX_BUCKETS, type UsageAnalytics, type UsageCounts } from '../../services/usage-analytics.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import { IdParams, iso, msOrNull, problems } from '../schemas.js';
@@ -8,7 +8,9 @@ import { type App, SECURED } from '../types.js';
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
 const From = Type.Optional(Type.String({ format: 'date-time', description: 'Start of the range (inclusive)' }));
-const To = Type.Optional(Type.String({ format: 'date-time', description: 'End of the range (exclusive); default now' }));
+const To = Type.Optional(
+  Type.String({ format: 'date-time', description: 'End of the range (exclusive); default the end of the current minute' }),
+);
 
 export const KeyUsageQuery = Type.Object(
   {
@@ -17,7 +19,7 @@ export const KeyUsageQuery = Type.Object(
     granularity: Type.Optional(
       Type.Union([Type.Literal('minute'), Type.Literal('hour'), Type.Literal('day')], {
         default: 'hour',
-        description: 'Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively',
+        description: `Bucket size (UTC). Without \`from\`, the range is the last hour, day or 30 days respectively. A range may hold at most ${MAX_BUCKETS.toLocaleString('en-US')} buckets (400 \`INVALID_REQUEST\` otherwise: use a coarser granularity)`,
       }),
     ),
   },

@@ -3,7 +3,7 @@ import type { User } from '../../domain.js';
 import { MAX_EMAIL_LENGTH, MAX_EXTERNAL_ID_LENGTH, type UserService } from '../../services/user-service.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
-import { IdParams, iso, problems } from '../schemas.js';
+import { bodyProblems, IdParams, iso, problems } from '../schemas.js';
 import { type App, SECURED } from '../types.js';
 
 const tags = ['Users'];
@@ -72,7 +72,7 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
           'Admin only. Registers an end user of the host product by `external_id` (their JWT `sub`), with a tier (default from `DEFAULT_TIER`). Users signing in with a JWT for the first time are also created automatically. 409 `USER_EXISTS` when the external id is taken.',
         security: SECURED,
         body: CreateUserBody,
-        response: { 201: UserResponse, ...problems(400, 401, 403, 409) },
+        response: { 201: UserResponse, ...bodyProblems(400, 401, 403, 409) },
       },
     },
     async (request, reply) => {
@@ -139,7 +139,7 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
         security: SECURED,
         params: IdParams,
         body: UpdateUserBody,
-        response: { 200: UserResponse, ...problems(400, 401, 403, 404) },
+        response: { 200: UserResponse, ...bodyProblems(400, 401, 403, 404) },
       },
     },
     async (request) => {

@@ -3,7 +3,7 @@ import type { Verification, VerificationResult } from '../../services/verificati
 import { VERIFY_CODES, type VerifyCode, type VerifyOutcome } from '../../services/verifier.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
-import { iso, problems, Scope } from '../schemas.js';
+import { bodyProblems, iso, Scope } from '../schemas.js';
 import { type App, SECURED } from '../types.js';
 
 export const VerifyKeyBody = Type.Object(
@@ -21,7 +21,7 @@ export const VerifyKeyBody = Type.Object(
     cost: Type.Optional(
       Type.Number({
         description:
-          'Units of the key’s quota this request spends: a non-negative integer, default 1 (0 checks without spending). A negative or fractional number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).',
+          'Units of the key’s quota this request spends: a non-negative integer up to 2^53−1, default 1 (0 checks without spending). A negative, fractional or larger number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).',
         examples: [1],
       }),
     ),
@@ -121,10 +121,10 @@ export function verifyRoutes(app: App, deps: { verification: Verification }): vo
         tags: ['Verification'],
         summary: 'Verify an API key',
         description:
-          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are never blocked by someone else’s bad ones.',
+          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).',
         security: SECURED,
         body: VerifyKeyBody,
-        response: { 200: VerifyKeyResponse, ...problems(400, 401, 403, 429, 503) },
+        response: { 200: VerifyKeyResponse, ...bodyProblems(400, 401, 403) },
       },
     },
     // Not `async`: a cached key is answered synchronously (no promise, no extra microtask turn).
