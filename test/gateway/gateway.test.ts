@@ -389,10 +389,21 @@ describe.each(DIALECTS)('keyward gateway on %s', (dialect) => {
     for (let i = 0; i < 2; i += 1) {
       expect((await f.gateway.inject({ method: 'GET', url: '/v1/orders', headers: bearer(generateKey('kw')) })).statusCode).toBe(401);
     }
-    const blocked = await f.gateway.inject({ method: 'GET', url: '/v1/orders', headers: bearer(f.t.adminKey) });
+    const blocked = await f.gateway.inject({ method: 'GET', url: '/v1/orders', headers: bearer(generateKey('kw')) });
     expect(blocked.statusCode).toBe(429);
     expect(blocked.json()).toMatchObject({ code: 'RATE_LIMITED' });
     expect(Number(blocked.headers['retry-after'])).toBeGreaterThan(0);
+  });
+
+  it('still serves a blocked address the keys it holds (real keys seen before), and refuses the rest', async () => {
+    const f = await setup({ env: { AUTH_FAILURES_PER_MINUTE: '2' } });
+    const seen = await createKey(f.t, { name: 'seen' });
+    const unseen = await createKey(f.t, { name: 'unseen' });
+    const get = (key: string) => f.gateway.inject({ method: 'GET', url: '/v1/orders', headers: bearer(key) });
+    expect((await get(seen.key)).statusCode).toBe(200);
+    for (let i = 0; i < 2; i += 1) expect((await get(generateKey('kw'))).statusCode).toBe(401);
+    expect((await get(seen.key)).statusCode).toBe(200);
+    expect((await get(unseen.key)).statusCode).toBe(429);
   });
 });
 

@@ -67,16 +67,29 @@ describe('brute-force guard', () => {
     expect(consume).not.toHaveBeenCalled();
   });
 
-  it('refuses a client with as many look-ups in flight as its budget, until they end (a burst cannot outrun the count)', () => {
+  it('makes a client with as many look-ups in flight as its budget wait for one to end, and refuses it once many wait', async () => {
     const { guard } = guardWithClock(3);
     const ends = [guard.track('10.0.0.1'), guard.track('10.0.0.1')];
     expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
     expect(guard.blocksAny()).toBe(true);
     ends.push(guard.track('10.0.0.1'));
+    // A burst cannot outrun the count: the next request waits (it is not refused: it may be a valid key).
+    const waits: Promise<void>[] = [];
+    for (let i = 0; i < 12; i++) {
+      const decision = guard.check('10.0.0.1');
+      expect(decision).toEqual({ blocked: false, wait: expect.any(Promise) });
+      if (!decision.blocked && decision.wait) waits.push(decision.wait);
+    }
+    // Beyond a bound of waiting requests (100 here), refused.
+    for (let i = 12; i < 100; i++) guard.check('10.0.0.1');
     expect(guard.check('10.0.0.1')).toEqual({ blocked: true, retryAfterSeconds: 1 });
     expect(guard.check('10.0.0.2')).toEqual({ blocked: false });
+    let released = 0;
+    for (const wait of waits) void wait.then(() => released++);
     ends[0]?.();
     ends[0]?.(); // ending twice counts once
+    await Promise.resolve();
+    expect(released).toBe(12); // every one checks again (the 88 others too)
     expect(guard.check('10.0.0.1')).toEqual({ blocked: false });
     for (const end of ends) end();
     expect(guard.blocksAny()).toBe(false);
@@ -151,7 +164,27 @@ describe('brute-force guard on the /v1 authentication hook', () => {
     expect((await get(bearer(revoked.key))).json()).toMatchObject({ code: 'KEY_REVOKED' });
     expect((await get({ 'x-api-key': 'not-a-key' })).statusCode).toBe(401);
     expect((await get({ authorization: 'Basic abc' })).statusCode).toBe(401);
-    expect((await get(bearer(t.adminKey))).statusCode).toBe(429);
+    expect((await get(bearer(generateKey()))).statusCode).toBe(429);
+  });
+
+  it('still serves a blocked address the keys this instance holds (real keys, seen before), and nothing else', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '2' } });
+    const { key: seen } = await createKey(t, { name: 'reader', scopes: ['keyward:keys:read'] });
+    const { key: unseen } = await createKey(t, { name: 'not used yet', scopes: ['keyward:keys:read'] });
+    expect((await get(bearer(seen))).statusCode).toBe(200); // held from now on
+    for (let i = 0; i < 2; i++) expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+    expect((await get(bearer(generateKey()))).statusCode).toBe(429);
+    expect((await get(bearer(seen))).statusCode).toBe(200);
+    expect((await get(bearer(t.adminKey))).statusCode).toBe(200);
+    expect((await get(bearer(unseen))).statusCode).toBe(429);
+  });
+
+  it('serves a burst of valid keys from one address, none of them cached, though it is larger than the budget', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '3', CACHE_MAX_ENTRIES: '0' } });
+    const keys = [];
+    for (let i = 0; i < 20; i++) keys.push((await createKey(t, { name: `reader ${i}`, scopes: ['keyward:keys:read'] })).key);
+    const statuses = await Promise.all(keys.map(async (key) => (await get(bearer(key))).statusCode));
+    expect(statuses).toEqual(keys.map(() => 200));
   });
 
   it('a burst of bad credentials sent at once gets no more look-ups than the budget', async () => {

@@ -1,6 +1,6 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
-import { rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
+import { hashApiKey, rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
@@ -158,7 +158,7 @@ function upstreamUrl(base: string, path: string): string | null {
  * records usage and forwards the request upstream without the key. The container is the caller's to close.
  */
 export async function buildGateway(container: Container, options: GatewayOptions): Promise<FastifyInstance> {
-  const { config, verifier, usage, bruteForce, metrics } = container;
+  const { config, verifier, usage, bruteForce, keyCache, metrics } = container;
   const rules = options.rules ?? DEFAULT_RULES;
   const base = parseUpstream(options.upstream);
   const now = Date.now;
@@ -244,8 +244,15 @@ export async function buildGateway(container: Container, options: GatewayOptions
       if (!config.requireApiKey && access.scopes.length === 0) return;
       throw new ProblemError('AUTH_REQUIRED', undefined, undefined, { 'www-authenticate': WWW_AUTHENTICATE });
     }
-    const blocked = bruteForce.check(request.ip);
-    if (blocked.blocked) {
+    let blocked = bruteForce.check(request.ip);
+    // As many of this address's look-ups in flight as its budget: wait for one to end, then check again.
+    while (!blocked.blocked && blocked.wait) {
+      await blocked.wait;
+      blocked = bruteForce.check(request.ip);
+    }
+    // A blocked address is still served keys this instance holds (real keys, seen before): behind one shared
+    // address, someone else's guesses must not lock out real users, and guessing presents keys no one has.
+    if (blocked.blocked && !keyCache.holds(hashApiKey(credential))) {
       throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
         'retry-after': String(blocked.retryAfterSeconds),
       });

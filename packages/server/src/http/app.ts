@@ -1,5 +1,6 @@
 import swagger from '@fastify/swagger';
 import { Format, registerAjvFormats, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import { hashApiKey } from '@keyward/sdk';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Bindings, ChildLoggerOptions } from 'fastify/types/logger.js';
 import type { Container } from '../container.js';
@@ -160,7 +161,10 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   metricsRoutes(app, container);
 
   await app.register(async (v1: App) => {
-    requireAuthentication(v1, container.authenticator, container.bruteForce);
+    requireAuthentication(v1, container.authenticator, {
+      guard: container.bruteForce,
+      holds: (credential) => container.keyCache.holds(hashApiKey(credential)),
+    });
     usageRoutes(v1, container);
     usageEventRoutes(v1, container);
     auditLogRoutes(v1, container);

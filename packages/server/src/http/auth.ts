@@ -29,13 +29,23 @@ export function callerOf(request: FastifyRequest): Caller {
   return request.caller;
 }
 
+/** The brute-force guard of the authentication hook, and how it recognises a key this instance holds a record of. */
+export interface AuthGuard {
+  guard: BruteForceGuard;
+  /** Whether `credential` is a key this instance holds a record of (a real key, seen before). */
+  holds(credential: string): boolean;
+}
+
 /**
  * Adds an `onRequest` hook to the given scope that authenticates every request in it; a failure is a 401
  * problem with `WWW-Authenticate`. Routes then read `callerOf(request)`.
- * With a `guard`, a client IP that failed too often is refused (429 + `Retry-After`) before any look-up,
- * and each rejected credential counts against its IP; a missing credential is not a guess and does not.
+ * With a guard, a client IP that failed too often is refused (429 + `Retry-After`) before any look-up, unless
+ * it presents a key this instance holds (a real key: guessing presents keys no one has, while behind a shared
+ * address someone else's guesses must not lock out real users); each rejected credential counts against its IP;
+ * a missing credential is not a guess and does not.
  */
-export function requireAuthentication(app: FastifyInstance, authenticator: Authenticator, guard?: BruteForceGuard): void {
+export function requireAuthentication(app: FastifyInstance, authenticator: Authenticator, guarded?: AuthGuard): void {
+  const guard = guarded?.guard;
   const accept = (request: FastifyRequest, ip: string, result: AuthResult): Promise<void> | undefined => {
     if (result.ok) {
       request.caller = { principal: result.value, ip };
@@ -49,19 +59,26 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
     const error = result.code === 'AUTH_REQUIRED' ? 'Bearer realm="keyward"' : 'Bearer realm="keyward", error="invalid_token"';
     throw new ProblemError(result.code, result.detail, undefined, { 'www-authenticate': error });
   };
-  // A callback hook, not an async one: a cached key is accepted synchronously, with no promise and no
-  // extra turn of the microtask queue on every request.
-  app.addHook('onRequest', (request, _reply, done) => {
+  const authenticate = (request: FastifyRequest, done: (error?: Error) => void): void => {
     const ip = request.ip;
-    const blocked = guard?.check(ip);
-    if (blocked?.blocked) {
-      throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
-        'retry-after': String(blocked.retryAfterSeconds),
-      });
+    const credential = credentialOf(request);
+    const decision = guard?.check(ip);
+    if (decision?.blocked && !(credential !== undefined && guarded?.holds(credential))) {
+      done(
+        new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
+          'retry-after': String(decision.retryAfterSeconds),
+        }),
+      );
+      return;
+    }
+    // As many of this address's look-ups in flight as its budget: wait for one to end, then check again.
+    if (decision?.blocked === false && decision.wait) {
+      void decision.wait.then(() => authenticate(request, done));
+      return;
     }
     // A key look-up (a key not in the cache) is in flight until its failure, if any, has been counted.
     let end: (() => void) | undefined;
-    const result = authenticator.authenticate(credentialOf(request), () => {
+    const result = authenticator.authenticate(credential, () => {
       end = guard?.track(ip);
     });
     const pending = result instanceof Promise ? result.then((settled) => accept(request, ip, settled)) : accept(request, ip, result);
@@ -77,5 +94,8 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
           done(error instanceof Error ? error : new Error(String(error)));
         },
       );
-  });
+  };
+  // A callback hook, not an async one: a cached key is accepted synchronously, with no promise and no
+  // extra turn of the microtask queue on every request.
+  app.addHook('onRequest', (request, _reply, done) => authenticate(request, done));
 }

@@ -3,7 +3,12 @@ import { LRUCache } from 'lru-cache';
 import type { Metrics } from './metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 
-export type GuardDecision = { blocked: false } | { blocked: true; retryAfterSeconds: number };
+/**
+ * Whether to serve a client: `blocked` (429 with `Retry-After`), or not; when not, `wait` (if set) must settle
+ * before the client's credential is looked up (see {@link BruteForceGuard.track}), and the client be checked
+ * again.
+ */
+export type GuardDecision = { blocked: false; wait?: Promise<void> } | { blocked: true; retryAfterSeconds: number };
 
 /**
  * Limits failed authentications and verifications per client: its address (an IPv6 address by its /64, see
@@ -14,8 +19,8 @@ export interface BruteForceGuard {
   /** Call before doing any work for a client: a blocked client is refused at once (429 + Retry-After). */
   check(address: string | null, scope?: string): GuardDecision;
   /**
-   * Whether any client is blocked on this instance now or was recently: when not, `check` would say
-   * "not blocked" for every client, so a caller may skip building the client's name.
+   * Whether any client is blocked on this instance now or was recently, or has a look-up in flight: when not,
+   * `check` would say "not blocked" for every client, so a caller may skip building the client's name.
    */
   blocksAny(): boolean;
   /** Call after a failed authentication or verification by this client. */
@@ -23,7 +28,8 @@ export interface BruteForceGuard {
   /**
    * Call when a look-up starts whose outcome is not known yet (a credential not in the cache); call what it
    * returns when it ends. Failures are counted only once known, so while a client has as many look-ups in
-   * flight as its budget, `check` refuses it too: a burst sent at once cannot try more than the budget.
+   * flight as its budget, `check` makes it wait for one to end (and refuses it once many wait): a burst sent at
+   * once cannot try more than the budget before its failures count, and a burst of valid keys is served.
    */
   track(address: string | null, scope?: string): () => void;
 }
@@ -69,8 +75,11 @@ const nameOf = (address: string | null, scope: string | undefined): string => {
 
 const WINDOW_SECONDS = 60;
 const NOT_BLOCKED: GuardDecision = { blocked: false };
-// Refused for having too many look-ups in flight: they end within moments.
+// Refused for having too many look-ups in flight and waiting: they end within moments.
 const BUSY: GuardDecision = { blocked: true, retryAfterSeconds: 1 };
+/** Requests a client may have waiting for a look-up slot: this many per look-up it may have in flight, at least MIN_WAITING. */
+const WAITING_PER_SLOT = 4;
+const MIN_WAITING = 100;
 const untracked = () => {};
 
 export function createBruteForceGuard(options: BruteForceGuardOptions): BruteForceGuard {
@@ -78,29 +87,52 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
   const now = options.now ?? Date.now;
   // Failures are counted in the shared limiter (Redis when configured); the verdict "blocked until T" is
   // remembered here, so checking costs no round trip. Another instance learns of a block at the client's
-  // next failure there: at most one extra attempt per instance.
+  // next failure there: at most one extra attempt per instance. What the limiter last said of a client not
+  // blocked (failures it may still make, until when) bounds its look-ups in flight.
   const blockedUntil = new LRUCache<string, number>({ max: options.maxBlocked ?? 100_000 });
+  const failuresLeft = new LRUCache<string, { remaining: number; resetAt: number }>({ max: options.maxBlocked ?? 100_000 });
   const rule = { limit: failuresPerMinute, windowSeconds: WINDOW_SECONDS };
+  const maxWaiting = Math.max(MIN_WAITING, failuresPerMinute * WAITING_PER_SLOT);
   const inFlight = new Map<string, number>();
+  // Requests waiting for one of a client's look-ups to end, in order of arrival.
+  const waiting = new Map<string, (() => void)[]>();
+  // All of them check again: some go ahead (as many as there are slots), the rest wait again or, once the
+  // client is blocked, are refused. (Letting go only as many as slots freed would leave waiting for good those
+  // behind a request that, blocked, started no look-up whose end would let them go.)
+  const release = (client: string): void => {
+    const queue = waiting.get(client);
+    if (queue === undefined) return;
+    waiting.delete(client);
+    for (const next of queue) next();
+  };
 
   return {
     check(address, scope) {
       if (failuresPerMinute === 0 || (blockedUntil.size === 0 && inFlight.size === 0)) return NOT_BLOCKED;
       const client = nameOf(address, scope);
-      if ((inFlight.get(client) ?? 0) >= failuresPerMinute) {
+      const until = blockedUntil.get(client);
+      if (until !== undefined) {
+        const msLeft = until - now();
+        if (msLeft > 0) {
+          metrics?.bruteForceBlocks.inc();
+          // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
+          return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
+        }
+        blockedUntil.delete(client);
+      }
+      const flying = inFlight.get(client);
+      if (flying === undefined) return NOT_BLOCKED;
+      // Each look-up in flight may be one of the failures the client may still make in its window.
+      const known = failuresLeft.get(client);
+      const left = known !== undefined && known.resetAt > now() ? known.remaining : failuresPerMinute;
+      if (flying < left) return NOT_BLOCKED;
+      const queue = waiting.get(client) ?? [];
+      if (queue.length >= maxWaiting) {
         metrics?.bruteForceBlocks.inc();
         return BUSY;
       }
-      const until = blockedUntil.get(client);
-      if (until === undefined) return NOT_BLOCKED;
-      const msLeft = until - now();
-      if (msLeft <= 0) {
-        blockedUntil.delete(client);
-        return NOT_BLOCKED;
-      }
-      metrics?.bruteForceBlocks.inc();
-      // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
-      return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
+      waiting.set(client, queue);
+      return { blocked: false, wait: new Promise<void>((resolve) => queue.push(resolve)) };
     },
     blocksAny: () => failuresPerMinute !== 0 && (blockedUntil.size > 0 || inFlight.size > 0),
     async fail(address, scope) {
@@ -108,6 +140,7 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
       const client = nameOf(address, scope);
       const counted = await limiter.consume(`bf:${client}`, rule, 1);
       if (!counted.allowed || counted.remaining === 0) blockedUntil.set(client, counted.reset * 1000);
+      else failuresLeft.set(client, { remaining: counted.remaining, resetAt: counted.reset * 1000 });
     },
     track(address, scope) {
       if (failuresPerMinute === 0) return untracked;
@@ -120,6 +153,8 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
         const left = (inFlight.get(client) ?? 1) - 1;
         if (left > 0) inFlight.set(client, left);
         else inFlight.delete(client);
+        // By now this look-up's failure, if it was one, has been counted.
+        release(client);
       };
     },
   };

@@ -40,58 +40,60 @@ export function createVerification(deps: {
   metrics?: Pick<Metrics, 'verifyDuration'>;
 }) {
   const { verifier, usage, verifyGuard, cache, metrics } = deps;
-  return {
-    verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
-      // The guard's name for this caller is built only when the guard has someone blocked or counts a failure.
-      const blocked = verifyGuard.blocksAny() ? verifyGuard.check(caller.ip, guardScope(caller)) : undefined;
-      // A blocked caller is refused only keys this instance holds no record for. Guessing presents keys no
-      // one has, so it stays stopped; but behind one host backend every end user shares the caller key and
-      // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never
-      // slows valid traffic).
-      if (blocked?.blocked && !cache?.holds(hashApiKey(input.key))) {
-        const refused: Failure<'RATE_LIMITED'> = {
-          ok: false,
-          code: 'RATE_LIMITED',
-          detail: 'too many failed verifications from this caller and address; try again later',
-          retryAfterSeconds: blocked.retryAfterSeconds,
-        };
-        return refused;
-      }
-      const finish = (result: VerifyResult): VerificationResult => {
-        if (result.ok) {
-          // One clock read serves the usage row and the latency histogram.
-          const elapsedMs = request.elapsedMs();
-          metrics?.verifyDuration.observe(elapsedMs / 1000);
-          usage.record({
-            apiKeyId: result.value.key?.id ?? null,
-            outcome: result.value.code,
-            endpoint: '/v1/keys/verify',
-            method: request.method,
-            statusCode: 200,
-            ipAddress: caller.ip,
-            userAgent: request.userAgent,
-            responseTimeMs: elapsedMs,
-          });
-        }
-        return result;
+  return { verifyFor };
+
+  function verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
+    // The guard's name for this caller is built only when the guard has someone blocked or counts a failure.
+    const blocked = verifyGuard.blocksAny() ? verifyGuard.check(caller.ip, guardScope(caller)) : undefined;
+    // A blocked caller is refused only keys this instance holds no record for. Guessing presents keys no
+    // one has, so it stays stopped; but behind one host backend every end user shares the caller key and
+    // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never
+    // slows valid traffic).
+    // As many of this caller's look-ups in flight as its budget: wait for one to end, then check again.
+    if (blocked?.blocked === false && blocked.wait) return blocked.wait.then(() => verifyFor(caller, input, request));
+    if (blocked?.blocked && !cache?.holds(hashApiKey(input.key))) {
+      const refused: Failure<'RATE_LIMITED'> = {
+        ok: false,
+        code: 'RATE_LIMITED',
+        detail: 'too many failed verifications from this caller and address; try again later',
+        retryAfterSeconds: blocked.retryAfterSeconds,
       };
-      const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
-        result.ok && FAILED.has(result.value.code)
-          ? verifyGuard.fail(caller.ip, guardScope(caller)).then(() => finish(result))
-          : finish(result);
-      // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted. Only a
-      // look-up: a gate's wait (a quota spend, the Redis rate limiter) is valid traffic and is not counted.
-      let end: (() => void) | undefined;
-      const result = verifier.verify(caller, input, () => {
-        end = verifyGuard.track(caller.ip, guardScope(caller));
-      });
-      if (!(result instanceof Promise)) return answer(result);
-      const answered = result.then(answer);
-      answered.then(
-        () => end?.(),
-        () => end?.(),
-      );
-      return answered;
-    },
-  };
+      return refused;
+    }
+    const finish = (result: VerifyResult): VerificationResult => {
+      if (result.ok) {
+        // One clock read serves the usage row and the latency histogram.
+        const elapsedMs = request.elapsedMs();
+        metrics?.verifyDuration.observe(elapsedMs / 1000);
+        usage.record({
+          apiKeyId: result.value.key?.id ?? null,
+          outcome: result.value.code,
+          endpoint: '/v1/keys/verify',
+          method: request.method,
+          statusCode: 200,
+          ipAddress: caller.ip,
+          userAgent: request.userAgent,
+          responseTimeMs: elapsedMs,
+        });
+      }
+      return result;
+    };
+    const answer = (result: VerifyResult): MaybePromise<VerificationResult> =>
+      result.ok && FAILED.has(result.value.code)
+        ? verifyGuard.fail(caller.ip, guardScope(caller)).then(() => finish(result))
+        : finish(result);
+    // A look-up (a key not in the cache) is in flight until its failure, if any, has been counted. Only a
+    // look-up: a gate's wait (a quota spend, the Redis rate limiter) is valid traffic and is not counted.
+    let end: (() => void) | undefined;
+    const result = verifier.verify(caller, input, () => {
+      end = verifyGuard.track(caller.ip, guardScope(caller));
+    });
+    if (!(result instanceof Promise)) return answer(result);
+    const answered = result.then(answer);
+    answered.then(
+      () => end?.(),
+      () => end?.(),
+    );
+    return answered;
+  }
 }
