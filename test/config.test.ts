@@ -1,6 +1,6 @@
 import { generateKey } from '@keyward/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ConfigError, DEFAULT_TIERS, loadConfig } from '../packages/server/src/config.js';
+import { ConfigError, DEFAULT_TIERS, loadConfig, redactUrl } from '../packages/server/src/config.js';
 import { buildCli, runCli, tempFolder } from './helpers/cli.js';
 
 /** The ConfigError `loadConfig(env)` throws (fails the test if it does not throw one). */
@@ -78,14 +78,11 @@ describe('loadConfig', () => {
     ['PORT', '70000'],
     ['PORT', '-1'],
     ['PORT', '80.5'],
-    ['DATABASE_URL', 'mysql://root@localhost/keyward'],
-    ['DATABASE_URL', 'keyward.db'],
     ['DATABASE_URL', 'sqlite:'],
     ['KEY_PREFIX', 'Bad'],
     ['KEY_PREFIX', 'sk-live'],
     ['KEY_PREFIX', 'k'.repeat(21)],
     ['LOG_LEVEL', 'loud'],
-    ['REDIS_URL', 'http://localhost:6379'],
     ['REQUIRE_API_KEY', 'maybe'],
     ['RATE_LIMIT_FAIL_MODE', 'sometimes'],
   ])('%s=%s is one error naming the variable', (name, value) => {
@@ -96,30 +93,66 @@ describe('loadConfig', () => {
     expect(error.message).not.toContain('\n');
   });
 
+  // A URL-valued setting is shown up to its scheme only: the rest may hold a password.
   it.each([
-    ['{bad', 'not JSON'],
-    ['[]', 'not an object'],
-    ['{}', 'empty'],
-    ['{"Free": {}}', 'bad tier name'],
-    ['{"free": {"max_keys": -1}}', 'negative max_keys'],
-    ['{"free": {"max_keys": "3"}}', 'string max_keys'],
-    ['{"free": {"rate_limit": {"limit": 0, "window_seconds": 60}}}', 'zero rate limit'],
-    ['{"free": {"scopes": "a:read"}}', 'scopes not a list'],
-  ])('TIERS=%s (%s) is one error naming TIERS', (value) => {
+    ['DATABASE_URL', 'mysql://root@localhost/keyward', 'mysql://…'],
+    ['DATABASE_URL', 'keyward.db', '…'],
+    ['REDIS_URL', 'http://localhost:6379', 'http://…'],
+    ['JWT_JWKS_URL', 'ftp://idp.example/jwks.json', 'ftp://…'],
+  ])('%s=%s is one error naming the variable, showing %s', (name, value, shownAs) => {
+    const error = configError({ [name]: value });
+    expect(error.variable).toBe(name);
+    expect(error.message.startsWith(`${name}: `)).toBe(true);
+    expect(error.message).toContain(`(got "${shownAs}")`);
+    expect(error.message).not.toContain('\n');
+  });
+
+  it.each([
+    ['{bad', 'not JSON', null],
+    ['[]', 'not an object', null],
+    ['{}', 'empty', null],
+    ['{"Free": {}}', 'bad tier name', 'Free'],
+    ['{"free": 5}', 'tier not an object', 'free'],
+    ['{"free": null}', 'tier null', 'free'],
+    ['{"free": []}', 'tier a list', 'free'],
+    ['{"free": {"max_key": 1}}', 'unknown field', 'free'],
+    ['{"pro": {"max_keys": 10}, "free": {"max_keys": -1}}', 'negative max_keys', 'free'],
+    ['{"free": {"max_keys": "3"}}', 'string max_keys', 'free'],
+    ['{"free": {"rate_limit": {"limit": 0, "window_seconds": 60}}}', 'zero rate limit', 'free'],
+    ['{"gold": {"rate_limit": 60}}', 'rate limit not an object', 'gold'],
+    ['{"gold": {"rate_limit": {"limit": 60}}}', 'rate limit without window', 'gold'],
+    ['{"gold": {"rate_limit": {"limit": 60, "window_seconds": 60, "burst": 5}}}', 'unknown rate limit field', 'gold'],
+    ['{"free": {"scopes": "a:read"}}', 'scopes not a list', 'free'],
+  ])('TIERS=%s (%s) is one error naming TIERS and the tier', (value, _why, tier) => {
     const error = configError({ TIERS: value });
     expect(error.variable).toBe('TIERS');
     expect(error.message).not.toContain('\n');
+    if (tier !== null) expect(error.message).toMatch(new RegExp(`^TIERS: (tier name ")?${tier}\\b`));
+  });
+
+  it('accepts a tier with no limits only when written as an object', () => {
+    expect(loadConfig({ TIERS: '{"free": {}, "gold": {"max_keys": null, "rate_limit": null, "scopes": null}}' }).tiers).toEqual({
+      free: { maxKeys: null, rateLimit: null, scopes: null },
+      gold: { maxKeys: null, rateLimit: null, scopes: null },
+    });
   });
 
   it('reads TRUST_PROXY as false, true, or the proxies’ addresses and CIDRs', () => {
     const trust = (value: string) => loadConfig({ TRUST_PROXY: value }).trustProxy;
     expect(loadConfig({}).trustProxy).toBe(false);
-    expect([trust('false'), trust('0'), trust('true'), trust('1')]).toEqual([false, false, true, true]);
+    expect([trust('false'), trust('off'), trust('true'), trust('YES')]).toEqual([false, false, true, true]);
     expect(trust('10.0.0.0/8, 127.0.0.1,::1,fd00::/8,loopback')).toEqual(['10.0.0.0/8', '127.0.0.1', '::1', 'fd00::/8', 'loopback']);
-    for (const bad of ['2', 'proxy.local', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '10.0.0.1,']) {
+    for (const bad of ['proxy.local', '10.0.0.0/33', '::1/129', '10.0.0.1/8/8', '10.0.0.1,']) {
       const error = configError({ TRUST_PROXY: bad });
       expect(error.variable, bad).toBe('TRUST_PROXY');
     }
+  });
+
+  // Express and Fastify read `1` as one hop: taking it for `true` would let the client behind nginx pick its IP.
+  it.each(['1', '0', '2', '10'])('refuses the hop count TRUST_PROXY=%s with a message saying so', (value) => {
+    const error = configError({ TRUST_PROXY: value });
+    expect(error.variable).toBe('TRUST_PROXY');
+    expect(error.message).toContain('hop counts are not supported; give true, false, or the proxies');
   });
 
   it('checks DEFAULT_TIER against TIERS', () => {
@@ -142,17 +175,40 @@ describe('loadConfig', () => {
     expect(jwtError.variable).toBe('JWT_SECRET');
     expect(jwtError.message).not.toContain('too-short-secret');
 
-    // Passwords inside connection URLs are secrets too.
-    const dbError = configError({ DATABASE_URL: 'mysql://root:hunter2-db-pass@localhost/keyward' });
-    expect(dbError.variable).toBe('DATABASE_URL');
-    expect(dbError.message).not.toContain('hunter2-db-pass');
-    const redisError = configError({ REDIS_URL: 'http://:hunter2-redis-pass@localhost:6379' });
-    expect(redisError.variable).toBe('REDIS_URL');
-    expect(redisError.message).not.toContain('hunter2-redis-pass');
+    // Passwords inside connection URLs are secrets too, however the URL is mistyped.
+    const urls: Array<[string, string, string]> = [
+      ['DATABASE_URL', 'mysql://root:hunter2-db-pass@localhost/keyward', 'hunter2-db-pass'],
+      ['DATABASE_URL', 'postgres:/user:s3cret@host/db', 's3cret'],
+      ['DATABASE_URL', 'mysql://user:pa/ss@host/db', 'pa/ss'],
+      ['DATABASE_URL', 'mysql://user:p@ss@host/db', 'p@ss'],
+      ['DATABASE_URL', 'mysql://user:p@ss@host/db', 'ss@host'],
+      ['DATABASE_URL', 'user:s3cret@host/db', 's3cret'],
+      ['REDIS_URL', 'http://:hunter2-redis-pass@localhost:6379', 'hunter2-redis-pass'],
+      ['REDIS_URL', 'redis//:s3cret@host:6379', 's3cret'],
+      ['REDIS_URL', 'http://host:6379/?password=s3cret', 's3cret'],
+      ['JWT_JWKS_URL', 'ftp://u:s3cret@h', 's3cret'],
+    ];
+    for (const [name, value, secret] of urls) {
+      const error = configError({ [name]: value });
+      expect(error.variable, value).toBe(name);
+      expect(error.message, value).not.toContain(secret);
+    }
 
     // A good secret next to a bad value is not in the error either.
     const key = generateKey();
     expect(configError({ INITIAL_ADMIN_KEY: key, PORT: 'abc' }).message).not.toContain(key);
+  });
+});
+
+describe('redactUrl', () => {
+  it.each([
+    ['ftp://u:s3cret@h', 'ftp://…'],
+    ['postgres:/user:s3cret@host/db', 'postgres:/…'],
+    ['redis//:s3cret@host:6379', '…'],
+    ['sqlite:', 'sqlite:'],
+    ['', ''],
+  ])('shows %s as %s', (value, shownAs) => {
+    expect(redactUrl(value)).toBe(shownAs);
   });
 });
 
@@ -169,6 +225,14 @@ describe('keyward serve with a bad configuration (built CLI)', () => {
     expect(lines[0]).toContain('PORT');
     expect(lines[0]).toContain('abc');
     expect(result.stdout).toBe('');
+  });
+
+  it('exits 1 without echoing a password from a malformed DATABASE_URL', async () => {
+    const result = await runCli(['serve'], { DATABASE_URL: 'mysql://user:p@ss@host/db' }, folder.dir);
+    expect(result.code).toBe(1);
+    expect(result.stderr.trim()).toBe(
+      'keyward: invalid configuration: DATABASE_URL: must be sqlite:PATH or postgres://… (got "mysql://…")',
+    );
   });
 
   it('exits 1 without echoing a bad INITIAL_ADMIN_KEY', async () => {

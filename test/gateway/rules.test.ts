@@ -138,4 +138,11 @@ describe('gateway upstream URL', () => {
       expect(() => parseUpstream(bad), bad).toThrow();
     }
   });
+
+  it('never repeats a password in its error, whatever the shape of the URL', () => {
+    for (const bad of ['ftp://u:s3cret@h', 'http//u:s3cret@h', 'gopher:/u:s3cret@h']) {
+      expect(() => parseUpstream(bad)).toThrow(/URL/);
+      expect(() => parseUpstream(bad)).not.toThrow(/s3cret/);
+    }
+  });
 });

@@ -1,8 +1,8 @@
 #!/usr/bin/env node
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
-import { Command, InvalidArgumentError } from 'commander';
-import { type Config, ConfigError, loadConfig, loadDotEnv } from './config.js';
+import { Command, Help, InvalidArgumentError } from 'commander';
+import { type Config, ConfigError, loadConfig, loadDotEnv, redactUrl } from './config.js';
 import { createContainer } from './container.js';
 import { parseUpstream } from './gateway/app.js';
 import { type GatewayRules, loadRulesFile, RulesError } from './gateway/rules.js';
@@ -46,6 +46,12 @@ async function withContainer<T>(work: (c: ReturnType<typeof createContainer>) =>
   }
 }
 
+function positiveInteger(value: string): number {
+  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
+  if (!(Number.isSafeInteger(n) && n >= 1)) throw new InvalidArgumentError('expected a positive integer');
+  return n;
+}
+
 function isoDate(value: string): string {
   if (Number.isNaN(Date.parse(value))) throw new InvalidArgumentError('expected an ISO 8601 date, e.g. 2027-01-01T00:00:00Z');
   return value;
@@ -54,6 +60,13 @@ function isoDate(value: string): string {
 const program = new Command()
   .name('keyward')
   .description('Keyward: self-hosted API key service. Configuration comes from the environment or ./.env (see README).')
+  // Subcommands inherit this: every `--help` marks the options a command cannot run without.
+  .configureHelp({
+    optionDescription(option) {
+      const text = Help.prototype.optionDescription.call(this, option);
+      return option.mandatory ? `${text} (required)` : text;
+    },
+  })
   .showHelpAfterError();
 
 program
@@ -117,22 +130,34 @@ program
 const keys = program.command('keys').description('List and revoke keys');
 keys
   .command('list')
-  .description('List keys (never the key itself): id, prefix, status, name')
+  .description(
+    'List keys, newest first (never the key itself), one per line, tab-separated: id, prefix, status, ' +
+      '"admin" or "-", name. A notice on stderr says when --limit cut the list short.',
+  )
   .option('--include-inactive', 'include deactivated and revoked keys')
-  .option('--user <id>', 'only this user’s keys')
-  .option('--limit <n>', 'how many', (v) => Number.parseInt(v, 10), 100)
+  .option('--user <user>', 'only this user’s keys: the Keyward user id or the external id')
+  .option('--limit <n>', 'list at most this many keys', positiveInteger, 100)
   .action(async (opts: { includeInactive?: boolean; user?: string; limit: number }) => {
-    const page = await withContainer((c) =>
-      c.keys.list(operator, {
+    const page = await withContainer(async (c) => {
+      let userId: string | undefined;
+      if (opts.user !== undefined) {
+        const user = await c.users.find(operator, opts.user);
+        if (!user.ok) return user;
+        userId = user.value.id;
+      }
+      return c.keys.list(operator, {
         includeInactive: opts.includeInactive ?? false,
         limit: opts.limit,
-        ...(opts.user ? { userId: opts.user } : {}),
-      }),
-    );
-    if (!page.ok) fail(page.code);
+        ...(userId === undefined ? {} : { userId }),
+      });
+    });
+    if (!page.ok) fail(`${page.code}${page.detail ? `: ${page.detail}` : ''}`);
     for (const key of page.value.items) {
       const v = apiKeyView(key);
       out([v.id, v.key_prefix, v.status, v.is_admin ? 'admin' : '-', v.name].join('\t'));
+    }
+    if (page.value.nextCursor !== null) {
+      process.stderr.write(`keyward: showing the first ${opts.limit} keys; there are more (raise --limit to see them)\n`);
     }
   });
 keys
@@ -149,9 +174,11 @@ program
   .command('import')
   .description(
     'Import existing keys from a JSON Lines file, one key per line: {"key": …} (plaintext: hashed on import), ' +
-      '{"key_hash": sha256-hex} or {"key_hash": bcrypt, "lookup_prefix": "amos_1a2b3c4d"}; optional name, description, ' +
-      'scopes, metadata, expires_at, is_admin, user_external_id. Imported keys verify at once and are upgraded to ' +
-      'SHA-256 on first use; re-running skips keys already present.',
+      '{"key_hash": sha256-hex, "key_prefix"?: display prefix, default "imported"} or {"key_hash": bcrypt, ' +
+      '"lookup_prefix": "amos_1a2b3c4d"}; optional name, description, scopes, metadata, expires_at, is_admin, ' +
+      'user_external_id (the user must exist already: `keyward users create`). Imported keys verify at once and are ' +
+      'upgraded to SHA-256 on first use; re-running skips keys already present. Rejected lines are listed on stderr ' +
+      'and make the exit code 1 (the other lines are still imported). A progress bar shows on a terminal.',
   )
   .argument('<file>', 'JSON Lines file')
   .requiredOption('--scheme <scheme>', 'plaintext | sha256 | bcrypt', (v) => {
@@ -159,8 +186,7 @@ program
     return v;
   })
   .action(async (file: string, opts: { scheme: ImportScheme }) => {
-    const total = await countLines(file);
-    const bar = progressBar(total);
+    const bar = process.stderr.isTTY ? progressBar(await countLines(file)) : undefined;
     const outcome = await withContainer((c) =>
       c.importer.importRecords(
         operator,
@@ -169,7 +195,7 @@ program
         bar,
       ),
     );
-    process.stderr.write('\n');
+    if (bar) process.stderr.write('\n');
     for (const e of outcome.errors.slice(0, 20)) process.stderr.write(`line ${e.line}: ${e.message}\n`);
     if (outcome.errors.length > 20) process.stderr.write(`… and ${outcome.errors.length - 20} more\n`);
     out(`imported ${outcome.imported}, skipped ${outcome.skipped} already present, ${outcome.errors.length} rejected`);
@@ -182,7 +208,8 @@ async function countLines(file: string): Promise<number> {
   return n;
 }
 
-// A one-line progress bar on stderr (only when it is a terminal-like stream); small enough not to need a library.
+// A one-line progress bar for stderr, used only when it is a terminal (in a log, `\r` redraws are noise); small
+// enough not to need a library.
 function progressBar(total: number): (done: number) => void {
   return (done) => {
     const width = 30;
@@ -255,13 +282,14 @@ program
     out(token);
   });
 
-function upstreamOption(value: string): string {
+// Checked in the action, not by a commander argument parser: commander's error would repeat the value as given,
+// and an upstream URL may carry a password. It is refused here without being shown past its scheme.
+function checkUpstream(value: string): void {
   try {
     parseUpstream(value);
   } catch (error) {
-    throw new InvalidArgumentError((error as Error).message);
+    fail(`option '--upstream <url>' is invalid: ${(error as Error).message.replaceAll(value, redactUrl(value))}`);
   }
-  return value;
 }
 
 function portOption(value: string): number {
@@ -280,7 +308,7 @@ program
       'Usage is recorded per request. Shares DATABASE_URL (and REDIS_URL) with `keyward serve`; migrates, never creates ' +
       'an admin key. REQUIRE_API_KEY=false lets requests without a key through (a bad key is still refused).',
   )
-  .requiredOption('--upstream <url>', 'the API to forward to, e.g. http://127.0.0.1:3000 (a path is kept as a prefix)', upstreamOption)
+  .requiredOption('--upstream <url>', 'the API to forward to, e.g. http://127.0.0.1:3000 (a path is kept as a prefix)')
   .option(
     '--config <file>',
     'JSON route rules, first match wins: {"routes": [{"method": "GET", "path": "/v1/companies/*", "scopes": ' +
@@ -295,6 +323,7 @@ program
       '  curl -H "Authorization: Bearer kw_…" http://127.0.0.1:8081/v1/companies/42',
   )
   .action(async (opts: { upstream: string; config?: string; port?: number }) => {
+    checkUpstream(opts.upstream);
     const cfg = config();
     let rules: GatewayRules | undefined;
     if (opts.config !== undefined) {

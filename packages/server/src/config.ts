@@ -87,11 +87,21 @@ function raw(env: Env, name: string): string | undefined {
   return value === undefined || value.trim() === '' ? undefined : value.trim();
 }
 
-// Secrets are never echoed back in an error; other values are, so the operator sees what was read.
+/**
+ * A URL as it may be printed: its scheme only (`postgres://…`), or `…` when it has none. Whatever follows the
+ * scheme may hold a password (`user:pass@`, `?password=`), and a malformed URL cannot be trusted to show where
+ * it starts or ends, so none of it is shown.
+ */
+export function redactUrl(value: string): string {
+  const scheme = /^[a-z][a-z0-9+.-]*:\/{0,2}/i.exec(value)?.[0] ?? '';
+  return scheme.length < value.length ? `${scheme}…` : scheme;
+}
+
+// Secrets are never echoed back in an error, nor a URL-valued setting past its scheme; other values are, so the
+// operator sees what was read.
 function shown(name: string, value: string): string {
   if (/SECRET|ADMIN_KEY|PASSWORD|TOKEN/.test(name)) return '';
-  // A password inside a connection URL (postgres://user:pass@…) is a secret too.
-  return ` (got "${value.replace(/^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i, '$1:***@')}")`;
+  return ` (got "${/_URL$/.test(name) ? redactUrl(value) : value}")`;
 }
 
 function integer(env: Env, name: string, fallback: number, min: number, max = Number.MAX_SAFE_INTEGER): number {
@@ -153,13 +163,20 @@ function trustedProxy(entry: string): boolean {
  * `TRUST_PROXY`: `false` (default: the socket's address); the proxies' addresses or CIDRs, comma-separated (and
  * `loopback`, `linklocal`, `uniquelocal`): the client is the last `X-Forwarded-For` address not added by one
  * of them; or `true`: every hop is trusted and the client is the left-most address, which the client itself
- * can write unless the proxy in front replaces the header. (Fastify 5 refuses a bare hop count: it cannot
- * tell a proxy from a client that sent enough hops.)
+ * can write unless the proxy in front replaces the header. A bare number is refused, `1` included: Express and
+ * Fastify read it as a hop count, so reading it as `true` would let a client behind one proxy pick its own IP
+ * (and Fastify 5 refuses hop counts: it cannot tell a proxy from a client that sent enough hops).
  */
 function trustProxy(env: Env): boolean | string[] {
   const value = raw(env, 'TRUST_PROXY');
-  if (value === undefined || /^(false|no|off|0)$/i.test(value)) return false;
-  if (/^(true|yes|on|1)$/i.test(value)) return true;
+  if (value === undefined || /^(false|no|off)$/i.test(value)) return false;
+  if (/^(true|yes|on)$/i.test(value)) return true;
+  if (/^\d+$/.test(value)) {
+    throw new ConfigError(
+      'TRUST_PROXY',
+      `hop counts are not supported; give true, false, or the proxies' addresses/CIDRs${shown('TRUST_PROXY', value)}`,
+    );
+  }
   const entries = value.split(',').map((entry) => entry.trim());
   if (entries.every(trustedProxy)) return entries;
   throw new ConfigError(
@@ -181,19 +198,44 @@ function redisPrefix(env: Env): string {
   return value;
 }
 
-function parseRateLimit(name: string, value: unknown): RateLimitSetting | null {
+const TIER_EXAMPLE = '{"max_keys": 3, "rate_limit": {"limit": 60, "window_seconds": 60}, "scopes": [...]}';
+
+function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+/** The first field of `value` not in `allowed`, so a misspelt setting is refused rather than silently dropped. */
+function unknownField(value: Record<string, unknown>, allowed: readonly string[]): string | undefined {
+  return Object.keys(value).find((field) => !allowed.includes(field));
+}
+
+function parseRateLimit(tier: string, value: unknown): RateLimitSetting | null {
   if (value === null || value === undefined) return null;
-  const v = value as { limit?: unknown; window_seconds?: unknown };
-  if (
-    typeof v !== 'object' ||
-    !Number.isInteger(v.limit) ||
-    !Number.isInteger(v.window_seconds) ||
-    (v.limit as number) < 1 ||
-    (v.window_seconds as number) < 1
-  ) {
-    throw new ConfigError(name, 'rate_limit must be {"limit": n >= 1, "window_seconds": n >= 1}');
+  const problem = `${tier}.rate_limit must be {"limit": n >= 1, "window_seconds": n >= 1} or null`;
+  if (!isObject(value)) throw new ConfigError('TIERS', problem);
+  const extra = unknownField(value, ['limit', 'window_seconds']);
+  if (extra !== undefined) throw new ConfigError('TIERS', `${tier}.rate_limit has an unknown field "${extra}"; ${problem}`);
+  const { limit, window_seconds: windowSeconds } = value;
+  if (!Number.isSafeInteger(limit) || !Number.isSafeInteger(windowSeconds) || (limit as number) < 1 || (windowSeconds as number) < 1) {
+    throw new ConfigError('TIERS', problem);
   }
-  return { limit: v.limit as number, windowSeconds: v.window_seconds as number };
+  return { limit: limit as number, windowSeconds: windowSeconds as number };
+}
+
+function parseTier(tier: string, setting: unknown): TierSetting {
+  if (!isObject(setting)) throw new ConfigError('TIERS', `${tier} must be an object like ${TIER_EXAMPLE}`);
+  const extra = unknownField(setting, ['max_keys', 'rate_limit', 'scopes']);
+  if (extra !== undefined) {
+    throw new ConfigError('TIERS', `${tier} has an unknown field "${extra}" (known: max_keys, rate_limit, scopes)`);
+  }
+  const { max_keys: maxKeys = null, rate_limit: rateLimit, scopes = null } = setting;
+  if (maxKeys !== null && !(Number.isSafeInteger(maxKeys) && (maxKeys as number) >= 0)) {
+    throw new ConfigError('TIERS', `${tier}.max_keys must be a non-negative integer or null`);
+  }
+  if (scopes !== null && !(Array.isArray(scopes) && scopes.every((x) => typeof x === 'string'))) {
+    throw new ConfigError('TIERS', `${tier}.scopes must be a list of strings or null`);
+  }
+  return { maxKeys: maxKeys as number | null, rateLimit: parseRateLimit(tier, rateLimit), scopes: scopes as string[] | null };
 }
 
 function tiers(env: Env): Record<string, TierSetting> {
@@ -203,33 +245,22 @@ function tiers(env: Env): Record<string, TierSetting> {
   try {
     parsed = JSON.parse(value);
   } catch {
-    throw new ConfigError('TIERS', 'must be JSON like {"free": {"max_keys": 3, "rate_limit": {...}, "scopes": [...]}}');
+    throw new ConfigError('TIERS', `must be JSON like {"free": ${TIER_EXAMPLE}}`);
   }
-  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed) || Object.keys(parsed).length === 0) {
+  if (!isObject(parsed) || Object.keys(parsed).length === 0) {
     throw new ConfigError('TIERS', 'must be a non-empty JSON object of tier name to settings');
   }
   const out: Record<string, TierSetting> = {};
-  for (const [tier, setting] of Object.entries(parsed as Record<string, unknown>)) {
-    if (!/^[a-z][a-z0-9_-]{0,31}$/.test(tier)) throw new ConfigError('TIERS', `tier name "${tier}" must match [a-z][a-z0-9_-]*`);
-    const s = (setting ?? {}) as { max_keys?: unknown; rate_limit?: unknown; scopes?: unknown };
-    if (s.max_keys !== undefined && s.max_keys !== null && !(Number.isInteger(s.max_keys) && (s.max_keys as number) >= 0)) {
-      throw new ConfigError('TIERS', `${tier}.max_keys must be a non-negative integer or null`);
-    }
-    if (s.scopes !== undefined && s.scopes !== null && !(Array.isArray(s.scopes) && s.scopes.every((x) => typeof x === 'string'))) {
-      throw new ConfigError('TIERS', `${tier}.scopes must be a list of strings`);
-    }
-    out[tier] = {
-      maxKeys: (s.max_keys as number | null | undefined) ?? null,
-      rateLimit: parseRateLimit('TIERS', s.rate_limit),
-      scopes: (s.scopes as string[] | null | undefined) ?? null,
-    };
+  for (const [tier, setting] of Object.entries(parsed)) {
+    if (!/^[a-z][a-z0-9_-]{0,31}$/.test(tier)) throw new ConfigError('TIERS', `tier name "${tier}" must match [a-z][a-z0-9_-]{0,31}`);
+    out[tier] = parseTier(tier, setting);
   }
   return out;
 }
 
 /**
  * Reads and validates the configuration. Throws a {@link ConfigError} naming the first bad variable.
- * Secrets (`INITIAL_ADMIN_KEY`, `JWT_SECRET`) are never echoed in an error.
+ * Secrets (`INITIAL_ADMIN_KEY`, `JWT_SECRET`) are never echoed in an error, and URLs only up to their scheme.
  */
 export function loadConfig(env: Env = process.env): Config {
   const keyPrefix = raw(env, 'KEY_PREFIX') ?? 'kw';

@@ -2,6 +2,7 @@ import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import { hashApiKey, rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import { redactUrl } from '../config.js';
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
 import { ProblemError } from '../errors.js';
@@ -33,9 +34,11 @@ export function parseUpstream(value: string): string {
   try {
     url = new URL(value);
   } catch {
-    throw new Error(`expected an http:// or https:// URL (got "${value}")`);
+    throw new Error(`expected an http:// or https:// URL (got "${redactUrl(value)}")`);
   }
-  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new Error(`expected an http:// or https:// URL (got "${value}")`);
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') {
+    throw new Error(`expected an http:// or https:// URL (got "${redactUrl(value)}")`);
+  }
   if (url.username !== '' || url.password !== '') throw new Error('the upstream URL must not carry credentials');
   if (url.search !== '' || url.hash !== '') throw new Error('the upstream URL must not have a query string or fragment');
   if (!url.pathname.endsWith('/')) url.pathname = `${url.pathname}/`;
