@@ -74,6 +74,19 @@ describe.each(EXAMPLES)('examples/%s against a running Keyward', (name, listen) 
     expect(answer.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   });
 
+  it('spends neither quota nor rate limit for a key without companies:read, and one unit of each per request served', async () => {
+    const limits = { quota: { remaining: 2 }, rate_limit: { limit: 100, window_seconds: 60 } };
+    const billing = await admin.createKey({ name: `${name} billing metered`, scopes: ['billing:read'], ...limits });
+    for (let i = 0; i < 3; i++)
+      expect(await get(`${app.url}/v1/companies`, billing.key)).toMatchObject({ status: 403, body: { code: 'FORBIDDEN' } });
+    expect((await admin.getKey(billing.id)).quota?.remaining).toBe(2);
+    const reader = await admin.createKey({ name: `${name} reader metered`, scopes: ['companies:read'], ...limits });
+    const served = await get(`${app.url}/v1/companies`, reader.key);
+    expect(served.status).toBe(200);
+    expect(served.headers.get('ratelimit')).toMatch(/^"default";r=99;t=\d+$/);
+    expect((await admin.getKey(reader.id)).quota?.remaining).toBe(1);
+  });
+
   it('serves a key with companies:read (or companies:*), with the identity attached', async () => {
     const reader = await admin.createKey({ name: `${name} reader`, scopes: ['companies:read'], metadata: { team: name } });
     const answer = await get(`${app.url}/v1/companies`, reader.key);

@@ -1,4 +1,5 @@
 import type { AddressInfo } from 'node:net';
+import { serve } from '@hono/node-server';
 import { createKeywardAuth, generateKey, type KeywardAuth } from '@keyward/sdk';
 import { keywardExpress } from '@keyward/sdk/express';
 import { keywardFastify } from '@keyward/sdk/fastify';
@@ -10,8 +11,9 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { stubKeyward, validAnswer } from './stub-keyward.js';
 
 // The same cases run against the three adapters (as Hono runs one suite against every runtime): each app
-// has a global guard, `GET /v1/companies` needing `companies:read`, `GET /admin` needing an admin key and
-// `GET /whoami` needing nothing more than the global switch.
+// has a global guard (Express and Hono: `authenticate()`, each route with its own guard), `GET /v1/companies`
+// needing `companies:read`, `GET /admin` needing an admin key, `GET /whoami` needing nothing more than the
+// global switch, and `GET /raw` answering with a response of its own.
 
 interface Answer {
   status: number;
@@ -43,6 +45,7 @@ const adapters: Record<string, Adapter> = {
     app.get('/v1/reports', { config: { keyward: { scopes: ['companies:read'], cost: 10 } } }, async () => ({ report: true }));
     app.get('/v1/free', { config: { keyward: { cost: 0 } } }, async () => ({ free: true }));
     app.get('/whoami', async (request) => ({ caller: request.keyward }));
+    app.get('/raw', (_request, reply) => reply.type('application/json').send('{"raw":true}'));
     app.get('/public', { config: { keyward: false } }, async () => ({ public: true }));
     await app.ready();
     return {
@@ -64,7 +67,7 @@ const adapters: Record<string, Adapter> = {
     app.get('/public', (_req, res) => {
       res.json({ public: true });
     });
-    app.use(keyward());
+    app.use(keyward.authenticate());
     app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (req, res) => {
       res.json({ data: companies, caller: req.keyward });
     });
@@ -77,8 +80,11 @@ const adapters: Record<string, Adapter> = {
     app.get('/v1/free', keyward({ cost: 0 }), (_req, res) => {
       res.json({ free: true });
     });
-    app.get('/whoami', (req, res) => {
+    app.get('/whoami', keyward(), (req, res) => {
       res.json({ caller: req.keyward });
+    });
+    app.get('/raw', keyward(), (_req, res) => {
+      res.writeHead(200, { 'content-type': 'application/json' }).end('{"raw":true}');
     });
     const server = app.listen(0, '127.0.0.1');
     await new Promise<void>((resolve) => server.once('listening', resolve));
@@ -93,12 +99,13 @@ const adapters: Record<string, Adapter> = {
     const keyward = keywardHono({ auth });
     const app = new Hono<{ Variables: KeywardVariables }>();
     app.get('/public', (c) => c.json({ public: true }));
-    app.use('*', keyward());
+    app.use('*', keyward.authenticate());
     app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (c) => c.json({ data: companies, caller: c.get('keyward') }));
     app.get('/admin', keyward({ admin: true }), (c) => c.json({ caller: c.get('keyward') }));
     app.get('/v1/reports', keyward({ scopes: ['companies:read'], cost: 10 }), (c) => c.json({ report: true }));
     app.get('/v1/free', keyward({ cost: 0 }), (c) => c.json({ free: true }));
-    app.get('/whoami', (c) => c.json({ caller: c.get('keyward') }));
+    app.get('/whoami', keyward(), (c) => c.json({ caller: c.get('keyward') }));
+    app.get('/raw', keyward(), () => new Response('{"raw":true}', { headers: { 'content-type': 'application/json' } }));
     return {
       request: async (path, headers = {}) => answerOf(await app.request(path, { headers })),
       close: async () => {},
@@ -116,7 +123,7 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
   };
   afterEach(async () => harness?.close());
 
-  async function setup(options: { requireApiKey?: boolean } = {}) {
+  async function setup(options: { requireApiKey?: boolean; cache?: { ttlMs: number } } = {}) {
     const keyward = stubKeyward();
     const auth = createKeywardAuth({
       baseUrl: 'http://keyward.test',
@@ -161,7 +168,7 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
     expect(forbidden.headers.get('content-type')).toMatch(/^application\/problem\+json/);
   });
 
-  it('lets a key with the scope through, with its identity attached, verifying it once per request', async () => {
+  it('lets a key with the scope through, with its identity attached, spending once per request', async () => {
     const { h, keyward, reader, admin } = await setup();
     const answer = await h.request('/v1/companies', { authorization: `Bearer ${reader}` });
     expect(answer).toMatchObject({
@@ -171,30 +178,60 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
         caller: { keyId: 'reader', userId: 'user-1', scopes: ['companies:read'], isAdmin: false, metadata: { team: 'a' } },
       },
     });
-    expect(keyward.seen).toHaveLength(1);
+    expect(keyward.spent).toEqual({ quota: 1, rate: 1 });
     expect(await h.request('/admin', { authorization: `Bearer ${admin}` })).toMatchObject({
       status: 200,
       body: { caller: { keyId: 'admin' } },
     });
-    expect(keyward.seen).toHaveLength(2);
+    expect(keyward.spent).toEqual({ quota: 2, rate: 2 });
+  });
+
+  it('spends nothing for a key refused for scopes, and exactly the route cost, once, for a request served', async () => {
+    const { h, keyward, reader } = await setup();
+    const billing = generateKey('kw');
+    keyward.answers[billing] = validAnswer({ key_id: 'billing', scopes: ['billing:read'] });
+    for (let i = 0; i < 3; i++) {
+      expect(await h.request('/v1/companies', { authorization: `Bearer ${billing}` })).toMatchObject({
+        status: 403,
+        body: { code: 'FORBIDDEN' },
+      });
+    }
+    expect(await h.request('/v1/reports', { authorization: `Bearer ${billing}` })).toMatchObject({ status: 403 });
+    expect(keyward.spent).toEqual({ quota: 0, rate: 0 });
+    // A route with its cost: spent once, with one rate-limit unit; a route with no rule: Keyward's default.
+    expect((await h.request('/v1/reports', { authorization: `Bearer ${reader}` })).status).toBe(200);
+    expect(keyward.spent).toEqual({ quota: 10, rate: 1 });
+    expect((await h.request('/whoami', { authorization: `Bearer ${reader}` })).status).toBe(200);
+    expect(keyward.spent).toEqual({ quota: 11, rate: 2 });
+    // A key short of the route's cost is refused 429 and spends nothing.
+    const low = generateKey('kw');
+    keyward.answers[low] = validAnswer({ scopes: ['companies:read'] });
+    keyward.state.refuseCostAbove = 3;
+    expect(await h.request('/v1/reports', { authorization: `Bearer ${low}` })).toMatchObject({
+      status: 429,
+      body: { code: 'USAGE_EXCEEDED' },
+    });
+    expect(keyward.spent).toEqual({ quota: 11, rate: 2 });
+  });
+
+  it('with the cache on, asks Keyward once for a key without limits, then answers from the cache', async () => {
+    const { h, keyward, reader } = await setup({ cache: { ttlMs: 60_000 } });
+    expect((await h.request('/v1/companies', { authorization: `Bearer ${reader}` })).status).toBe(200);
+    expect((await h.request('/v1/companies', { authorization: `Bearer ${reader}` })).status).toBe(200);
+    expect((await h.request('/admin', { authorization: `Bearer ${reader}` })).status).toBe(403);
+    expect(keyward.seen).toHaveLength(1);
   });
 
   it("charges a route's cost in all, behind a global guard too, and never more than it", async () => {
     const { h, keyward, reader } = await setup();
-    // Keyward charges 1 when no cost is sent.
-    const charged = () => keyward.seen.reduce((sum, s) => sum + (typeof s.body?.cost === 'number' ? s.body.cost : 1), 0);
     expect(await h.request('/v1/reports', { authorization: `Bearer ${reader}` })).toMatchObject({ status: 200, body: { report: true } });
-    expect(charged()).toBe(10);
     // The request uses one unit of the key's rate limit, however many verifications its quota took.
-    const rateUnits = keyward.seen.reduce((sum, s) => sum + (typeof s.body?.ratelimit_cost === 'number' ? s.body.ratelimit_cost : 1), 0);
-    expect(rateUnits).toBe(1);
+    expect(keyward.spent).toEqual({ quota: 10, rate: 1 });
     // The verification that charges the route's cost checks its scopes too.
     expect(keyward.seen.at(-1)?.body?.scopes).toEqual(['companies:read']);
-    keyward.seen.length = 0;
-    // A route cheaper than what was spent verifies once: quota is never refunded, nor charged twice.
+    // A route that costs nothing spends no quota (but uses its rate-limit unit).
     expect((await h.request('/v1/free', { authorization: `Bearer ${reader}` })).status).toBe(200);
-    expect(keyward.seen).toHaveLength(1);
-    keyward.seen.length = 0;
+    expect(keyward.spent).toEqual({ quota: 10, rate: 2 });
     // A key over its quota for the extra units is refused with Keyward's 429.
     const spent = generateKey('kw');
     keyward.answers[spent] = validAnswer({ scopes: ['companies:read'] });
@@ -221,6 +258,14 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
     expect(answer.status).toBe(200);
     expect(answer.headers.get('ratelimit-policy')).toBe('"default";q=100');
     expect(answer.headers.get('ratelimit')).toMatch(/^"default";r=99;t=\d+$/);
+    // On a response the handler built itself, and on a route guard's refusal too.
+    const raw = await h.request('/raw', { 'x-api-key': limited });
+    expect(raw).toMatchObject({ status: 200, body: { raw: true } });
+    expect(raw.headers.get('ratelimit')).toMatch(/^"default";r=99;t=\d+$/);
+    const refused = await h.request('/admin', { 'x-api-key': limited });
+    expect(refused).toMatchObject({ status: 403, body: { code: 'FORBIDDEN' } });
+    expect(refused.headers.get('ratelimit-policy')).toBe('"default";q=100');
+    expect(refused.headers.get('ratelimit')).toMatch(/^"default";r=99;t=\d+$/);
   });
 
   it('reports each request that presented a key once answered (endpoint, method, status, outcome), never the key', async () => {
@@ -267,5 +312,94 @@ describe.each(Object.entries(adapters))('SDK middleware for %s', (_name, adapter
     const down = await h.request('/v1/companies', { authorization: `Bearer ${reader}` });
     expect(down).toMatchObject({ status: 503, body: { code: 'SERVICE_UNAVAILABLE' } });
     expect(down.headers.get('retry-after')).toBe('5');
+  });
+});
+
+// A client that goes away before the response (a timeout, a closed tab) is still a request the key made.
+describe('a request the client abandoned before the response', () => {
+  type Started = { url: string; close(): Promise<void> };
+  const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
+  const servers: Record<string, (auth: KeywardAuth) => Promise<Started>> = {
+    async fastify(auth) {
+      const app = Fastify();
+      await app.register(keywardFastify({ auth }));
+      app.get('/slow', async () => {
+        await sleep(300);
+        return { ok: true };
+      });
+      const url = await app.listen({ port: 0, host: '127.0.0.1' });
+      return {
+        url,
+        close: () => {
+          app.server.closeAllConnections();
+          return app.close();
+        },
+      };
+    },
+    async express(auth) {
+      const keyward = keywardExpress({ auth });
+      const app = express();
+      app.use(keyward());
+      app.get('/slow', async (_req, res) => {
+        await sleep(300);
+        res.json({ ok: true });
+      });
+      const server = app.listen(0, '127.0.0.1');
+      await new Promise<void>((resolve) => server.once('listening', resolve));
+      return {
+        url: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+        close: () =>
+          new Promise<void>((resolve) => {
+            server.closeAllConnections();
+            server.close(() => resolve());
+          }),
+      };
+    },
+    async hono(auth) {
+      const keyward = keywardHono({ auth });
+      const app = new Hono<{ Variables: KeywardVariables }>();
+      app.use('*', keyward());
+      app.get('/slow', async (c) => {
+        await sleep(300);
+        return c.json({ ok: true });
+      });
+      return new Promise((resolve) => {
+        const server = serve({ fetch: app.fetch, port: 0, hostname: '127.0.0.1' }, (info) =>
+          resolve({
+            url: `http://127.0.0.1:${info.port}`,
+            close: () =>
+              new Promise<void>((done) => {
+                if ('closeAllConnections' in server) server.closeAllConnections();
+                server.close(() => done());
+              }),
+          }),
+        );
+      });
+    },
+  };
+
+  it.each(Object.keys(servers))('%s reports it, once', async (name) => {
+    const keyward = stubKeyward();
+    const auth = createKeywardAuth({ baseUrl: 'http://keyward.test', apiKey: generateKey('kw'), fetch: keyward.fetch });
+    const key = generateKey('kw');
+    keyward.answers[key] = validAnswer({ key_id: 'patient' });
+    const start = servers[name];
+    if (!start) throw new Error(`no server for ${name}`);
+    const server = await start(auth);
+    try {
+      await expect(
+        fetch(`${server.url}/slow`, { headers: { authorization: `Bearer ${key}` }, signal: AbortSignal.timeout(100) }),
+      ).rejects.toThrow();
+      // Past the handler's end: a report on both the abort and the late response would show up as two.
+      await sleep(500);
+      await auth.flush();
+      const events = keyward.usage.flat();
+      // No status: no response was sent.
+      expect(events.map((e) => [e.key_id, e.endpoint, e.outcome, e.status_code])).toEqual([['patient', '/slow', 'VALID', null]]);
+      expect(events[0]?.ip_address).toBe('127.0.0.1');
+    } finally {
+      await server.close();
+      await auth.close();
+    }
   });
 });

@@ -243,6 +243,30 @@ describe('SDK middleware core: verification through Keyward', () => {
     expect(JSON.stringify([down, errors.map((e) => [e.message, e.problem])])).not.toContain(key);
   });
 
+  it("passes Keyward's own 429 (its brute-force guard) on as 429 RATE_LIMITED with Keyward's Retry-After", async () => {
+    const { auth, keyward, errors } = setup();
+    const key = generateKey('kw');
+    keyward.state.failWith = 429;
+    keyward.state.retryAfter = '42';
+    const slowed = await auth.authorize(bearer(key));
+    expect(slowed).toMatchObject({
+      ok: false,
+      status: 429,
+      problem: { code: 'RATE_LIMITED', status: 429 },
+      headers: { 'retry-after': '42' },
+    });
+    expect(errors.map((e) => [e.status, e.retryAfter])).toEqual([[429, 42]]);
+    // An HTTP date is read as the seconds until then; no Retry-After gives none.
+    keyward.state.retryAfter = new Date(Date.now() + 30_000).toUTCString();
+    const dated = await auth.authorize(bearer(key));
+    expect(Number(dated.headers['retry-after'])).toBeGreaterThanOrEqual(29);
+    expect(Number(dated.headers['retry-after'])).toBeLessThanOrEqual(30);
+    keyward.state.retryAfter = null;
+    const bare = await auth.authorize(bearer(key));
+    expect(bare).toMatchObject({ ok: false, status: 429 });
+    expect(bare.headers).not.toHaveProperty('retry-after');
+  });
+
   it('keeps the problem catalogue in step with the server (same status and title per code)', () => {
     for (const [code, { status, title }] of Object.entries(MIDDLEWARE_PROBLEMS)) {
       expect(ERRORS[code as keyof typeof ERRORS], code).toEqual({ status, title });
@@ -323,6 +347,72 @@ describe('SDK middleware core: cache', () => {
     await auth.authorize(bearer(keys[2] ?? ''));
     await auth.authorize(bearer(keys[0] ?? ''));
     expect(keyward.seen.map((s) => s.body?.key)).toEqual([...keys, keys[0]]);
+  });
+});
+
+describe('SDK middleware core: authenticate (a global guard that spends nothing)', () => {
+  it('verifies with cost and ratelimit_cost 0, refusing only what comes before scopes in Keyward order', async () => {
+    const { auth, keyward } = setup({ cache: false });
+    const [good, limited, spent, revoked] = [generateKey('kw'), generateKey('kw'), generateKey('kw'), generateKey('kw')];
+    keyward.answers[good] = validAnswer({ key_id: 'good' });
+    keyward.answers[limited] = validAnswer({
+      key_id: 'limited',
+      valid: false,
+      code: 'RATE_LIMITED',
+      ratelimit: { limit: 1, remaining: 0, reset: 4_000_000_000 },
+    });
+    keyward.answers[spent] = validAnswer({ key_id: 'spent', valid: false, code: 'USAGE_EXCEEDED', remaining: 0 });
+    keyward.answers[revoked] = validAnswer({ valid: false, code: 'REVOKED' });
+    expect(await auth.authenticate(bearer(good))).toMatchObject({ ok: true, identity: { keyId: 'good' } });
+    // Over its rate limit or quota: whether the route's scopes refuse it first is for the spending verification.
+    expect(await auth.authenticate(bearer(limited))).toMatchObject({
+      ok: true,
+      identity: { keyId: 'limited' },
+      headers: { 'ratelimit-policy': '"default";q=1' },
+    });
+    expect(await auth.authenticate(bearer(spent))).toMatchObject({ ok: true, identity: { keyId: 'spent' } });
+    expect(await auth.authenticate(bearer(revoked))).toMatchObject({ ok: false, status: 401, problem: { code: 'KEY_REVOKED' } });
+    expect(await auth.authenticate({ path })).toMatchObject({ ok: false, status: 401, problem: { code: 'AUTH_REQUIRED' } });
+    expect(keyward.seen.map((s) => s.body)).toEqual([good, limited, spent, revoked].map((key) => ({ key, cost: 0, ratelimit_cost: 0 })));
+  });
+});
+
+describe('SDK middleware core: the identity', () => {
+  it('is frozen, deeply: a handler cannot change what the cache hands the next request of that key', async () => {
+    const { auth, keyward } = setup();
+    const key = generateKey('kw');
+    keyward.answers[key] = validAnswer({ scopes: ['companies:read'], metadata: { plan: 'free', limits: { seats: 3 } } });
+    const first = await auth.authorize(bearer(key));
+    if (!first.ok || first.identity === null) throw new Error('expected an identity');
+    const identity = first.identity;
+    expect(() => (identity.scopes as string[]).push('admin:*')).toThrow(TypeError);
+    expect(() => {
+      (identity.metadata as Record<string, unknown>).plan = 'enterprise';
+    }).toThrow(TypeError);
+    expect(() => {
+      (identity.metadata.limits as Record<string, number>).seats = 1000;
+    }).toThrow(TypeError);
+    expect(() => {
+      (identity as { isAdmin: boolean }).isAdmin = true;
+    }).toThrow(TypeError);
+    const second = await auth.authorize(bearer(key), { scopes: ['admin:write'] });
+    expect(second).toMatchObject({ ok: false, status: 403 });
+    expect(await auth.authorize(bearer(key))).toMatchObject({
+      ok: true,
+      identity: { scopes: ['companies:read'], isAdmin: false, metadata: { plan: 'free', limits: { seats: 3 } } },
+    });
+    expect(keyward.seen).toHaveLength(1);
+  });
+});
+
+describe('SDK middleware core: usage reports', () => {
+  it("clamps a response time to Keyward's limit (24 h): one long stream must not void the whole batch", async () => {
+    const { auth, keyward } = setup();
+    const seen = { endpoint: '/v1/stream', method: 'GET', statusCode: 200 };
+    auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: 25 * 3_600_000 });
+    auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: 12.4 });
+    await auth.flush();
+    expect(keyward.usage.flat().map((e) => e.response_time_ms)).toEqual([86_400_000, 12]);
   });
 });
 

@@ -1,4 +1,4 @@
-import type { UsageEvent, VerifyKeyResult } from '@keyward/sdk';
+import { hasScopes, type UsageEvent, type VerifyKeyResult } from '@keyward/sdk';
 
 export interface SeenRequest {
   method: string;
@@ -20,7 +20,11 @@ export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
     usageFailWith: null as null | 'network' | number,
     /** A verification asking for more quota units than this is answered USAGE_EXCEEDED (no cost sent is 1). */
     refuseCostAbove: null as null | number,
+    /** The `Retry-After` header sent with a `failWith` answer. */
+    retryAfter: null as null | string,
   };
+  /** What valid answers spent, as Keyward counts it: quota units (`cost`, default 1) and rate-limit units. */
+  const spent = { quota: 0, rate: 0 };
   const fetch = async (request: Request): Promise<Response> => {
     const text = await request.text();
     const body = text ? (JSON.parse(text) as Record<string, unknown>) : null;
@@ -42,17 +46,27 @@ export function stubKeyward(answers: Record<string, VerifyKeyResult> = {}) {
     if (typeof state.failWith === 'number') {
       const status = state.failWith;
       const problem = { type: 'about:blank', title: 'failure', status, code: status === 401 ? 'INVALID_CREDENTIALS' : 'INTERNAL_ERROR' };
-      return new Response(JSON.stringify(problem), { status, headers: { 'content-type': 'application/problem+json' } });
+      const headers: Record<string, string> = { 'content-type': 'application/problem+json' };
+      if (state.retryAfter !== null) headers['retry-after'] = state.retryAfter;
+      return new Response(JSON.stringify(problem), { status, headers });
     }
     const key = typeof body?.key === 'string' ? body.key : '';
     const answer = answers[key] ?? { valid: false, code: 'NOT_FOUND' };
     const cost = typeof body?.cost === 'number' ? body.cost : 1;
+    // Keyward's order (SPEC §6): scopes before rate limit and quota; a refusal spends nothing.
+    const scopes = Array.isArray(body?.scopes) ? (body.scopes as string[]) : [];
+    if (answer.valid && !hasScopes(answer.scopes ?? [], scopes))
+      return Response.json({ ...answer, valid: false, code: 'INSUFFICIENT_SCOPES' });
     if (answer.valid && state.refuseCostAbove !== null && cost > state.refuseCostAbove) {
       return Response.json({ ...answer, valid: false, code: 'USAGE_EXCEEDED' });
     }
+    if (answer.valid) {
+      spent.quota += cost;
+      spent.rate += typeof body?.ratelimit_cost === 'number' ? body.ratelimit_cost : 1;
+    }
     return Response.json(answer);
   };
-  return { fetch, seen, usage, answers, state };
+  return { fetch, seen, usage, answers, state, spent };
 }
 
 /** A VALID verify answer for a key with these fields. */

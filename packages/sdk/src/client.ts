@@ -264,5 +264,5 @@ async function send<O extends Outcome>(pending: Promise<O>): Promise<Exclude<O['
     throw KeywardError.network(cause);
   }
   if (outcome.response.ok) return outcome.data as Exclude<O['data'], undefined>;
-  throw KeywardError.fromResponse(outcome.response.status, outcome.error);
+  throw KeywardError.fromResponse(outcome.response.status, outcome.error, outcome.response.headers);
 }

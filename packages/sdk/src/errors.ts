@@ -32,25 +32,36 @@ export class KeywardError extends Error {
   readonly status: number;
   readonly code: string;
   readonly problem: Problem;
+  /** Seconds to wait before trying again, from the answer's `Retry-After` (429, 503); absent when it sent none. */
+  readonly retryAfter: number | undefined;
 
-  constructor(problem: Problem, options?: { cause?: unknown }) {
+  constructor(problem: Problem, options?: { cause?: unknown; retryAfter?: number | undefined }) {
     super(problem.detail ? `${problem.title}: ${problem.detail}` : problem.title, options);
     this.name = 'KeywardError';
     this.status = problem.status;
     this.code = problem.code;
     this.problem = problem;
+    this.retryAfter = options?.retryAfter;
   }
 
-  /** The error for a non-2xx response: its problem body when it has one, a generic problem otherwise. */
-  static fromResponse(status: number, body: unknown): KeywardError {
-    if (isProblem(body)) return new KeywardError({ ...body, status });
-    return new KeywardError({
-      type: 'about:blank',
-      title: `HTTP ${status}`,
-      status,
-      code: `HTTP_${status}`,
-      ...(typeof body === 'string' && body !== '' ? { detail: body.slice(0, 200) } : {}),
-    });
+  /**
+   * The error for a non-2xx response: its problem body when it has one, a generic problem otherwise, and its
+   * `Retry-After` when `headers` carry one.
+   */
+  static fromResponse(status: number, body: unknown, headers?: Headers): KeywardError {
+    const retryAfter = retryAfterSeconds(headers?.get('retry-after') ?? null);
+    const options = retryAfter === undefined ? undefined : { retryAfter };
+    if (isProblem(body)) return new KeywardError({ ...body, status }, options);
+    return new KeywardError(
+      {
+        type: 'about:blank',
+        title: `HTTP ${status}`,
+        status,
+        code: `HTTP_${status}`,
+        ...(typeof body === 'string' && body !== '' ? { detail: body.slice(0, 200) } : {}),
+      },
+      options,
+    );
   }
 
   /** The error for a request that got no response (connection refused, DNS, timeout, abort). */
@@ -67,6 +78,15 @@ export class KeywardError extends Error {
       { cause },
     );
   }
+}
+
+/** `Retry-After` in whole seconds: delta-seconds or an HTTP date (RFC 9110 §10.2.3); `undefined` when absent or unreadable. */
+function retryAfterSeconds(value: string | null, now = Date.now()): number | undefined {
+  if (value === null) return undefined;
+  const trimmed = value.trim();
+  if (/^\d+$/.test(trimmed)) return Number(trimmed);
+  const at = Date.parse(trimmed);
+  return Number.isNaN(at) ? undefined : Math.max(0, Math.ceil((at - now) / 1000));
 }
 
 function isProblem(body: unknown): body is Problem {

@@ -1,4 +1,4 @@
-import type { FastifyPluginAsync, FastifyRequest } from 'fastify';
+import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   type AccessRule,
   createKeywardAuth,
@@ -42,21 +42,27 @@ export interface KeywardFastifyOptions extends KeywardAuthOptions {
 export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsync {
   const auth = options.auth ?? createKeywardAuth(options);
   const plugin: FastifyPluginAsync = async (app) => {
-    // What each request's key came to, for the usage report once the response is sent.
-    const outcomes = new WeakMap<FastifyRequest, RequestOutcome>();
-    app.decorateRequest('keyward', null);
-    app.addHook('onResponse', async (request, reply) => {
-      const outcome = outcomes.get(request);
-      if (outcome === undefined) return;
-      auth.record(outcome, {
+    // What each request's key came to, for the usage report once the response is sent or the client went
+    // away first (onResponse does not run then); taken out when reported, so a request is reported once.
+    // (The reply and address are kept too: onRequestAbort is given the request alone, and a closed socket has
+    // no address.)
+    const seen = new WeakMap<FastifyRequest, { outcome: RequestOutcome; reply: FastifyReply; ip: string }>();
+    const report = (request: FastifyRequest, answered: boolean): void => {
+      const entry = seen.get(request);
+      if (entry === undefined) return;
+      seen.delete(request);
+      auth.record(entry.outcome, {
         endpoint: request.url,
         method: request.method,
-        statusCode: reply.statusCode,
-        ipAddress: request.ip,
+        statusCode: answered ? entry.reply.statusCode : null,
+        ipAddress: entry.ip,
         userAgent: request.headers['user-agent'],
-        responseTimeMs: reply.elapsedTime,
+        responseTimeMs: entry.reply.elapsedTime,
       });
-    });
+    };
+    app.decorateRequest('keyward', null);
+    app.addHook('onResponse', async (request) => report(request, true));
+    app.addHook('onRequestAbort', async (request) => report(request, false));
     app.addHook('onClose', async () => auth.close());
     app.addHook('onRequest', async (request, reply) => {
       const rule = request.routeOptions.config.keyward;
@@ -70,7 +76,7 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
         },
         rule ?? {},
       );
-      if (decision.outcome) outcomes.set(request, decision.outcome);
+      if (decision.outcome) seen.set(request, { outcome: decision.outcome, reply, ip: request.ip });
       reply.headers(decision.headers);
       if (decision.ok) {
         request.keyward = decision.identity;

@@ -1,13 +1,13 @@
 import type { Context, MiddlewareHandler } from 'hono';
 import {
   type AccessRule,
-  costOf,
   createKeywardAuth,
   type Decision,
+  type GuardState,
+  guardRequest,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
-  type RequestOutcome,
 } from './middleware.js';
 
 /** The context variables the middleware sets: `c.get('keyward')`. */
@@ -27,10 +27,17 @@ export interface KeywardHonoOptions extends KeywardAuthOptions {
 }
 
 /**
- * Builds a middleware for a route rule; with no rule, the global `requireApiKey` alone decides. `close()`
- * sends the queued usage reports (call it on shutdown).
+ * Builds a guard for a route rule; with no rule, the global `requireApiKey` alone decides and the request
+ * spends Keyward's default cost. `authenticate()` is the global guard for apps whose routes carry their own
+ * guard. `close()` sends the queued usage reports (call it on shutdown).
  */
 export type KeywardHonoGuard = ((rule?: AccessRule) => MiddlewareHandler<{ Variables: KeywardVariables }>) & {
+  /**
+   * A global guard that verifies the key without spending anything (answering the 401s) and sets
+   * `c.get('keyward')`; the route's own guard then verifies once with its rule and spends its cost. Every route
+   * behind it needs a guard of its own (`keyward()` for the default rule): a route without one is not metered.
+   */
+  authenticate(): MiddlewareHandler<{ Variables: KeywardVariables }>;
   close(): Promise<void>;
 };
 
@@ -50,58 +57,48 @@ function problemResponse(decision: Extract<Decision, { ok: false }>): Response {
 
 /**
  * Hono middleware that authenticates requests with Keyward, sets `c.get('keyward')` and enforces a rule.
- * Use it once globally and again per route: a later guard re-checks the identity the first one found
- * instead of verifying again, unless its rule's `cost` exceeds what was spent: then it verifies again for the
- * difference, so the quota is charged the route's cost in all. Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
+ * Alone, `keyward(rule?)` verifies once with its rule and spends its `cost`. With route rules, use
+ * `keyward.authenticate()` globally and `keyward(rule)` on each route: the global guard spends nothing, the
+ * route's guard does the one spending verification, so a key refused for scopes spends neither quota nor rate
+ * limit (as with Fastify). Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403, 429);
+ * every answer, the handler's own `Response` included, carries the key's RateLimit headers.
  *
  * @example
  * const keyward = keywardHono({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY });
  * const app = new Hono<{ Variables: KeywardVariables }>();
- * app.use('*', keyward());
+ * app.use('*', keyward.authenticate());
  * app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (c) => c.json({ caller: c.get('keyward')?.keyId }));
+ * app.get('/v1/me', keyward(), (c) => c.json(c.get('keyward')));
  */
 export function keywardHono(options: KeywardHonoOptions): KeywardHonoGuard {
   const auth = options.auth ?? createKeywardAuth(options);
   const clientIp = options.clientIp ?? nodeSocketAddress;
-  // What each request's key came to and the quota it spent (by its context); a later route guard updates both.
-  const outcomes = new WeakMap<Context, { outcome: RequestOutcome; spent: number }>();
+  // What each request's guards found so far (by its context); a later guard updates it before the report.
+  const states = new WeakMap<Context, GuardState>();
 
-  const guard =
-    (rule: AccessRule = {}): MiddlewareHandler<{ Variables: KeywardVariables }> =>
+  const handler =
+    (rule: AccessRule | null): MiddlewareHandler<{ Variables: KeywardVariables }> =>
     async (c, next) => {
       const path = c.req.path;
       const presented = { authorization: c.req.header('authorization'), apiKey: c.req.header('x-api-key'), path };
-      const known = c.get('keyward');
+      const known = states.get(c);
+      const started = performance.now();
+      const { decision, state } = await guardRequest(auth, presented, rule, known);
       if (known !== undefined) {
-        const state = outcomes.get(c);
-        const extra = known !== null && state ? costOf(rule) - state.spent : 0;
-        if (extra <= 0 || !state) {
-          const decision = auth.permit(known, rule, path);
-          if (state && decision.outcome && !decision.ok) state.outcome = decision.outcome;
-          if (!decision.ok) return problemResponse(decision);
-          await next();
-          return;
-        }
-        // This route costs more than the global guard spent: verify again for the difference.
-        const decision = await auth.authorize(presented, { ...rule, cost: extra, rateLimitCost: 0 });
-        if (decision.outcome) state.outcome = decision.outcome;
+        // A guard behind another: the first one sets the headers on the answer and reports it.
         if (!decision.ok) return problemResponse(decision);
-        state.spent += extra;
-        for (const [name, value] of Object.entries(decision.headers)) c.header(name, value);
         c.set('keyward', decision.identity);
         await next();
         return;
       }
-      const started = performance.now();
-      const decision = await auth.authorize(presented, rule);
-      const state = decision.outcome ? { outcome: decision.outcome, spent: costOf(rule) } : null;
-      const report = (status: number) => {
-        if (state === null) return;
+      const ipAddress = clientIp(c);
+      const report = (status: number | null) => {
+        if (state.outcome === undefined) return;
         auth.record(state.outcome, {
           endpoint: path,
           method: c.req.method,
           statusCode: status,
-          ipAddress: clientIp(c),
+          ipAddress,
           userAgent: c.req.header('user-agent'),
           responseTimeMs: performance.now() - started,
         });
@@ -111,16 +108,20 @@ export function keywardHono(options: KeywardHonoOptions): KeywardHonoGuard {
         report(response.status);
         return response;
       }
-      if (state) outcomes.set(c, state);
-      for (const [name, value] of Object.entries(decision.headers)) c.header(name, value);
+      states.set(c, state);
       c.set('keyward', decision.identity);
       try {
         await next();
       } finally {
-        report(c.res.status);
+        // Set on the answer itself: a handler's own `new Response(…)` or a later guard's refusal replaces
+        // whatever `c.header` prepared before it.
+        for (const [name, value] of Object.entries(state.headers)) c.header(name, value);
+        // A client that went away got no response (its request's signal says so, where the server sets it).
+        report(c.req.raw.signal.aborted ? null : c.res.status);
       }
     };
-  return Object.assign(guard, { close: () => auth.close() });
+  const guard = (rule: AccessRule = {}) => handler(rule);
+  return Object.assign(guard, { authenticate: () => handler(null), close: () => auth.close() });
 }
 
 export type { AccessRule, KeywardAuthOptions, KeywardIdentity } from './middleware.js';

@@ -8,13 +8,16 @@ import { createUsageReporter, type UsageReportingOptions } from './usage-reporte
 // The framework-agnostic core of the Fastify, Express and Hono middleware: read the credential, verify it
 // through Keyward (with a small cache), decide. Each adapter only translates requests and responses.
 
-/** Who called: attached to the request by the middleware once the key verified. */
+/**
+ * Who called: attached to the request by the middleware once the key verified. Frozen, deeply: the cache
+ * hands the same object to every request of a key, so a handler must not change it (copy it to adapt it).
+ */
 export interface KeywardIdentity {
-  keyId: string;
-  userId: string | null;
-  scopes: string[];
-  isAdmin: boolean;
-  metadata: Record<string, unknown>;
+  readonly keyId: string;
+  readonly userId: string | null;
+  readonly scopes: readonly string[];
+  readonly isAdmin: boolean;
+  readonly metadata: Readonly<Record<string, unknown>>;
 }
 
 /** What a route requires. Scopes use Keyward's matching: `inventory:*` covers `inventory:read`, `*` all. */
@@ -81,7 +84,8 @@ export interface SeenResponse {
   /** The request path; a query string is dropped. */
   endpoint: string;
   method: string;
-  statusCode: number;
+  /** `null` when no response was sent: the client went away first. */
+  statusCode: number | null;
   ipAddress?: string | undefined;
   userAgent?: string | undefined;
   responseTimeMs: number;
@@ -107,8 +111,15 @@ export interface PresentedCredentials {
 export interface KeywardAuth {
   /** Whether requests without a key are refused by default. */
   readonly requireApiKey: boolean;
-  /** Reads, verifies and checks the credential of one request against a route's rule. */
+  /** Reads, verifies and checks the credential of one request against a route's rule (spending its cost). */
   authorize(request: PresentedCredentials, rule?: AccessRule): Promise<Decision>;
+  /**
+   * Reads and verifies the credential of one request without spending anything (`cost` and `ratelimit_cost`
+   * 0): refuses only what comes before scopes in Keyward's order (no key when one is required, malformed,
+   * unknown, revoked, deactivated, expired). A key over its rate limit or quota passes with its identity:
+   * whether the route's scopes come first is for the `authorize` that spends to decide.
+   */
+  authenticate(request: PresentedCredentials): Promise<Decision>;
   /**
    * Checks an identity already decided by `authorize` (`null`: anonymous) against another rule, without
    * verifying again: for a route guard behind a global one, so a request is verified (and spends quota) once.
@@ -124,13 +135,63 @@ export interface KeywardAuth {
   close(): Promise<void>;
 }
 
-/**
- * The quota units a request checked against `rule` spends: its `cost`, else Keyward's default of 1. A route
- * guard behind a global one verifies again for what its rule costs beyond what the global guard spent.
- */
+/** The quota units a request checked against `rule` spends: its `cost`, else Keyward's default of 1. */
 export const costOf = (rule: AccessRule): number => rule.cost ?? 1;
 
+/** What the Express or Hono guards of one request have found so far (kept by the adapter per request). */
+export interface GuardState {
+  /** What the key came to, for the usage report; `undefined` when no key was presented (not reported). */
+  outcome: RequestOutcome | undefined;
+  identity: KeywardIdentity | null;
+  /** Quota units spent so far; `null` while the request is only authenticated (nothing spent yet). */
+  spent: number | null;
+  /** The RateLimit headers Keyward last reported for the key: every answer carries them. */
+  headers: Record<string, string>;
+}
+
+/**
+ * One Express or Hono guard on one request. `rule` `null` is `authenticate()`: verify without spending. The
+ * first guard on a request authenticates or authorizes with its rule (one spending verification). A guard
+ * behind `authenticate()` does the request's one spending verification, with its rule (so a key refused for
+ * scopes spends nothing). A guard behind a spending one re-checks locally, and verifies again only for a
+ * cost beyond what was spent (with `ratelimit_cost` 0: a request counts once against the rate limit).
+ * `state` is the request's state (`undefined` for the first guard); the one to keep is returned.
+ */
+export async function guardRequest(
+  auth: KeywardAuth,
+  presented: PresentedCredentials,
+  rule: AccessRule | null,
+  state: GuardState | undefined,
+): Promise<{ decision: Decision; state: GuardState }> {
+  if (state === undefined) {
+    const decision = rule === null ? await auth.authenticate(presented) : await auth.authorize(presented, rule);
+    const identity = decision.ok ? decision.identity : null;
+    const headers = decision.ok ? decision.headers : {};
+    return { decision, state: { outcome: decision.outcome, identity, spent: rule === null ? null : costOf(rule), headers } };
+  }
+  let decision: Decision;
+  if (rule === null || state.identity === null) {
+    decision = auth.permit(state.identity, rule ?? {}, presented.path);
+  } else if (state.spent === null) {
+    decision = await auth.authorize(presented, rule);
+    if (decision.ok) state.spent = costOf(rule);
+  } else {
+    const extra = costOf(rule) - state.spent;
+    if (extra <= 0) decision = auth.permit(state.identity, rule, presented.path);
+    else {
+      decision = await auth.authorize(presented, { ...rule, cost: extra, rateLimitCost: 0 });
+      if (decision.ok) state.spent += extra;
+    }
+  }
+  if (decision.outcome) state.outcome = decision.outcome;
+  if (decision.ok) state.identity = decision.identity;
+  state.headers = { ...state.headers, ...decision.headers };
+  return { decision: { ...decision, headers: state.headers }, state };
+}
+
 const DEFAULT_CACHE = { maxEntries: 1_000, ttlMs: 5_000 };
+/** The longest response time Keyward takes in a usage report (24 h): one longer would void its whole batch. */
+const MAX_RESPONSE_TIME_MS = 86_400_000;
 /** Longer strings are never keys (SPEC §2): refused before they are even hashed. */
 const MAX_KEY_LENGTH = 256;
 
@@ -183,13 +244,22 @@ const UNAUTHENTICATED: Partial<Record<string, ProblemCode>> = UNAUTHENTICATED_CO
 
 function identityOf(result: VerifyKeyResult): KeywardIdentity | null {
   if (typeof result.key_id !== 'string') return null;
-  return {
+  return deepFreeze({
     keyId: result.key_id,
     userId: result.user_id ?? null,
     scopes: result.scopes ?? [],
     isAdmin: result.is_admin ?? false,
     metadata: result.metadata ?? {},
-  };
+  });
+}
+
+/** Freezes a JSON value and everything in it (an identity is shared through the cache). */
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const inner of Object.values(value)) deepFreeze(inner);
+  }
+  return value;
 }
 
 /**
@@ -235,19 +305,25 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     return { ok: true, identity, headers, outcome: { keyId: identity.keyId, code: 'VALID' } };
   }
 
-  async function verify(key: string, hash: string | null, rule: AccessRule, path: string): Promise<Decision> {
-    const body: VerifyKeyInput = { key };
-    if (rule.scopes?.length) body.scopes = rule.scopes;
-    if (rule.cost !== undefined) body.cost = rule.cost;
-    if (rule.rateLimitCost !== undefined) body.ratelimit_cost = rule.rateLimitCost;
+  // `checkOnly`: authenticate without spending, and let valid-state refusals (rate limit, quota) through.
+  async function verify(key: string, hash: string | null, rule: AccessRule, path: string, checkOnly = false): Promise<Decision> {
+    const body: VerifyKeyInput = checkOnly ? { key, cost: 0, ratelimit_cost: 0 } : { key };
+    if (rule.scopes?.length) body.scopes = [...rule.scopes];
+    if (!checkOnly && rule.cost !== undefined) body.cost = rule.cost;
+    if (!checkOnly && rule.rateLimitCost !== undefined) body.ratelimit_cost = rule.rateLimitCost;
     let result: VerifyKeyResult;
     try {
       result = await client.verifyKey(body);
     } catch (error) {
       const failure = error instanceof KeywardError ? error : KeywardError.network(error);
       options.onError?.(failure);
+      // Keyward's brute-force guard slowing this service down: passed on as it came, with its Retry-After.
+      if (failure.status === 429) {
+        const retry: Record<string, string> = failure.retryAfter === undefined ? {} : { 'retry-after': String(failure.retryAfter) };
+        return deny('RATE_LIMITED', path, 'too many failed verifications; try again later', retry);
+      }
       // Keyward down or slow: not the caller's fault. Keyward refusing our own key: a misconfiguration here.
-      if (failure.status === 0 || failure.status >= 500 || failure.status === 429) {
+      if (failure.status === 0 || failure.status >= 500) {
         return deny('SERVICE_UNAVAILABLE', path, 'the key could not be verified; try again shortly', { 'retry-after': '5' });
       }
       return deny('INTERNAL_ERROR', path);
@@ -267,6 +343,7 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     if (unauthenticated || !identity) {
       return { ...deny(unauthenticated ?? 'INVALID_CREDENTIALS', path, undefined, { 'www-authenticate': INVALID_TOKEN }), outcome };
     }
+    if (checkOnly) return { ok: true, identity, headers, outcome };
     return { ...refusal(result, rule, path, headers, now), outcome };
   }
 
@@ -276,7 +353,7 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     return { ok: true, identity: null, headers: {} };
   }
 
-  async function authorize(request: PresentedCredentials, rule: AccessRule = {}): Promise<Decision> {
+  async function decide(request: PresentedCredentials, rule: AccessRule, checkOnly: boolean): Promise<Decision> {
     const path = request.path;
     const key = credentialOf(request);
     if (key === undefined) return permit(null, rule, path);
@@ -294,12 +371,13 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     }
     // A malformed key or bad checksum never costs a round trip.
     if (classifyKey(key) === 'invalid') return invalid();
-    return verify(key, hash, rule, path);
+    return verify(key, hash, rule, path, checkOnly);
   }
 
   return {
     requireApiKey,
-    authorize,
+    authorize: (request, rule = {}) => decide(request, rule, false),
+    authenticate: (request) => decide(request, {}, true),
     permit,
     clearCache: () => cache?.clear(),
     record(outcome, response) {
@@ -311,10 +389,11 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
         // Clipped as Keyward stores them, so a report stays small.
         endpoint: endpoint.slice(0, 1024),
         method: response.method.slice(0, 16),
-        status_code: response.statusCode >= 100 && response.statusCode <= 599 ? response.statusCode : null,
+        status_code: response.statusCode !== null && response.statusCode >= 100 && response.statusCode <= 599 ? response.statusCode : null,
         ip_address: response.ipAddress?.slice(0, 64) ?? null,
         user_agent: response.userAgent?.slice(0, 512) ?? null,
-        response_time_ms: Math.max(0, Math.round(response.responseTimeMs)),
+        // Keyward refuses a whole batch over one longer time (an SSE stream open for days): clamped to its limit.
+        response_time_ms: Math.min(MAX_RESPONSE_TIME_MS, Math.max(0, Math.round(response.responseTimeMs))),
         occurred_at: new Date(Date.now() - response.responseTimeMs).toISOString(),
       });
     },

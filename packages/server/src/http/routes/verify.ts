@@ -29,7 +29,7 @@ export const VerifyKeyBody = Type.Object(
       Type.Integer({
         minimum: 0,
         description:
-          'Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it, for a second verification of a request already counted (the SDK’s Express and Hono route guards send it when a route costs more quota than the global guard spent).',
+          'Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: the SDK’s Express and Hono `authenticate()` guard sends it (with `cost` 0) to identify a key before the route’s own guard spends, and a route guard behind a spending global guard sends it when the route costs more quota than was spent.',
         examples: [0],
       }),
     ),
