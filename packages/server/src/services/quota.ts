@@ -185,10 +185,16 @@ function spendTogether(
   const eachAlone = () => {
     for (const spend of waiting) alone(keyId, spend.cost, now, periods).then(spend.resolve, spend.reject);
   };
-  if (waiting.length === 1) return eachAlone();
+  if (waiting.length === 1) {
+    eachAlone();
+    return;
+  }
   spent(keyId, total, now, periods).then(
     (remaining) => {
-      if (remaining === null || remaining === undefined) return eachAlone();
+      if (remaining === null || remaining === undefined) {
+        eachAlone();
+        return;
+      }
       let left = Number(remaining) + total;
       for (const spend of waiting) {
         left -= spend.cost;
