@@ -245,6 +245,25 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     expect(await rowCount(db)).toBe(2);
   });
 
+  it('prunes once soon after start, not only after the first interval (a process restarted often still prunes)', async () => {
+    const now = T0 + 10 * DAY;
+    const seed = recorder({ retentionDays: 0 });
+    seed.record(event({ createdAt: now - 8 * DAY }));
+    seed.record(event({ createdAt: now }));
+    await seed.flush();
+    const r = createUsageRecorder({
+      db,
+      flushMs: 3_600_000,
+      retentionDays: 7,
+      pruneEveryMs: 3_600_000,
+      firstPruneAfterMs: 50,
+      metrics,
+      now: () => now,
+    });
+    recorders.push(r);
+    await vi.waitFor(async () => expect(await rowCount(db)).toBe(1), { timeout: 5_000, interval: 50 });
+  });
+
   it('prunes through the writer: on SQLite its own thread, never the main connection', async () => {
     const now = T0 + 10 * DAY;
     const writer = createStatementWriter(db);

@@ -554,7 +554,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       const key = loaded.value;
       const removed = await db.transaction().execute(async (trx) => {
         if (!(await deleteKey(trx, id))) return false;
-        await audit(trx, caller, 'key.delete', { type: 'api_key', id }, { name: key.name, key_prefix: key.keyPrefix });
+        await audit(trx, caller, 'key.delete', { type: 'api_key', id }, { name: key.name, key_prefix: key.keyPrefix }, now());
         return true;
       });
       if (!removed) return err('KEY_NOT_FOUND');

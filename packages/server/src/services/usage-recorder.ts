@@ -58,6 +58,8 @@ export interface UsageRecorderOptions {
   retentionDays: number;
   /** How often pruning runs (default hourly). */
   pruneEveryMs?: number;
+  /** When pruning first runs after start, if sooner than `pruneEveryMs` (default a minute). */
+  firstPruneAfterMs?: number;
   metrics?: Metrics | undefined;
   /** Told about a batch that could not be written (with no row content). */
   onError?: (error: unknown) => void;
@@ -157,8 +159,12 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
   const report = (error: unknown) => options.onError?.(error);
   const flushTimer = setInterval(() => void flush().catch(report), options.flushMs);
   flushTimer.unref();
-  const pruneTimer = setInterval(() => void prune().catch(report), options.pruneEveryMs ?? 3_600_000);
+  const pruneEveryMs = options.pruneEveryMs ?? 3_600_000;
+  const pruneTimer = setInterval(() => void prune().catch(report), pruneEveryMs);
   pruneTimer.unref();
+  // Also once soon after start: a process restarted more often than the interval would otherwise never prune.
+  const firstPrune = setTimeout(() => void prune().catch(report), Math.min(pruneEveryMs, options.firstPruneAfterMs ?? 60_000));
+  firstPrune.unref();
 
   return {
     record(event) {
@@ -194,6 +200,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
       closed = true;
       clearInterval(flushTimer);
       clearInterval(pruneTimer);
+      clearTimeout(firstPrune);
       await flush();
       if (ownWriter) await writer.close();
       // What the database would not take even now is lost: count it rather than hide it.
