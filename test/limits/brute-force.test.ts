@@ -117,6 +117,11 @@ describe('the address a guard counts', () => {
     expect(addressGroup('fe80::1%eth0')).toBe('fe80:0:0:0::/64');
     expect(addressGroup('1:2:3::4.5.6.7')).toBe('1:2:3:0::/64');
     expect(addressGroup('::ffff:203.0.113.7')).toBe('203.0.113.7');
+    // IPv4-mapped in any spelling (a proxy may write it so): the IPv4 client, not one shared bucket.
+    expect(addressGroup('0:0:0:0:0:ffff:1.2.3.4')).toBe('1.2.3.4');
+    expect(addressGroup('0::ffff:1.2.3.4')).toBe('1.2.3.4');
+    expect(addressGroup('::ffff:102:304')).toBe('1.2.3.4');
+    expect(addressGroup('::FFFF:C000:0280')).toBe('192.0.2.128');
     expect(addressGroup('203.0.113.7')).toBe('203.0.113.7');
     expect(addressGroup('not:an:address')).toBe('not:an:address');
   });

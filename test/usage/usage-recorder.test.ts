@@ -191,6 +191,31 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     expect(await rowCount(db)).toBe(3);
   });
 
+  it('keeps, for the next flush, the rows of a refused batch it could not write alone because the database went away', async () => {
+    let runs = 0;
+    const real = createStatementWriter(db);
+    const failing: StatementWriter = {
+      ...real,
+      run: (statements) => {
+        runs++;
+        // The batch is refused for a row's content; then, a row later, the connection drops; then it is back.
+        if (runs === 1) return Promise.reject(Object.assign(new Error('value out of range'), { code: '22003' }));
+        if (runs === 3) return Promise.reject(Object.assign(new Error('Connection terminated'), { code: 'ECONNRESET' }));
+        return real.run(statements);
+      },
+    };
+    const r = createUsageRecorder({ db, writer: failing, flushMs: 3_600_000, retentionDays: 0, metrics });
+    recorders.push(r);
+    for (let i = 0; i < 5; i++) r.record(event());
+    await r.flush();
+    expect(await rowCount(db)).toBe(1); // the first row, alone; the rest is kept
+    expect(r.buffered()).toBe(4);
+    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="error"}')).toBe(0);
+    await r.flush();
+    expect(await rowCount(db)).toBe(5);
+    await real.close();
+  });
+
   it('flushes what is buffered on close, and counts what is recorded after', async () => {
     const r = createUsageRecorder({ db, flushMs: 3_600_000, retentionDays: 0, metrics });
     for (let i = 0; i < 3; i++) r.record(event());

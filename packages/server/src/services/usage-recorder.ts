@@ -114,31 +114,39 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         options.onError?.(error);
         // Refused for what a row holds: kept, it would fail every batch after it. Each row is tried alone, and
         // only those refused are dropped (counted as invalid).
-        if (refusedRows(error)) {
-          await writeEachAlone(batch);
-          continue;
-        }
-        // Keep the batch for the next flush if it fits beside what arrived meanwhile; drop (and count) the rest.
-        const room = Math.max(0, maxBuffered - rowsIn(values));
-        const lost = Math.max(0, rowsIn(batch) - room);
-        if (lost > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, lost);
-        values = [...batch.slice(0, room * USAGE_VALUES_PER_ROW), ...values];
-        gauge();
+        const unwritten = refusedRows(error) ? await writeEachAlone(batch) : batch;
+        if (unwritten.length === 0) continue;
+        keep(unwritten);
         return;
       }
     } while (rowsIn(values) >= batchSize || (closed && values.length > 0));
   }
 
-  async function writeEachAlone(batch: UsageValue[]): Promise<void> {
+  /** Keeps rows that could not be written for the next flush, if they fit beside what arrived meanwhile; drops (and counts) the rest. */
+  function keep(unwritten: UsageValue[]): void {
+    const room = Math.max(0, maxBuffered - rowsIn(values));
+    const lost = Math.max(0, rowsIn(unwritten) - room);
+    if (lost > 0) metrics?.usageRowsDropped.inc({ reason: 'error' }, lost);
+    values = [...unwritten.slice(0, room * USAGE_VALUES_PER_ROW), ...values];
+    gauge();
+  }
+
+  /**
+   * Writes a refused batch row by row, dropping (as invalid) only rows refused for what they hold. Returns the
+   * rows not written for another reason (the database went away meanwhile): that row and all after it.
+   */
+  async function writeEachAlone(batch: UsageValue[]): Promise<UsageValue[]> {
     for (let at = 0; at < batch.length; at += USAGE_VALUES_PER_ROW) {
       const row = batch.slice(at, at + USAGE_VALUES_PER_ROW);
       try {
         await writer.run(usageInsertStatements(db.db, row));
         metrics?.usageRowsWritten.inc();
       } catch (error) {
-        metrics?.usageRowsDropped.inc({ reason: refusedRows(error) ? 'invalid' : 'error' });
+        if (!refusedRows(error)) return batch.slice(at);
+        metrics?.usageRowsDropped.inc({ reason: 'invalid' });
       }
     }
+    return [];
   }
 
   // One flush at a time: a flush requested during another runs right after it.
