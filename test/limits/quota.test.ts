@@ -270,6 +270,28 @@ describe.each(SPEND_PATHS)('quota spending on %s (%s)', (dialect, path) => {
       if (dialect === 'sqlite') expect(results.map((r) => r.ok && r.remaining)).toEqual([6, 2, false, 0]);
     });
 
+    it('spend alone when their sum is beyond an exact integer (and PostgreSQL’s bigint): as one by one, the first fits', async () => {
+      const max = Number.MAX_SAFE_INTEGER;
+      const id = await keyWith({ remaining: max, refill: null, lastRefillAt: null });
+      const { spend: together } = countingSpender();
+      const results = await Promise.all(Array.from({ length: 1_100 }, () => together(id, max, NOW)));
+      expect(results.filter((r) => r.ok)).toHaveLength(1);
+      expect((await stored(id))?.remaining).toBe(0);
+    });
+
+    it('are all settled before the writer’s close() resolves, including the spends run alone after a sum that did not fit', async () => {
+      const id = await keyWith({ remaining: 1, refill: null, lastRefillAt: null });
+      const writer = createStatementWriter(db);
+      const spendOn = createQuotaSpender(db, writer, { directPerSecond: 0 });
+      const written: boolean[] = [];
+      const spends = [0, 1].map(() => Promise.resolve(spendOn(id, 1, NOW)).then(() => written.push(true)));
+      await writer.close();
+      // Both spends reached the database (each alone, the sum of 2 not fitting in 1) before close resolved.
+      expect((await stored(id))?.remaining).toBe(0);
+      await Promise.all(spends);
+      expect(written).toHaveLength(2);
+    });
+
     it('refill once when a refill is due, and keep each key’s spends apart', async () => {
       const refilled = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
       const other = await keyWith({ remaining: 5, refill: null, lastRefillAt: null });

@@ -185,7 +185,8 @@ function spendTogether(
   const eachAlone = () => {
     for (const spend of waiting) alone(keyId, spend.cost, now, periods).then(spend.resolve, spend.reject);
   };
-  if (waiting.length === 1) {
+  // A sum beyond what is exact (and what PostgreSQL's bigint holds) is no sum to spend.
+  if (waiting.length === 1 || total > Number.MAX_SAFE_INTEGER) {
     eachAlone();
     return;
   }

@@ -43,16 +43,38 @@ export interface StatementWriter {
 export function createStatementWriter(database: Db): StatementWriter {
   const sqlite = database.sqlite;
   if (sqlite !== undefined && !sqlite.memory) return createSqliteWriter(sqlite.name);
+  // Work asked for and not yet done: `close` waits for it (and for what it asks for in turn).
+  let outstanding = 0;
+  const tracked = <T>(work: () => Promise<T>): Promise<T> => {
+    outstanding++;
+    return work().finally(() => outstanding--);
+  };
   return {
     run: (statements) =>
-      database.db.transaction().execute(async (trx) => {
-        for (const statement of statements) await trx.executeQuery(statement);
-      }),
-    query: (statement) => database.db.executeQuery(statement),
-    atTurnEnd: (collect) => setImmediate(collect),
+      tracked(() =>
+        database.db.transaction().execute(async (trx) => {
+          for (const statement of statements) await trx.executeQuery(statement);
+        }),
+      ),
+    query: (statement) => tracked(() => database.db.executeQuery(statement)),
+    atTurnEnd: (collect) => {
+      outstanding++;
+      setImmediate(() => {
+        outstanding--;
+        collect();
+      });
+    },
     busy: () => false,
-    close: async () => {},
+    close: () => until(() => outstanding === 0),
   };
+}
+
+/**
+ * Resolves once `done()` holds, checked every few milliseconds: after the answers to what was asked have been
+ * handled (a timer runs after every pending promise callback), which may ask for more.
+ */
+async function until(done: () => boolean): Promise<void> {
+  while (!done()) await new Promise((resolve) => setTimeout(resolve, 2));
 }
 
 /**
@@ -355,8 +377,12 @@ function createSqliteWriter(path: string): StatementWriter {
     },
     busy: () => scheduled || stopping > 0 || (worker !== null && worker.pending.size > 0),
     async close() {
-      // Queries still waiting for the end of the turn go first.
-      sendGroup();
+      // Everything asked for goes first, with what the answers ask for in turn (one key's quota spends merged
+      // into one statement are spent one by one when the sum does not fit).
+      await until(() => {
+        if (scheduled || group.length > 0) sendGroup();
+        return !scheduled && group.length === 0 && (worker === null || worker.pending.size === 0);
+      });
       const thread = worker;
       if (thread === null) return;
       worker = null;
