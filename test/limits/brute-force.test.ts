@@ -1,5 +1,9 @@
 import { generateKey } from '@keyward/sdk';
+import Fastify from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import { requireAuthentication } from '../../packages/server/src/http/auth.js';
+import { installProblemHandlers } from '../../packages/server/src/http/problem.js';
+import type { Authenticator } from '../../packages/server/src/services/auth.js';
 import { addressGroup, createBruteForceGuard } from '../../packages/server/src/services/brute-force-guard.js';
 import { createMetrics } from '../../packages/server/src/services/metrics.js';
 import { createMemoryRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
@@ -40,8 +44,9 @@ describe('brute-force guard', () => {
       expect(blocked.retryAfterSeconds).toBeGreaterThanOrEqual(59);
       expect(blocked.retryAfterSeconds).toBeLessThanOrEqual(60);
     }
-    // Another client is not affected.
+    // Another client is not affected, nor a credential that is no guess.
     expect(guard.check('10.0.0.2')).toEqual({ blocked: false });
+    expect(guard.check('10.0.0.1', undefined, () => true)).toEqual({ blocked: false });
     advance(30_000);
     expect(guard.check('10.0.0.1').blocked).toBe(true);
     advance(30_001);
@@ -80,6 +85,8 @@ describe('brute-force guard', () => {
       expect(decision).toEqual({ blocked: false, wait: expect.any(Promise) });
       if (!decision.blocked && decision.wait) waits.push(decision.wait);
     }
+    // A credential that is no guess (a key this instance holds) neither waits nor, below, is refused.
+    expect(guard.check('10.0.0.1', undefined, () => true)).toEqual({ blocked: false });
     // Beyond a bound of waiting requests (100 here), refused.
     for (let i = 12; i < 100; i++) guard.check('10.0.0.1');
     expect(guard.check('10.0.0.1')).toEqual({ blocked: true, retryAfterSeconds: 1 });
@@ -124,6 +131,46 @@ describe('the address a guard counts', () => {
     expect(addressGroup('::FFFF:C000:0280')).toBe('192.0.2.128');
     expect(addressGroup('203.0.113.7')).toBe('203.0.113.7');
     expect(addressGroup('not:an:address')).toBe('not:an:address');
+  });
+});
+
+describe('brute-force guard with a hook of its own', () => {
+  it('serves a key the instance holds at once while guesses from its address are being looked up (no wait)', async () => {
+    const guard = createBruteForceGuard({ limiter: createMemoryRateLimiter({ countDecisions: false }), failuresPerMinute: 2 });
+    const hanging: (() => void)[] = [];
+    const authenticator: Authenticator = {
+      authenticate(credential, onLookup) {
+        // The real key is in the cache: answered synchronously, no look-up.
+        if (credential === 'kw_real_cached_key_000000') return { ok: true, value: { kind: 'system', name: 'x' } } as never;
+        // A guess: a database look-up that takes a while (slow database, bcrypt import, network).
+        onLookup?.();
+        return new Promise((resolve) =>
+          hanging.push(() => resolve({ ok: false, code: 'INVALID_CREDENTIALS', detail: 'no' } as never)),
+        ) as never;
+      },
+    };
+    const app = Fastify();
+    installProblemHandlers(app);
+    app.decorateRequest('caller', null);
+    await app.register(async (v1) => {
+      requireAuthentication(v1, authenticator, { guard, known: (c) => c === 'kw_real_cached_key_000000' });
+      v1.get('/v1/x', async () => ({ ok: true }));
+    });
+    await app.ready();
+    const headers = (key: string) => ({ authorization: `Bearer ${key}` });
+    // Two guesses in flight (the budget is 2).
+    const guesses = [1, 2].map((i) => app.inject({ method: 'GET', url: '/v1/x', headers: headers(`kw_guess_${i}_aaaaaaaaaaaaaaa`) }));
+    await new Promise((r) => setTimeout(r, 20));
+    const real = app.inject({ method: 'GET', url: '/v1/x', headers: headers('kw_real_cached_key_000000') });
+    const outcome = await Promise.race([
+      real.then((r) => r.statusCode),
+      new Promise((r) => setTimeout(() => r('still waiting after 500 ms'), 500)),
+    ]);
+    for (const release of hanging.splice(0)) release();
+    await Promise.all(guesses);
+    expect((await real).statusCode).toBe(200);
+    await app.close();
+    expect(outcome).toBe(200);
   });
 });
 
@@ -211,6 +258,19 @@ describe('brute-force guard on the /v1 authentication hook', () => {
       ),
     );
     expect(statuses).toEqual(Array(20).fill(200));
+  });
+
+  it('serves a user’s JWT from a blocked address: a signature cannot be guessed (a forged one still counts)', async () => {
+    t = await createTestApp({ env: { AUTH_FAILURES_PER_MINUTE: '2', ...JWT_ENV } });
+    const { token } = await signIn(t, 'alice');
+    for (let i = 0; i < 2; i++) expect((await get(bearer(generateKey()))).statusCode).toBe(401);
+    expect((await get(bearer(generateKey()))).statusCode).toBe(429);
+    const me = await t.app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(token), remoteAddress: attacker });
+    expect(me.statusCode).toBe(200);
+    const forged = `${token.slice(0, -4)}AAAA`;
+    expect((await t.app.inject({ method: 'GET', url: '/v1/users/me', headers: bearer(forged), remoteAddress: attacker })).statusCode).toBe(
+      401,
+    );
   });
 
   it('with TRUST_PROXY naming the proxy, counts the address the proxy saw, whatever the client wrote before it', async () => {

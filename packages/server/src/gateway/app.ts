@@ -247,15 +247,17 @@ export async function buildGateway(container: Container, options: GatewayOptions
       if (!config.requireApiKey && access.scopes.length === 0) return;
       throw new ProblemError('AUTH_REQUIRED', undefined, undefined, { 'www-authenticate': WWW_AUTHENTICATE });
     }
-    let blocked = bruteForce.check(request.ip);
+    // A blocked (or waiting) address is still served at once the keys this instance holds (real keys, seen
+    // before): behind one shared address, someone else's guesses must not hold up real users, and guessing
+    // presents keys no one has.
+    const known = () => keyCache.holds(hashApiKey(credential));
+    let blocked = bruteForce.check(request.ip, undefined, known);
     // As many of this address's look-ups in flight as its budget: wait for one to end, then check again.
     while (!blocked.blocked && blocked.wait) {
       await blocked.wait;
-      blocked = bruteForce.check(request.ip);
+      blocked = bruteForce.check(request.ip, undefined, known);
     }
-    // A blocked address is still served keys this instance holds (real keys, seen before): behind one shared
-    // address, someone else's guesses must not lock out real users, and guessing presents keys no one has.
-    if (blocked.blocked && !keyCache.holds(hashApiKey(credential))) {
+    if (blocked.blocked) {
       throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
         'retry-after': String(blocked.retryAfterSeconds),
       });

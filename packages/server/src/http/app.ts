@@ -5,6 +5,7 @@ import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } 
 import type { Bindings, ChildLoggerOptions } from 'fastify/types/logger.js';
 import type { Container } from '../container.js';
 import { loggerOptions } from '../logger.js';
+import { looksLikeJwt } from '../services/auth.js';
 import { requireAuthentication } from './auth.js';
 import { installProblemHandlers } from './problem.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
@@ -163,7 +164,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   await app.register(async (v1: App) => {
     requireAuthentication(v1, container.authenticator, {
       guard: container.bruteForce,
-      holds: (credential) => container.keyCache.holds(hashApiKey(credential)),
+      known: (credential) => looksLikeJwt(credential) || container.keyCache.holds(hashApiKey(credential)),
     });
     usageRoutes(v1, container);
     usageEventRoutes(v1, container);

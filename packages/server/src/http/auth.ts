@@ -29,11 +29,15 @@ export function callerOf(request: FastifyRequest): Caller {
   return request.caller;
 }
 
-/** The brute-force guard of the authentication hook, and how it recognises a key this instance holds a record of. */
+/** The brute-force guard of the authentication hook, and which credentials it never holds up. */
 export interface AuthGuard {
   guard: BruteForceGuard;
-  /** Whether `credential` is a key this instance holds a record of (a real key, seen before). */
-  holds(credential: string): boolean;
+  /**
+   * Whether `credential` is no guess: a key this instance holds a record of (a real key, seen before), or a
+   * JWT (a signature cannot be guessed; a forged one still counts as a failure). Served even from a blocked
+   * address, and never made to wait for the address's look-ups.
+   */
+  known(credential: string): boolean;
 }
 
 /**
@@ -62,8 +66,8 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
   const authenticate = (request: FastifyRequest, done: (error?: Error) => void): void => {
     const ip = request.ip;
     const credential = credentialOf(request);
-    const decision = guard?.check(ip);
-    if (decision?.blocked && !(credential !== undefined && guarded?.holds(credential))) {
+    const decision = guard?.check(ip, undefined, () => credential !== undefined && guarded?.known(credential) === true);
+    if (decision?.blocked) {
       done(
         new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
           'retry-after': String(decision.retryAfterSeconds),
@@ -72,7 +76,7 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
       return;
     }
     // As many of this address's look-ups in flight as its budget: wait for one to end, then check again.
-    if (decision?.blocked === false && decision.wait) {
+    if (decision?.wait) {
       void decision.wait.then(() => authenticate(request, done));
       return;
     }

@@ -16,8 +16,13 @@ export type GuardDecision = { blocked: false; wait?: Promise<void> } | { blocked
  * counted, and `check` is a local memory look-up, so valid traffic costs nothing and never waits on Redis.
  */
 export interface BruteForceGuard {
-  /** Call before doing any work for a client: a blocked client is refused at once (429 + Retry-After). */
-  check(address: string | null, scope?: string): GuardDecision;
+  /**
+   * Call before doing any work for a client: a blocked client is refused at once (429 + Retry-After). `known`,
+   * asked only when the client would be refused or made to wait, says whether its credential is no guess (a
+   * key this instance holds, seen before): such a request is neither, so that behind a shared address someone
+   * else's guesses never hold up real users, while guessing, which presents keys no one has, stays stopped.
+   */
+  check(address: string | null, scope?: string, known?: () => boolean): GuardDecision;
   /**
    * Whether any client is blocked on this instance now or was recently, or has a look-up in flight: when not,
    * `check` would say "not blocked" for every client, so a caller may skip building the client's name.
@@ -123,13 +128,14 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
   };
 
   return {
-    check(address, scope) {
+    check(address, scope, known) {
       if (failuresPerMinute === 0 || (blockedUntil.size === 0 && inFlight.size === 0)) return NOT_BLOCKED;
       const client = nameOf(address, scope);
       const until = blockedUntil.get(client);
       if (until !== undefined) {
         const msLeft = until - now();
         if (msLeft > 0) {
+          if (known?.()) return NOT_BLOCKED;
           metrics?.bruteForceBlocks.inc();
           // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
           return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
@@ -139,9 +145,9 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
       const flying = inFlight.get(client);
       if (flying === undefined) return NOT_BLOCKED;
       // Each look-up in flight may be one of the failures the client may still make in its window.
-      const known = failuresLeft.get(client);
-      const left = known !== undefined && known.resetAt > now() ? known.remaining : failuresPerMinute;
-      if (flying < left) return NOT_BLOCKED;
+      const standing = failuresLeft.get(client);
+      const left = standing !== undefined && standing.resetAt > now() ? standing.remaining : failuresPerMinute;
+      if (flying < left || known?.()) return NOT_BLOCKED;
       const queue = waiting.get(client) ?? [];
       if (queue.length >= maxWaiting) {
         metrics?.bruteForceBlocks.inc();

@@ -44,14 +44,16 @@ export function createVerification(deps: {
 
   function verifyFor(caller: Caller, input: VerifyInput, request: VerificationRequest): MaybePromise<VerificationResult> {
     // The guard's name for this caller is built only when the guard has someone blocked or counts a failure.
-    const blocked = verifyGuard.blocksAny() ? verifyGuard.check(caller.ip, guardScope(caller)) : undefined;
-    // A blocked caller is refused only keys this instance holds no record for. Guessing presents keys no
-    // one has, so it stays stopped; but behind one host backend every end user shares the caller key and
-    // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never
-    // slows valid traffic).
+    // A blocked (or waiting) caller is held up only for keys this instance holds no record of. Guessing presents
+    // keys no one has, so it stays stopped; but behind one host backend every end user shares the caller key and
+    // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never slows
+    // valid traffic).
+    const blocked = verifyGuard.blocksAny()
+      ? verifyGuard.check(caller.ip, guardScope(caller), () => cache?.holds(hashApiKey(input.key)) === true)
+      : undefined;
     // As many of this caller's look-ups in flight as its budget: wait for one to end, then check again.
     if (blocked?.blocked === false && blocked.wait) return blocked.wait.then(() => verifyFor(caller, input, request));
-    if (blocked?.blocked && !cache?.holds(hashApiKey(input.key))) {
+    if (blocked?.blocked) {
       const refused: Failure<'RATE_LIMITED'> = {
         ok: false,
         code: 'RATE_LIMITED',
