@@ -19,6 +19,7 @@ export const ERRORS = {
   METHOD_NOT_ALLOWED: { status: 405, title: 'Method not allowed' },
   KEY_IS_REVOKED: { status: 409, title: 'The API key is revoked and cannot change state' },
   KEY_IS_EXPIRED: { status: 409, title: 'The API key has expired; extend expires_at before rolling it' },
+  KEY_WAS_ROLLED: { status: 409, title: 'The API key was rolled; its replacement is the live key' },
   KEY_IS_CHANGING: { status: 409, title: 'Keys of this lineage are being rolled at the same time; try again' },
   USER_EXISTS: { status: 409, title: 'A user with this external id exists' },
   PAYLOAD_TOO_LARGE: { status: 413, title: 'The request body is too large' },

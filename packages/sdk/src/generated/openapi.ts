@@ -207,7 +207,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -231,7 +231,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -255,7 +255,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -279,7 +279,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -303,7 +303,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -327,7 +327,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -420,7 +420,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -444,7 +444,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -468,7 +468,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -492,7 +492,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -516,7 +516,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -603,7 +603,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -627,7 +627,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -651,7 +651,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -675,7 +675,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -699,7 +699,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -723,7 +723,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -747,7 +747,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -841,7 +841,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -865,7 +865,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -889,7 +889,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -913,7 +913,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -937,7 +937,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1045,7 +1045,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1069,7 +1069,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1093,7 +1093,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1117,7 +1117,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1141,7 +1141,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1257,7 +1257,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1281,7 +1281,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1305,7 +1305,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1329,7 +1329,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1353,7 +1353,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1377,7 +1377,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1401,7 +1401,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1498,7 +1498,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1522,7 +1522,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1546,7 +1546,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1570,7 +1570,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1669,7 +1669,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1693,7 +1693,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1717,7 +1717,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1741,7 +1741,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1765,7 +1765,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1813,7 +1813,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1837,7 +1837,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1861,7 +1861,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1885,7 +1885,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1909,7 +1909,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -1925,7 +1925,7 @@ export interface paths {
         head?: never;
         /**
          * Update an API key
-         * @description Changes name, description, scopes, metadata, expiry, rate limit or quota. `null` clears an optional field.
+         * @description Changes name, description, scopes, metadata, expiry, rate limit or quota. `null` clears an optional field. Giving a key a longer life, for a caller other than an admin: a key that was rolled cannot be extended (409 `KEY_WAS_ROLLED`: its replacement is the live key), and a user’s expired key brought back counts again, so it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`).
          */
         patch: {
             parameters: {
@@ -2022,7 +2022,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2046,7 +2046,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2070,7 +2070,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2094,7 +2094,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2118,7 +2118,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2142,7 +2142,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2166,7 +2166,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2190,7 +2190,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2214,7 +2214,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2312,7 +2312,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2336,7 +2336,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2360,7 +2360,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2384,7 +2384,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2408,7 +2408,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2432,7 +2432,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2534,7 +2534,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2558,7 +2558,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2582,7 +2582,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2606,7 +2606,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2630,7 +2630,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2654,7 +2654,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2756,7 +2756,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2780,7 +2780,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2804,7 +2804,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2828,7 +2828,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2852,7 +2852,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2876,7 +2876,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -2991,7 +2991,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3015,7 +3015,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3039,7 +3039,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3063,7 +3063,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3087,7 +3087,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3111,7 +3111,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3135,7 +3135,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3159,7 +3159,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3183,7 +3183,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3303,7 +3303,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3327,7 +3327,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3351,7 +3351,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3375,7 +3375,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3399,7 +3399,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3423,7 +3423,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3447,7 +3447,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3528,7 +3528,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3552,7 +3552,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3576,7 +3576,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3600,7 +3600,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3624,7 +3624,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3694,7 +3694,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3718,7 +3718,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3742,7 +3742,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3766,7 +3766,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3790,7 +3790,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3814,7 +3814,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3838,7 +3838,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3862,7 +3862,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3937,7 +3937,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3961,7 +3961,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -3985,7 +3985,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4009,7 +4009,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4033,7 +4033,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4084,7 +4084,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4108,7 +4108,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4132,7 +4132,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4156,7 +4156,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4180,7 +4180,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4252,7 +4252,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4276,7 +4276,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4300,7 +4300,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4324,7 +4324,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4348,7 +4348,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4372,7 +4372,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4396,7 +4396,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4420,7 +4420,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4488,7 +4488,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4512,7 +4512,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4536,7 +4536,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4560,7 +4560,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4666,7 +4666,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4690,7 +4690,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4714,7 +4714,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4738,7 +4738,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4762,7 +4762,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4863,7 +4863,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4887,7 +4887,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4911,7 +4911,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4935,7 +4935,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4959,7 +4959,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -4983,7 +4983,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5007,7 +5007,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5072,7 +5072,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5096,7 +5096,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5120,7 +5120,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5144,7 +5144,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5168,7 +5168,7 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
                             errors?: {
@@ -5201,7 +5201,7 @@ export interface components {
              * @description Stable error code, one of the catalogue (`errors.ts`)
              * @enum {string}
              */
-            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
             detail?: string;
             instance?: string;
             errors?: {

@@ -10,6 +10,7 @@ import {
   findKeyByHash,
   findKeyById,
   findKeyForUpdate,
+  hasSuccessor,
   insertKey,
   isUniqueViolation,
   listKeys,
@@ -213,7 +214,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     caller: Caller,
     id: string,
     action: 'key.update' | 'key.deactivate' | 'key.activate' | 'key.revoke',
-    decide: (key: ApiKey) => Result<Partial<ApiKey> | null>,
+    decide: (key: ApiKey, trx: Executor) => Result<Partial<ApiKey> | null> | Promise<Result<Partial<ApiKey> | null>>,
   ): Promise<Result<ApiKey>> {
     const loaded = await loadReachable(caller, id, 'write');
     if (!loaded.ok) return loaded;
@@ -221,7 +222,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       // Re-read inside the transaction so the decision sees the committed state.
       const current = await findKeyById(trx, id);
       if (!current) return err('KEY_NOT_FOUND');
-      const decided = decide(current);
+      const decided = await decide(current, trx);
       if (!decided.ok) return decided;
       if (decided.value === null) return ok(current);
       const at = now();
@@ -233,6 +234,28 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     });
     if (outcome.ok) onKeyChanged(outcome.value);
     return outcome;
+  }
+
+  /**
+   * Whether a caller other than an admin may give `current` the expiry `expiresAt`, when that makes it live longer.
+   * A key that was rolled is not given a longer life: its replacement is the live key (a leaked key rolled away
+   * could otherwise extend itself). A user's expired key brought back counts again, so it must fit the tier's key
+   * limit (the user's row is locked, as when creating a key).
+   */
+  async function refuseLongerLife(trx: Executor, current: ApiKey, expiresAt: number | null): Promise<Failure | null> {
+    const at = now();
+    const until = current.expiresAt ?? Number.POSITIVE_INFINITY;
+    if ((expiresAt ?? Number.POSITIVE_INFINITY) <= until) return null;
+    if (await hasSuccessor(trx, current.id)) {
+      return err('KEY_WAS_ROLLED', 'this key was rolled: its replacement is the live key (an admin may still extend it)');
+    }
+    if (current.userId === null || until > at) return null;
+    const user = await findUserForUpdate(trx, current.userId, dialect);
+    const limit = user ? tierLimit(user.tier) : null;
+    if (user && limit !== null && (await countKeysOfUser(trx, user.id, at)) >= limit) {
+      return err('KEY_LIMIT_REACHED', `the ${user.tier} tier allows ${limit} keys; this expired key would count again`);
+    }
+    return null;
   }
 
   /**
@@ -417,8 +440,12 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
         const denied = checkGrant(caller.principal, input.scopes, tierName);
         if (denied) return denied;
       }
-      return change(caller, id, 'key.update', (current) => {
+      return change(caller, id, 'key.update', async (current, trx) => {
         if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
+        if (input.expiresAt !== undefined && !isAdmin(caller.principal)) {
+          const refused = await refuseLongerLife(trx, current, input.expiresAt);
+          if (refused) return refused;
+        }
         const changes: Partial<ApiKey> = {};
         if (input.name !== undefined) changes.name = input.name;
         if (input.description !== undefined) changes.description = input.description;

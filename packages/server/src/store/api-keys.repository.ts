@@ -160,6 +160,12 @@ export async function pointBudgetAt(db: Executor, id: string, budgetKeyId: strin
   return rows.map(toApiKey);
 }
 
+/** Whether a key was rolled: another key names it in `rolled_from`. */
+export async function hasSuccessor(db: Executor, id: string): Promise<boolean> {
+  const row = await db.selectFrom('api_keys').select('id').where('rolled_from', '=', id).limit(1).executeTakeFirst();
+  return row !== undefined;
+}
+
 export async function deleteKey(db: Executor, id: string): Promise<boolean> {
   const result = await db.deleteFrom('api_keys').where('id', '=', id).executeTakeFirst();
   return result.numDeletedRows > 0n;

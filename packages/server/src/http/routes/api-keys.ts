@@ -123,7 +123,8 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
       schema: {
         tags,
         summary: 'Update an API key',
-        description: 'Changes name, description, scopes, metadata, expiry, rate limit or quota. `null` clears an optional field.',
+        description:
+          'Changes name, description, scopes, metadata, expiry, rate limit or quota. `null` clears an optional field. Giving a key a longer life, for a caller other than an admin: a key that was rolled cannot be extended (409 `KEY_WAS_ROLLED`: its replacement is the live key), and a user’s expired key brought back counts again, so it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`).',
         security: SECURED,
         params: IdParams,
         body: UpdateKeyBody,
