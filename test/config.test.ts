@@ -157,6 +157,8 @@ describe('loadConfig', () => {
 
   it('checks DEFAULT_TIER against TIERS', () => {
     expect(configError({ DEFAULT_TIER: 'gold' }).variable).toBe('DEFAULT_TIER');
+    // Names every object answers to are no tiers.
+    for (const name of ['constructor', 'toString', '__proto__']) expect(configError({ DEFAULT_TIER: name }).variable).toBe('DEFAULT_TIER');
     expect(loadConfig({ TIERS: '{"a": {}, "b": {}}', DEFAULT_TIER: 'b' }).defaultTier).toBe('b');
   });
 

@@ -149,6 +149,17 @@ describe.each(DIALECTS)('verification with rate limits and quotas on %s', (diale
     expect(await answer(t, { key: own.key })).toMatchObject({ code: 'VALID', ratelimit: { limit: 5, remaining: 4, window_seconds: 30 } });
   });
 
+  it('rate limit: a user of a tier no longer configured gets the default tier’s limit, never none', async () => {
+    const TIERS = JSON.stringify({ free: { max_keys: 5, rate_limit: { limit: 2, window_seconds: 60 } } });
+    t = await createClockedApp({ dialect, env: { TIERS } });
+    const user = await t.app.inject({ method: 'POST', url: '/v1/users', headers: bearer(t.adminKey), payload: { external_id: 'u1' } });
+    const userId = (user.json() as { id: string }).id;
+    // The tier was configured once and has since been removed from TIERS.
+    await t.container.db.db.updateTable('users').set({ tier: 'retired' }).where('id', '=', userId).execute();
+    const { key } = await createKey(t, { user_id: userId });
+    expect((await answer(t, { key })).ratelimit).toMatchObject({ limit: 2, remaining: 1 });
+  });
+
   it('quota: 30 simultaneous verifications of a key with 10 left give exactly 10 VALID, with `remaining` in each answer', async () => {
     t = await createClockedApp({ dialect });
     const { key, id } = await createKey(t, { quota: { remaining: 10 } });

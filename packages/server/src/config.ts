@@ -258,6 +258,11 @@ function tiers(env: Env): Record<string, TierSetting> {
   return out;
 }
 
+/** A tier's settings; for a tier no longer configured, the default tier's (never none: never unlimited). */
+export function tierSettingOf(config: Pick<Config, 'tiers' | 'defaultTier'>, tier: string): TierSetting | undefined {
+  return Object.hasOwn(config.tiers, tier) ? config.tiers[tier] : config.tiers[config.defaultTier];
+}
+
 /**
  * Reads and validates the configuration. Throws a {@link ConfigError} naming the first bad variable.
  * Secrets (`INITIAL_ADMIN_KEY`, `JWT_SECRET`) are never echoed in an error, and URLs only up to their scheme.
@@ -276,8 +281,9 @@ export function loadConfig(env: Env = process.env): Config {
     throw new ConfigError('JWT_SECRET', 'must be at least 32 characters');
   }
   const tierTable = tiers(env);
-  const defaultTier = raw(env, 'DEFAULT_TIER') ?? ('free' in tierTable ? 'free' : (Object.keys(tierTable)[0] ?? 'free'));
-  if (!(defaultTier in tierTable)) {
+  const defaultTier = raw(env, 'DEFAULT_TIER') ?? (Object.hasOwn(tierTable, 'free') ? 'free' : (Object.keys(tierTable)[0] ?? 'free'));
+  // Own tiers only: `constructor` or `toString` are names every object answers to.
+  if (!Object.hasOwn(tierTable, defaultTier)) {
     throw new ConfigError('DEFAULT_TIER', `must name a tier in TIERS (got "${defaultTier}")`);
   }
   return {

@@ -110,7 +110,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     flushMs: config.lastUsedFlushMs,
   });
   // After the scope check: the rate limit (the key's own, else its owner's tier default), then the quota.
-  const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config.tiers, db: db.db }), createQuotaGate({ db, writer })];
+  const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config, db: db.db }), createQuotaGate({ db, writer })];
   const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, gates, load: loadKeyWithOwnerTier, metrics, now });
   const verification = createVerification({ verifier, usage, verifyGuard, cache: keyCache, metrics });
   const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });

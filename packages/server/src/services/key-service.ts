@@ -1,6 +1,6 @@
 import { displayPrefix, generateKey, hashApiKey, isValidPrefix } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
-import type { Config, TierSetting } from '../config.js';
+import { type Config, type TierSetting, tierSettingOf } from '../config.js';
 import { type ApiKey, isoOrNull, type Quota, type RateLimit, type RefillInterval } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import {
@@ -188,7 +188,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
   }
 
   // A tier no longer in TIERS falls back to the default tier, never to "unlimited".
-  const tierOf = (tierName: string): TierSetting | undefined => config.tiers[tierName] ?? config.tiers[config.defaultTier];
+  const tierOf = (tierName: string): TierSetting | undefined => tierSettingOf(config, tierName);
 
   function tierLimit(tierName: string): number | null {
     const tierMax = tierOf(tierName)?.maxKeys ?? null;

@@ -1,4 +1,4 @@
-import type { TierSetting } from '../config.js';
+import { type Config, type TierSetting, tierSettingOf } from '../config.js';
 import type { ApiKey } from '../domain.js';
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
@@ -29,7 +29,8 @@ export async function loadKeyWithOwnerTier(db: Executor, key: string, presented:
 
 export interface RateLimitGateDeps {
   limiter: RateLimiter;
-  tiers: Readonly<Record<string, TierSetting>>;
+  /** The tiers, and the one a user of a tier no longer configured falls back to (as for the key limit). */
+  tiers: Pick<Config, 'tiers' | 'defaultTier'>;
   /** Reads the owner's tier for a record loaded without it (not the container's loader). */
   db?: Executor;
 }
@@ -40,8 +41,9 @@ export interface RateLimitGateDeps {
  * When the Redis backend fails, the limiter's fail mode decides (and counts it).
  */
 export function createRateLimitGate({ limiter, tiers, db }: RateLimitGateDeps): VerifyGate {
-  const tierSetting = (tier: string | null | undefined): TierSetting | undefined =>
-    tier != null && Object.hasOwn(tiers, tier) ? tiers[tier] : undefined;
+  // A key with no owner has no tier; an owner's tier no longer configured falls back to the default tier,
+  // never to no limit.
+  const tierSetting = (tier: string | null | undefined): TierSetting | undefined => (tier == null ? undefined : tierSettingOf(tiers, tier));
 
   // The limiter's name for a key's counter, built once per cached record rather than per verification:
   // a string made anew must be hashed anew at each look-up, which costs more than the count itself.
