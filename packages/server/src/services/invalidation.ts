@@ -200,29 +200,63 @@ export function createInvalidation({ cache, db, config, metrics }: InvalidationD
         ? postgresChannel(config.databaseUrl, db, listener)
         : null;
   const pending = new Set<Promise<void>>();
+  // Announcements that failed (this instance could not reach Redis or PostgreSQL just then), sent again until
+  // they go through: other instances, whose own subscription may be fine the whole time, would otherwise keep
+  // the changed record until it left its freshness (CACHE_TTL_MS).
+  const unannounced = new Set<string>();
+  let retry: NodeJS.Timeout | null = null;
+  let closing = false;
+
+  function announce(hash: string): void {
+    if (channel === null) return;
+    if (isLive) echoes.set(hash, (echoes.get(hash) ?? 0) + 1);
+    const sent: Promise<void> = channel
+      .publish(hash)
+      .catch(() => {
+        unexpect(hash);
+        unannounced.add(hash);
+        if (transport === 'redis') metrics?.redisErrors.inc({ operation: 'invalidation' });
+        announceLater();
+      })
+      .then(() => {
+        pending.delete(sent);
+      });
+    pending.add(sent);
+  }
+
+  function announceLater(): void {
+    if (retry !== null || closing) return;
+    retry = setTimeout(() => {
+      retry = null;
+      const again = [...unannounced];
+      unannounced.clear();
+      for (const hash of again) announce(hash);
+    }, ANNOUNCE_RETRY_MS);
+    retry.unref();
+  }
 
   return {
     transport,
     keyChanged(key) {
       const hash = key.keyHash;
       cache.invalidate(hash);
-      if (channel === null) return;
-      if (isLive) echoes.set(hash, (echoes.get(hash) ?? 0) + 1);
-      // Best effort after the commit: if the announcement fails, other instances still drop the record
-      // when it leaves its freshness (CACHE_TTL_MS).
-      const sent: Promise<void> = channel
-        .publish(hash)
-        .catch(() => void unexpect(hash))
-        .then(() => {
-          pending.delete(sent);
-        });
-      pending.add(sent);
+      announce(hash);
     },
     live: () => isLive,
     async close() {
-      // A one-shot CLI command (`keyward keys revoke`) must announce its change before the process exits.
+      // A one-shot CLI command (`keyward keys revoke`) must announce its change before the process exits: what
+      // failed is tried once more.
+      closing = true;
+      if (retry !== null) clearTimeout(retry);
+      await Promise.all(pending);
+      const again = [...unannounced];
+      unannounced.clear();
+      for (const hash of again) announce(hash);
       await Promise.all(pending);
       await channel?.close();
     },
   };
 }
+
+/** How long after a failed announcement it is sent again (and again, until it goes through). */
+const ANNOUNCE_RETRY_MS = 500;
