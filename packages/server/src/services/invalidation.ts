@@ -47,7 +47,14 @@ function redisChannel(url: string, name: string, listener: Listener, onError: ()
   // Subscribing by hand on every `ready` (instead of ioredis's autoResubscribe) tells us exactly when the
   // subscription is back, which is when the cache may trust its entries again.
   const sub = new Redis(url, { autoResubscribe: false, maxRetriesPerRequest: null, retryStrategy, connectionName: `${name}:sub` });
-  const pub = new Redis(url, { maxRetriesPerRequest: 2, retryStrategy, connectionName: `${name}:pub` });
+  // A publish on a connection that went silent fails after a while (and is sent again) rather than waiting for
+  // good, which would also hold up close().
+  const pub = new Redis(url, {
+    maxRetriesPerRequest: 2,
+    commandTimeout: HEARTBEAT_TIMEOUT_MS,
+    retryStrategy,
+    connectionName: `${name}:pub`,
+  });
   // ioredis reconnects by itself (an unhandled 'error' event would crash the process); errors are counted.
   sub.on('error', onError);
   pub.on('error', onError);
@@ -206,14 +213,18 @@ export function createInvalidation({ cache, db, config, metrics }: InvalidationD
   const unannounced = new Set<string>();
   let retry: NodeJS.Timeout | null = null;
   let closing = false;
+  let closed: Promise<void> | null = null;
+  let ended = false;
 
   function announce(hash: string): void {
-    if (channel === null) return;
+    // Once the channel is closed, a publish could wait for good.
+    if (channel === null || ended) return;
     if (isLive) echoes.set(hash, (echoes.get(hash) ?? 0) + 1);
     const sent: Promise<void> = channel
       .publish(hash)
       .catch(() => {
         unexpect(hash);
+        if (closing) return;
         unannounced.add(hash);
         if (transport === 'redis') metrics?.redisErrors.inc({ operation: 'invalidation' });
         announceLater();
@@ -243,17 +254,21 @@ export function createInvalidation({ cache, db, config, metrics }: InvalidationD
       announce(hash);
     },
     live: () => isLive,
-    async close() {
-      // A one-shot CLI command (`keyward keys revoke`) must announce its change before the process exits: what
-      // failed is tried once more.
-      closing = true;
-      if (retry !== null) clearTimeout(retry);
-      await Promise.all(pending);
-      const again = [...unannounced];
-      unannounced.clear();
-      for (const hash of again) announce(hash);
-      await Promise.all(pending);
-      await channel?.close();
+    close() {
+      closed ??= (async () => {
+        // A one-shot CLI command (`keyward keys revoke`) must announce its change before the process exits: what
+        // failed is tried once more.
+        if (retry !== null) clearTimeout(retry);
+        await Promise.all(pending);
+        closing = true;
+        const again = [...unannounced];
+        unannounced.clear();
+        for (const hash of again) announce(hash);
+        await Promise.all(pending);
+        ended = true;
+        await channel?.close();
+      })();
+      return closed;
     },
   };
 }
