@@ -149,21 +149,24 @@ describe.each(SPEND_PATHS)('quota spending on %s (%s)', (dialect, path) => {
     expect((await stored(id))?.remaining).toBe(0);
   });
 
-  it.runIf(dialect === 'sqlite')('is exact with one instance committing at once and another through its writer thread', async () => {
-    const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
-    const second = openDatabase(database.url);
-    extra.push(second);
-    const writer = createStatementWriter(second);
-    // This instance's spender sends every spend to its thread; the first one's commit at once.
-    const grouped = createQuotaSpender(second, writer, { directPerSecond: 0 });
-    try {
-      const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? grouped(id, 1, NOW) : spend(db, id, 1, NOW))));
-      expect(results.filter((r) => r.ok)).toHaveLength(10);
-      expect((await stored(id))?.remaining).toBe(0);
-    } finally {
-      await writer.close();
-    }
-  });
+  it.runIf(dialect === 'sqlite')(
+    `is exact with one instance committing at once and another through its writer thread${dialect === 'sqlite' ? '' : ' — skipped: SQLite only (no thread elsewhere)'}`,
+    async () => {
+      const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+      const second = openDatabase(database.url);
+      extra.push(second);
+      const writer = createStatementWriter(second);
+      // This instance's spender sends every spend to its thread; the first one's commit at once.
+      const grouped = createQuotaSpender(second, writer, { directPerSecond: 0 });
+      try {
+        const results = await Promise.all(Array.from({ length: 30 }, (_, i) => (i % 2 ? grouped(id, 1, NOW) : spend(db, id, 1, NOW))));
+        expect(results.filter((r) => r.ok)).toHaveLength(10);
+        expect((await stored(id))?.remaining).toBe(0);
+      } finally {
+        await writer.close();
+      }
+    },
+  );
 
   it('is exact with a refill due: 30 simultaneous spends refill once and succeed exactly `amount` times', async () => {
     const id = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
@@ -229,80 +232,83 @@ describe.each(SPEND_PATHS)('quota spending on %s (%s)', (dialect, path) => {
     expect(await stored(id)).toMatchObject({ remaining: 1, lastRefillAt: NOW - DAY });
   });
 
-  describe.runIf(path === 'grouped')('spends of one key in one turn', () => {
-    /** A spender whose writer counts the statements it is asked to run. */
-    function countingSpender(): { spend: Spend; statements: () => number } {
-      const writer = createStatementWriter(db);
-      writers.push(writer);
-      let statements = 0;
-      const counting: StatementWriter = {
-        ...writer,
-        query: (statement) => {
-          statements++;
-          return writer.query(statement);
-        },
-      };
-      return { spend: createQuotaSpender(db, counting, { directPerSecond: 0 }), statements: () => statements };
-    }
+  describe.runIf(path === 'grouped')(
+    path === 'grouped' ? 'spends of one key in one turn' : 'spends of one key in one turn — skipped: merged only on the writer path',
+    () => {
+      /** A spender whose writer counts the statements it is asked to run. */
+      function countingSpender(): { spend: Spend; statements: () => number } {
+        const writer = createStatementWriter(db);
+        writers.push(writer);
+        let statements = 0;
+        const counting: StatementWriter = {
+          ...writer,
+          query: (statement) => {
+            statements++;
+            return writer.query(statement);
+          },
+        };
+        return { spend: createQuotaSpender(db, counting, { directPerSecond: 0 }), statements: () => statements };
+      }
 
-    it('are one statement of their summed cost, each reporting what it would have left in the order asked', async () => {
-      const id = await keyWith({ remaining: 100, refill: null, lastRefillAt: null });
-      const { spend: together, statements } = countingSpender();
-      const results = await Promise.all(Array.from({ length: 20 }, (_, i) => together(id, i % 2 ? 2 : 1, NOW)));
-      expect(statements()).toBe(1);
-      // Each spend's cost is 1 or 2 in turn: what is left after spend i is 100 minus the costs up to it.
-      const leftAfter = (i: number) => 100 - (i + 1) - Math.floor((i + 1) / 2);
-      expect(results).toEqual(Array.from({ length: 20 }, (_, i) => ({ ok: true, remaining: leftAfter(i) })));
-      expect((await stored(id))?.remaining).toBe(70);
-    });
+      it('are one statement of their summed cost, each reporting what it would have left in the order asked', async () => {
+        const id = await keyWith({ remaining: 100, refill: null, lastRefillAt: null });
+        const { spend: together, statements } = countingSpender();
+        const results = await Promise.all(Array.from({ length: 20 }, (_, i) => together(id, i % 2 ? 2 : 1, NOW)));
+        expect(statements()).toBe(1);
+        // Each spend's cost is 1 or 2 in turn: what is left after spend i is 100 minus the costs up to it.
+        const leftAfter = (i: number) => 100 - (i + 1) - Math.floor((i + 1) / 2);
+        expect(results).toEqual(Array.from({ length: 20 }, (_, i) => ({ ok: true, remaining: leftAfter(i) })));
+        expect((await stored(id))?.remaining).toBe(70);
+      });
 
-    it('run one by one when the quota cannot cover the sum: exactly those that fit succeed', async () => {
-      const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
-      const { spend: together, statements } = countingSpender();
-      const costs = [4, 4, 4, 2];
-      const results = await Promise.all(costs.map((cost) => together(id, cost, NOW)));
-      // Whatever the order, two 4s and the 2 fit in 10, and three 4s do not.
-      expect(results.filter((r) => r.ok)).toHaveLength(3);
-      expect(costs.filter((_, i) => results[i]?.ok).reduce((a, b) => a + b)).toBe(10);
-      expect(statements()).toBe(1 + 4);
-      expect((await stored(id))?.remaining).toBe(0);
-      // On SQLite they run in the order asked, in one transaction (on PostgreSQL at once, as any spends do).
-      if (dialect === 'sqlite') expect(results.map((r) => r.ok && r.remaining)).toEqual([6, 2, false, 0]);
-    });
+      it('run one by one when the quota cannot cover the sum: exactly those that fit succeed', async () => {
+        const id = await keyWith({ remaining: 10, refill: null, lastRefillAt: null });
+        const { spend: together, statements } = countingSpender();
+        const costs = [4, 4, 4, 2];
+        const results = await Promise.all(costs.map((cost) => together(id, cost, NOW)));
+        // Whatever the order, two 4s and the 2 fit in 10, and three 4s do not.
+        expect(results.filter((r) => r.ok)).toHaveLength(3);
+        expect(costs.filter((_, i) => results[i]?.ok).reduce((a, b) => a + b)).toBe(10);
+        expect(statements()).toBe(1 + 4);
+        expect((await stored(id))?.remaining).toBe(0);
+        // On SQLite they run in the order asked, in one transaction (on PostgreSQL at once, as any spends do).
+        if (dialect === 'sqlite') expect(results.map((r) => r.ok && r.remaining)).toEqual([6, 2, false, 0]);
+      });
 
-    it('spend alone when their sum is beyond an exact integer (and PostgreSQL’s bigint): as one by one, the first fits', async () => {
-      const max = Number.MAX_SAFE_INTEGER;
-      const id = await keyWith({ remaining: max, refill: null, lastRefillAt: null });
-      const { spend: together } = countingSpender();
-      const results = await Promise.all(Array.from({ length: 1_100 }, () => together(id, max, NOW)));
-      expect(results.filter((r) => r.ok)).toHaveLength(1);
-      expect((await stored(id))?.remaining).toBe(0);
-    });
+      it('spend alone when their sum is beyond an exact integer (and PostgreSQL’s bigint): as one by one, the first fits', async () => {
+        const max = Number.MAX_SAFE_INTEGER;
+        const id = await keyWith({ remaining: max, refill: null, lastRefillAt: null });
+        const { spend: together } = countingSpender();
+        const results = await Promise.all(Array.from({ length: 1_100 }, () => together(id, max, NOW)));
+        expect(results.filter((r) => r.ok)).toHaveLength(1);
+        expect((await stored(id))?.remaining).toBe(0);
+      });
 
-    it('are all settled before the writer’s close() resolves, including the spends run alone after a sum that did not fit', async () => {
-      const id = await keyWith({ remaining: 1, refill: null, lastRefillAt: null });
-      const writer = createStatementWriter(db);
-      const spendOn = createQuotaSpender(db, writer, { directPerSecond: 0 });
-      const written: boolean[] = [];
-      const spends = [0, 1].map(() => Promise.resolve(spendOn(id, 1, NOW)).then(() => written.push(true)));
-      await writer.close();
-      // Both spends reached the database (each alone, the sum of 2 not fitting in 1) before close resolved.
-      expect((await stored(id))?.remaining).toBe(0);
-      await Promise.all(spends);
-      expect(written).toHaveLength(2);
-    });
+      it('are all settled before the writer’s close() resolves, including the spends run alone after a sum that did not fit', async () => {
+        const id = await keyWith({ remaining: 1, refill: null, lastRefillAt: null });
+        const writer = createStatementWriter(db);
+        const spendOn = createQuotaSpender(db, writer, { directPerSecond: 0 });
+        const written: boolean[] = [];
+        const spends = [0, 1].map(() => Promise.resolve(spendOn(id, 1, NOW)).then(() => written.push(true)));
+        await writer.close();
+        // Both spends reached the database (each alone, the sum of 2 not fitting in 1) before close resolved.
+        expect((await stored(id))?.remaining).toBe(0);
+        await Promise.all(spends);
+        expect(written).toHaveLength(2);
+      });
 
-    it('refill once when a refill is due, and keep each key’s spends apart', async () => {
-      const refilled = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
-      const other = await keyWith({ remaining: 5, refill: null, lastRefillAt: null });
-      const { spend: together, statements } = countingSpender();
-      const results = await Promise.all(Array.from({ length: 6 }, (_, i) => together(i % 2 ? other : refilled, 1, NOW)));
-      expect(statements()).toBe(2);
-      expect(results.map((r) => r.remaining)).toEqual([9, 4, 8, 3, 7, 2]);
-      expect(await stored(refilled)).toMatchObject({ remaining: 7, lastRefillAt: NOW });
-      expect((await stored(other))?.remaining).toBe(2);
-    });
-  });
+      it('refill once when a refill is due, and keep each key’s spends apart', async () => {
+        const refilled = await keyWith({ remaining: 0, refill: { amount: 10, interval: 'day' }, lastRefillAt: NOW - DAY });
+        const other = await keyWith({ remaining: 5, refill: null, lastRefillAt: null });
+        const { spend: together, statements } = countingSpender();
+        const results = await Promise.all(Array.from({ length: 6 }, (_, i) => together(i % 2 ? other : refilled, 1, NOW)));
+        expect(statements()).toBe(2);
+        expect(results.map((r) => r.remaining)).toEqual([9, 4, 8, 3, 7, 2]);
+        expect(await stored(refilled)).toMatchObject({ remaining: 7, lastRefillAt: NOW });
+        expect((await stored(other))?.remaining).toBe(2);
+      });
+    },
+  );
 });
 
 describe.each(DIALECTS)('the quota gate’s spender on %s', (dialect) => {

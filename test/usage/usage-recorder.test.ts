@@ -176,20 +176,23 @@ describe.each(DIALECTS)('usage recorder on %s', (dialect) => {
     expect(stored).toEqual({ endpoint: '/v1/companies\uFFFDabc', user_agent: 'a\uFFFDb', api_key_id: 'k\uFFFD' });
   });
 
-  it.runIf(dialect === 'postgres')('writes each row of a refused batch alone, dropping (and counting) only those refused', async () => {
-    const r = recorder({ batchSize: 1_000 });
-    r.record(event());
-    r.record(event({ statusCode: 2 ** 40 })); // beyond PostgreSQL's integer: the row itself is refused
-    r.record(event());
-    await r.flush();
-    expect(await rowCount(db)).toBe(2);
-    expect(r.buffered()).toBe(0);
-    expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="invalid"}')).toBe(1);
-    // Nothing is held back: the next batch is written as usual.
-    r.record(event());
-    await r.flush();
-    expect(await rowCount(db)).toBe(3);
-  });
+  it.runIf(dialect === 'postgres')(
+    `writes each row of a refused batch alone, dropping (and counting) only those refused${dialect === 'postgres' ? '' : ' — skipped: SQLite stores any integer, so nothing here is refused'}`,
+    async () => {
+      const r = recorder({ batchSize: 1_000 });
+      r.record(event());
+      r.record(event({ statusCode: 2 ** 40 })); // beyond PostgreSQL's integer: the row itself is refused
+      r.record(event());
+      await r.flush();
+      expect(await rowCount(db)).toBe(2);
+      expect(r.buffered()).toBe(0);
+      expect(metricValue(await metrics.render(), 'keyward_usage_rows_dropped_total{reason="invalid"}')).toBe(1);
+      // Nothing is held back: the next batch is written as usual.
+      r.record(event());
+      await r.flush();
+      expect(await rowCount(db)).toBe(3);
+    },
+  );
 
   it('keeps, for the next flush, the rows of a refused batch it could not write alone because the database went away', async () => {
     let runs = 0;
