@@ -169,6 +169,33 @@ const redisRuns = hasPostgres && redisUrl !== null;
       await post(a, `/v1/api-keys/${other.id}/deactivate`);
       await sees(b, other.key, 'DISABLED');
     });
+
+    it('sends again an announcement that failed: a key revoked on an instance cut from Redis is seen by the others once it is back', {
+      timeout: 60_000,
+    }, async () => {
+      database = await freshDatabase('postgres');
+      const direct = new URL(redisUrl ?? '');
+      proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 6379) });
+      const proxied = new URL(direct);
+      proxied.port = String(proxy.port);
+      const env = { CACHE_TTL_MS: '3600000', REDIS_PREFIX: `kwtest_${randomBytes(4).toString('hex')}:`, REDIS_TIMEOUT_MS: '200' };
+      // This time A reaches Redis through the proxy and B directly: B's subscription is fine the whole time, so
+      // only A's announcement, sent again once A reaches Redis, can tell B (the change commits: the database is fine).
+      const a = await createTestApp({ database, env: { ...env, REDIS_URL: proxied.toString() } });
+      apps.push(a);
+      const b = await createTestApp({ database, env: { ...env, REDIS_URL: redisUrl ?? '', INITIAL_ADMIN_KEY: a.adminKey } });
+      apps.push(b);
+      b.adminKey = a.adminKey;
+      await waitLive(a.container);
+      await waitLive(b.container);
+      const { key, id } = await createKey(a);
+      expect(await codeOf(b, key)).toBe('VALID');
+      proxy.cut();
+      expect((await post(a, `/v1/api-keys/${id}/revoke`)).statusCode).toBe(200);
+      await new Promise((resolve) => setTimeout(resolve, 1_500)); // the announcement has failed by now
+      proxy.restore();
+      await waitFor(async () => (await codeOf(b, key)) === 'REVOKED', 'B to see the revocation', 15_000);
+    });
   },
 );
 
