@@ -25,6 +25,7 @@ export function newApiKey(overrides: Partial<ApiKey> = {}, now = Date.now()): Ap
     revokedAt: null,
     rolledFrom: null,
     budgetKeyId: null,
+    rolledAt: null,
     rateLimit: null,
     quota: null,
     ...overrides,

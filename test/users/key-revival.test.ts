@@ -40,6 +40,14 @@ describe('giving a key a longer life (PATCH expires_at)', () => {
     const refused = await extend(bearer(token), null);
     expect(refused.statusCode).toBe(409);
     expect(refused.json()).toMatchObject({ code: 'KEY_WAS_ROLLED' });
+    // Deleting the replacement does not undo the roll.
+    const replacement = (await t.app.inject({ method: 'GET', url: ME, headers: bearer(token) })).json() as {
+      data: { id: string; rolled_from: string | null }[];
+    };
+    const successor = replacement.data.find((k) => k.rolled_from === old.id);
+    expect(successor).toBeDefined();
+    expect((await t.app.inject({ method: 'DELETE', url: `/v1/api-keys/${successor?.id}`, headers: bearer(token) })).statusCode).toBe(204);
+    expect((await extend(bearer(token), null)).json()).toMatchObject({ code: 'KEY_WAS_ROLLED' });
     // An admin may extend it.
     expect((await extend(bearer(t.adminKey), null)).statusCode).toBe(200);
   });

@@ -28,6 +28,7 @@ function record(key: string, changes: Partial<ApiKey> = {}): ApiKey {
     expiresAt: null,
     revokedAt: null,
     rolledFrom: null,
+    rolledAt: null,
     budgetKeyId: null,
     rateLimit: null,
     quota: null,

@@ -38,6 +38,8 @@ export interface ApiKey {
    * the key that replaced it; `null` when the key counts against its own.
    */
   budgetKeyId: string | null;
+  /** When the key was rolled (replaced by a new one); `null` if never. Not shown in the API's views. */
+  rolledAt: number | null;
   rateLimit: RateLimit | null;
   quota: Quota | null;
   /**

@@ -98,6 +98,7 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
       revokedAt: null,
       rolledFrom: null,
       budgetKeyId: null,
+      rolledAt: null,
       rateLimit: null,
       quota: null,
     },

@@ -10,7 +10,6 @@ import {
   findKeyByHash,
   findKeyById,
   findKeyForUpdate,
-  hasSuccessor,
   insertKey,
   isUniqueViolation,
   listKeys,
@@ -246,7 +245,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     const at = now();
     const until = current.expiresAt ?? Number.POSITIVE_INFINITY;
     if ((expiresAt ?? Number.POSITIVE_INFINITY) <= until) return null;
-    if (await hasSuccessor(trx, current.id)) {
+    if (current.rolledAt !== null) {
       return err('KEY_WAS_ROLLED', 'this key was rolled: its replacement is the live key (an admin may still extend it)');
     }
     if (current.userId === null || until > at) return null;
@@ -310,6 +309,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       revokedAt: null,
       rolledFrom: null,
       budgetKeyId: null,
+      rolledAt: null,
       rateLimit: input.rateLimit ?? null,
       quota: toQuota(input.quota, at) ?? null,
     };
@@ -536,6 +536,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
             updatedAt: at,
             lastUsedAt: null,
             rolledFrom: current.id,
+            rolledAt: null,
           };
           await insertKey(trx, record);
           // One budget per lineage: during its grace the old key counts against the new key's rate limit and
@@ -543,7 +544,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
           // adds budget and the old key keeps working. Keys still in grace from earlier rolls follow. A key that
           // already spends another's budget (itself in grace) passes that on: pointers always lead to the owner.
           const spent: Quota | null = current.quota && { remaining: 0, refill: null, lastRefillAt: null };
-          const old = (await updateKey(trx, id, { expiresAt, quota: spent, updatedAt: at })) ?? current;
+          const old = (await updateKey(trx, id, { expiresAt, quota: spent, rolledAt: current.rolledAt ?? at, updatedAt: at })) ?? current;
           // Only with a grace period: a key replaced at once has no budget left to spend.
           const repointed = current.budgetKeyId === null && expiresAt > at ? await pointBudgetAt(trx, id, record.id, at) : [];
           await audit(

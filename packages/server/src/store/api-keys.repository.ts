@@ -25,6 +25,7 @@ export function toApiKey(row: ApiKeyRow): ApiKey {
     revokedAt: row.revoked_at,
     rolledFrom: row.rolled_from,
     budgetKeyId: row.budget_key_id,
+    rolledAt: row.rolled_at,
     rateLimit:
       row.rate_limit_limit === null || row.rate_limit_window_seconds === null
         ? null
@@ -65,6 +66,7 @@ export function toApiKeyColumns(key: Partial<ApiKey>): ApiKeyUpdate {
   if (key.revokedAt !== undefined) columns.revoked_at = key.revokedAt;
   if (key.rolledFrom !== undefined) columns.rolled_from = key.rolledFrom;
   if (key.budgetKeyId !== undefined) columns.budget_key_id = key.budgetKeyId;
+  if (key.rolledAt !== undefined) columns.rolled_at = key.rolledAt;
   if (key.rateLimit !== undefined) {
     columns.rate_limit_limit = key.rateLimit?.limit ?? null;
     columns.rate_limit_window_seconds = key.rateLimit?.windowSeconds ?? null;
@@ -158,12 +160,6 @@ export async function pointBudgetAt(db: Executor, id: string, budgetKeyId: strin
     .returningAll()
     .execute();
   return rows.map(toApiKey);
-}
-
-/** Whether a key was rolled: another key names it in `rolled_from`. */
-export async function hasSuccessor(db: Executor, id: string): Promise<boolean> {
-  const row = await db.selectFrom('api_keys').select('id').where('rolled_from', '=', id).limit(1).executeTakeFirst();
-  return row !== undefined;
 }
 
 export async function deleteKey(db: Executor, id: string): Promise<boolean> {

@@ -2,6 +2,7 @@ import { type Kysely, type Migration, type MigrationResultSet, Migrator, Postgre
 import * as initial from './migrations/0001-initial.js';
 import * as usageStorage from './migrations/0002-usage-storage.js';
 import * as rollBudget from './migrations/0003-roll-budget.js';
+import * as rolledAt from './migrations/0004-rolled-at.js';
 import type { Database } from './schema.js';
 
 // Migrations are imported, not read from a folder, so the built CLI and the tests run the same list.
@@ -9,6 +10,7 @@ const MIGRATIONS: Record<string, Migration> = {
   '0001-initial': initial,
   '0002-usage-storage': usageStorage,
   '0003-roll-budget': rollBudget,
+  '0004-rolled-at': rolledAt,
 };
 
 export interface MigrationStatus {

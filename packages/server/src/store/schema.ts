@@ -34,6 +34,7 @@ export interface ApiKeysTable {
   revoked_at: number | null;
   rolled_from: string | null;
   budget_key_id: string | null;
+  rolled_at: number | null;
   rate_limit_limit: number | null;
   rate_limit_window_seconds: number | null;
   quota_remaining: number | null;
