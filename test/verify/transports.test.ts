@@ -131,30 +131,36 @@ const redisRuns = hasPostgres && redisUrl !== null;
       await database?.cleanup();
     });
 
-    it('stops trusting its cache when its subscription goes silent without closing, and sees changes again', {
-      timeout: 60_000,
-    }, async () => {
+    /**
+     * Two instances on one PostgreSQL schema, freshness an hour (only a message can tell of a change): the one
+     * named by `proxied` reaches Redis through a TCP proxy, the other directly. A key is created and cached on B.
+     */
+    async function twoInstances(proxied: 'a' | 'b') {
       database = await freshDatabase('postgres');
       const direct = new URL(redisUrl ?? '');
-      proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 6379) });
-      const proxied = new URL(direct);
-      proxied.port = String(proxy.port);
-      const env = {
-        CACHE_TTL_MS: '3600000',
-        REDIS_PREFIX: `kwtest_${randomBytes(4).toString('hex')}:`,
-        REDIS_TIMEOUT_MS: '200',
-      };
-      const a = await createTestApp({ database, env: { ...env, REDIS_URL: redisUrl ?? '' } });
+      const opened = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 6379) });
+      proxy = opened;
+      const through = new URL(direct);
+      through.port = String(opened.port);
+      const urlOf = (side: 'a' | 'b') => (side === proxied ? through.toString() : (redisUrl ?? ''));
+      const env = { CACHE_TTL_MS: '3600000', REDIS_PREFIX: `kwtest_${randomBytes(4).toString('hex')}:`, REDIS_TIMEOUT_MS: '200' };
+      const a = await createTestApp({ database, env: { ...env, REDIS_URL: urlOf('a') } });
       apps.push(a);
-      // B reaches Redis through the proxy (its subscription and its rate-limit connection).
-      const b = await createTestApp({ database, env: { ...env, REDIS_URL: proxied.toString(), INITIAL_ADMIN_KEY: a.adminKey } });
+      const b = await createTestApp({ database, env: { ...env, REDIS_URL: urlOf('b'), INITIAL_ADMIN_KEY: a.adminKey } });
       apps.push(b);
       b.adminKey = a.adminKey;
       await waitLive(a.container);
       await waitLive(b.container);
       const { key, id } = await createKey(a);
       expect(await codeOf(b, key)).toBe('VALID');
+      return { a, b, proxy: opened, key, id };
+    }
 
+    it('stops trusting its cache when its subscription goes silent without closing, and sees changes again', {
+      timeout: 60_000,
+    }, async () => {
+      // B reaches Redis through the proxy (its subscription and its rate-limit connection).
+      const { a, b, proxy, key, id } = await twoInstances('b');
       // Packets stop; nothing closes. A's revoke announcement never reaches B, whose record is fresh for an hour:
       // only the heartbeat can tell B to stop trusting it.
       proxy.freeze();
@@ -173,23 +179,9 @@ const redisRuns = hasPostgres && redisUrl !== null;
     it('sends again an announcement that failed: a key revoked on an instance cut from Redis is seen by the others once it is back', {
       timeout: 60_000,
     }, async () => {
-      database = await freshDatabase('postgres');
-      const direct = new URL(redisUrl ?? '');
-      proxy = await startTcpProxy({ host: direct.hostname, port: Number(direct.port || 6379) });
-      const proxied = new URL(direct);
-      proxied.port = String(proxy.port);
-      const env = { CACHE_TTL_MS: '3600000', REDIS_PREFIX: `kwtest_${randomBytes(4).toString('hex')}:`, REDIS_TIMEOUT_MS: '200' };
-      // This time A reaches Redis through the proxy and B directly: B's subscription is fine the whole time, so
-      // only A's announcement, sent again once A reaches Redis, can tell B (the change commits: the database is fine).
-      const a = await createTestApp({ database, env: { ...env, REDIS_URL: proxied.toString() } });
-      apps.push(a);
-      const b = await createTestApp({ database, env: { ...env, REDIS_URL: redisUrl ?? '', INITIAL_ADMIN_KEY: a.adminKey } });
-      apps.push(b);
-      b.adminKey = a.adminKey;
-      await waitLive(a.container);
-      await waitLive(b.container);
-      const { key, id } = await createKey(a);
-      expect(await codeOf(b, key)).toBe('VALID');
+      // A reaches Redis through the proxy, B directly: B's subscription is fine the whole time, so only A's
+      // announcement, sent again once A reaches Redis, can tell B (the change commits: the database is fine).
+      const { a, b, proxy, key, id } = await twoInstances('a');
       proxy.cut();
       expect((await post(a, `/v1/api-keys/${id}/revoke`)).statusCode).toBe(200);
       await new Promise((resolve) => setTimeout(resolve, 1_500)); // the announcement has failed by now

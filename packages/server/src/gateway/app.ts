@@ -250,13 +250,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
     // A blocked (or waiting) address is still served at once the keys this instance holds (real keys, seen
     // before): behind one shared address, someone else's guesses must not hold up real users, and guessing
     // presents keys no one has.
-    const known = () => keyCache.holds(hashApiKey(credential));
-    let blocked = bruteForce.check(request.ip, undefined, known);
-    // As many of this address's look-ups in flight as its budget: wait for one to end, then check again.
-    while (!blocked.blocked && blocked.wait) {
-      await blocked.wait;
-      blocked = bruteForce.check(request.ip, undefined, known);
-    }
+    const blocked = await bruteForce.check(request.ip, undefined, () => keyCache.holds(hashApiKey(credential)));
     if (blocked.blocked) {
       throw new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
         'retry-after': String(blocked.retryAfterSeconds),

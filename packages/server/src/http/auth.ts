@@ -2,7 +2,7 @@ import { credentialOf as credentialOfHeaders } from '@keyward/sdk';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
 import { ProblemError } from '../errors.js';
 import type { Authenticator, AuthResult } from '../services/auth.js';
-import type { BruteForceGuard } from '../services/brute-force-guard.js';
+import type { BruteForceGuard, GuardDecision } from '../services/brute-force-guard.js';
 import type { Caller } from '../services/principal.js';
 
 declare module 'fastify' {
@@ -64,20 +64,25 @@ export function requireAuthentication(app: FastifyInstance, authenticator: Authe
     throw new ProblemError(result.code, result.detail, undefined, { 'www-authenticate': error });
   };
   const authenticate = (request: FastifyRequest, done: (error?: Error) => void): void => {
-    const ip = request.ip;
     const credential = credentialOf(request);
-    const decision = guard?.check(ip, undefined, () => credential !== undefined && guarded?.known(credential) === true);
+    const decision = guard?.check(request.ip, undefined, () => credential !== undefined && guarded?.known(credential) === true);
+    // As many of this address's look-ups in flight as its budget: decided once one has ended.
+    if (decision instanceof Promise) void decision.then((decided) => authenticateAs(request, credential, decided, done));
+    else authenticateAs(request, credential, decision, done);
+  };
+  const authenticateAs = (
+    request: FastifyRequest,
+    credential: string | undefined,
+    decision: GuardDecision | undefined,
+    done: (error?: Error) => void,
+  ): void => {
+    const ip = request.ip;
     if (decision?.blocked) {
       done(
         new ProblemError('RATE_LIMITED', 'too many failed authentications from this address; try again later', undefined, {
           'retry-after': String(decision.retryAfterSeconds),
         }),
       );
-      return;
-    }
-    // As many of this address's look-ups in flight as its budget: wait for one to end, then check again.
-    if (decision?.wait) {
-      void decision.wait.then(() => authenticate(request, done));
       return;
     }
     // A key look-up (a key not in the cache) is in flight until its failure, if any, has been counted.

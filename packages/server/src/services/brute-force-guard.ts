@@ -3,12 +3,8 @@ import { LRUCache } from 'lru-cache';
 import type { Metrics } from './metrics.js';
 import type { RateLimiter } from './rate-limiter.js';
 
-/**
- * Whether to serve a client: `blocked` (429 with `Retry-After`), or not; when not, `wait` (if set) must settle
- * before the client's credential is looked up (see {@link BruteForceGuard.track}), and the client be checked
- * again.
- */
-export type GuardDecision = { blocked: false; wait?: Promise<void> } | { blocked: true; retryAfterSeconds: number };
+/** Whether to serve a client, or refuse it (429 with `Retry-After`). */
+export type GuardDecision = { blocked: false } | { blocked: true; retryAfterSeconds: number };
 
 /**
  * Limits failed authentications and verifications per client: its address (an IPv6 address by its /64, see
@@ -21,8 +17,10 @@ export interface BruteForceGuard {
    * asked only when the client would be refused or made to wait, says whether its credential is no guess (a
    * key this instance holds, seen before): such a request is neither, so that behind a shared address someone
    * else's guesses never hold up real users, while guessing, which presents keys no one has, stays stopped.
+   * A promise when the client has as many look-ups in flight as its budget: it settles once one has ended and
+   * the client was checked again (see {@link track}).
    */
-  check(address: string | null, scope?: string, known?: () => boolean): GuardDecision;
+  check(address: string | null, scope?: string, known?: () => boolean): GuardDecision | Promise<GuardDecision>;
   /**
    * Whether any client is blocked on this instance now or was recently, or has a look-up in flight: when not,
    * `check` would say "not blocked" for every client, so a caller may skip building the client's name.
@@ -127,34 +125,54 @@ export function createBruteForceGuard(options: BruteForceGuardOptions): BruteFor
     for (const next of queue) next();
   };
 
+  /** The decision for a client now, or a wait for one of its look-ups to end (then decide again). */
+  function decide(address: string | null, scope: string | undefined, known: (() => boolean) | undefined): GuardDecision | Promise<void> {
+    if (failuresPerMinute === 0 || (blockedUntil.size === 0 && inFlight.size === 0)) return NOT_BLOCKED;
+    const client = nameOf(address, scope);
+    const until = blockedUntil.get(client);
+    if (until !== undefined) {
+      const msLeft = until - now();
+      if (msLeft > 0) {
+        if (known?.()) return NOT_BLOCKED;
+        metrics?.bruteForceBlocks.inc();
+        // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
+        return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
+      }
+      blockedUntil.delete(client);
+    }
+    const flying = inFlight.get(client);
+    if (flying === undefined) return NOT_BLOCKED;
+    // Each look-up in flight may be one of the failures the client may still make in its window.
+    const standing = failuresLeft.get(client);
+    const left = standing !== undefined && standing.resetAt > now() ? standing.remaining : failuresPerMinute;
+    if (flying < left || known?.()) return NOT_BLOCKED;
+    const queue = waiting.get(client) ?? [];
+    if (queue.length >= maxWaiting) {
+      metrics?.bruteForceBlocks.inc();
+      return BUSY;
+    }
+    waiting.set(client, queue);
+    return new Promise<void>((resolve) => queue.push(resolve));
+  }
+
+  async function decideOnceFree(
+    wait: Promise<void>,
+    address: string | null,
+    scope: string | undefined,
+    known: (() => boolean) | undefined,
+  ): Promise<GuardDecision> {
+    for (let next = wait; ; ) {
+      await next;
+      const decided = decide(address, scope, known);
+      if (!(decided instanceof Promise)) return decided;
+      next = decided;
+    }
+  }
+
   return {
     check(address, scope, known) {
-      if (failuresPerMinute === 0 || (blockedUntil.size === 0 && inFlight.size === 0)) return NOT_BLOCKED;
-      const client = nameOf(address, scope);
-      const until = blockedUntil.get(client);
-      if (until !== undefined) {
-        const msLeft = until - now();
-        if (msLeft > 0) {
-          if (known?.()) return NOT_BLOCKED;
-          metrics?.bruteForceBlocks.inc();
-          // `reset` is whole seconds (rounded up), so the block may outlast the window by under a second.
-          return { blocked: true, retryAfterSeconds: Math.min(WINDOW_SECONDS, Math.ceil(msLeft / 1000)) };
-        }
-        blockedUntil.delete(client);
-      }
-      const flying = inFlight.get(client);
-      if (flying === undefined) return NOT_BLOCKED;
-      // Each look-up in flight may be one of the failures the client may still make in its window.
-      const standing = failuresLeft.get(client);
-      const left = standing !== undefined && standing.resetAt > now() ? standing.remaining : failuresPerMinute;
-      if (flying < left || known?.()) return NOT_BLOCKED;
-      const queue = waiting.get(client) ?? [];
-      if (queue.length >= maxWaiting) {
-        metrics?.bruteForceBlocks.inc();
-        return BUSY;
-      }
-      waiting.set(client, queue);
-      return { blocked: false, wait: new Promise<void>((resolve) => queue.push(resolve)) };
+      const decided = decide(address, scope, known);
+      return decided instanceof Promise ? decideOnceFree(decided, address, scope, known) : decided;
     },
     blocksAny: () => failuresPerMinute !== 0 && (blockedUntil.size > 0 || inFlight.size > 0),
     async fail(address, scope) {

@@ -1,6 +1,6 @@
 import { hashApiKey } from '@keyward/sdk';
 import type { Failure, Result } from '../errors.js';
-import type { BruteForceGuard } from './brute-force-guard.js';
+import type { BruteForceGuard, GuardDecision } from './brute-force-guard.js';
 import type { KeyCache } from './key-cache.js';
 import type { Metrics } from './metrics.js';
 import type { Caller } from './principal.js';
@@ -48,11 +48,21 @@ export function createVerification(deps: {
     // keys no one has, so it stays stopped; but behind one host backend every end user shares the caller key and
     // address, and their real keys (seen before, so held) must keep verifying (SPEC §6: the guard never slows
     // valid traffic).
-    const blocked = verifyGuard.blocksAny()
+    const decided = verifyGuard.blocksAny()
       ? verifyGuard.check(caller.ip, guardScope(caller), () => cache?.holds(hashApiKey(input.key)) === true)
       : undefined;
-    // As many of this caller's look-ups in flight as its budget: wait for one to end, then check again.
-    if (blocked?.blocked === false && blocked.wait) return blocked.wait.then(() => verifyFor(caller, input, request));
+    // As many of this caller's look-ups in flight as its budget: decided once one has ended.
+    return decided instanceof Promise
+      ? decided.then((d) => verifyAs(caller, input, request, d))
+      : verifyAs(caller, input, request, decided);
+  }
+
+  function verifyAs(
+    caller: Caller,
+    input: VerifyInput,
+    request: VerificationRequest,
+    blocked: GuardDecision | undefined,
+  ): MaybePromise<VerificationResult> {
     if (blocked?.blocked) {
       const refused: Failure<'RATE_LIMITED'> = {
         ok: false,
