@@ -1,5 +1,5 @@
 import swagger from '@fastify/swagger';
-import { Format, registerAjvFormats, TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
+import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { hashApiKey } from '@keyward/sdk';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, LogController } from 'fastify';
 import type { Bindings, ChildLoggerOptions } from 'fastify/types/logger.js';
@@ -7,6 +7,7 @@ import type { Container } from '../container.js';
 import { loggerOptions } from '../logger.js';
 import { looksLikeJwt } from '../services/auth.js';
 import { requireAuthentication } from './auth.js';
+import './formats.js';
 import { installProblemHandlers } from './problem.js';
 import { apiKeyRoutes } from './routes/api-keys.js';
 import { auditLogRoutes } from './routes/audit-logs.js';
@@ -20,13 +21,6 @@ import { userRoutes } from './routes/users.js';
 import { verifyRoutes } from './routes/verify.js';
 import { OPTIONAL_BODIES, ProblemResponse } from './schemas.js';
 import type { App } from './types.js';
-
-registerAjvFormats();
-// ajv-formats' RFC 3339 check lets through a leap second (`…T23:59:60Z`) and an hour-only offset (`+02`), which
-// `Date.parse` cannot read: a `date-time` the API accepts must also be an instant, or it would reach the
-// services as NaN (a 500, a filter that matches nothing, a usage row the database refuses).
-const rfc3339 = Format.Get('date-time');
-Format.Set('date-time', (value) => (rfc3339?.(value) ?? false) && Number.isFinite(Date.parse(value)));
 
 /**
  * A request's logger, made on first use. Request lines are off unless LOG_LEVEL is debug or trace, so most
