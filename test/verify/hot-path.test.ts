@@ -140,8 +140,8 @@ describe('request loggers', () => {
       await app.inject({ method: 'POST', url: '/v1/keys/verify', headers: { 'x-api-key': generateKey('kw') }, payload: {} });
       const entries = lines.flatMap((line) => line.trim().split('\n')).map((line) => JSON.parse(line) as Record<string, unknown>);
       const incoming = entries.find((entry) => entry.msg === 'incoming request');
-      expect(incoming?.reqId).toEqual(expect.any(String));
-      expect(entries.filter((entry) => entry.reqId === incoming?.reqId).map((entry) => entry.msg)).toContain('request completed');
+      expect(incoming?.request_id).toEqual(expect.any(String));
+      expect(entries.filter((entry) => entry.request_id === incoming?.request_id).map((entry) => entry.msg)).toContain('request completed');
     } finally {
       await app.close();
       await container.close();

@@ -4,6 +4,7 @@ import { createInterface } from 'node:readline';
 import { Command, Help, InvalidArgumentError } from 'commander';
 import { type Config, ConfigError, loadConfig, loadDotEnv, redactUrl } from './config.js';
 import { createContainer } from './container.js';
+import { INSTANT_RANGE, isBoundedInstant } from './domain.js';
 import { parseUpstream } from './gateway/app.js';
 import { type GatewayRules, loadRulesFile, RulesError } from './gateway/rules.js';
 import { startGateway } from './gateway/start.js';
@@ -12,7 +13,7 @@ import { startServer } from './server.js';
 import type { ImportScheme } from './services/import-service.js';
 import { mintDevToken } from './services/jwt.js';
 import type { Caller } from './services/principal.js';
-import { migrateDown, migrateUp, migrationStatus } from './store/migrator.js';
+import { migrateDown, migrateUpAt, migrationStatus } from './store/migrator.js';
 
 const operator: Caller = { principal: { kind: 'system', name: 'cli' }, ip: null };
 
@@ -39,7 +40,7 @@ function config(): Config {
 async function withContainer<T>(work: (c: ReturnType<typeof createContainer>) => Promise<T>, migrate = true): Promise<T> {
   const container = createContainer(config());
   try {
-    if (migrate) await migrateUp(container.db.db);
+    if (migrate) await migrateUpAt(container.db, container.config.databaseUrl);
     return await work(container);
   } finally {
     await container.close();
@@ -53,7 +54,9 @@ function positiveInteger(value: string): number {
 }
 
 function isoDate(value: string): string {
-  if (Number.isNaN(Date.parse(value))) throw new InvalidArgumentError('expected an ISO 8601 date, e.g. 2027-01-01T00:00:00Z');
+  if (!isBoundedInstant(Date.parse(value))) {
+    throw new InvalidArgumentError(`expected an ISO 8601 date between ${INSTANT_RANGE}, e.g. 2027-01-01T00:00:00Z`);
+  }
   return value;
 }
 
@@ -93,7 +96,7 @@ migrate
   .command('up')
   .description('Apply every pending migration')
   .action(async () => {
-    const applied = await withContainer((c) => migrateUp(c.db.db), false);
+    const applied = await withContainer((c) => migrateUpAt(c.db, c.config.databaseUrl), false);
     out(applied.length ? `applied: ${applied.join(', ')}` : 'already up to date');
   });
 migrate

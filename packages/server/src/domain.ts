@@ -85,6 +85,24 @@ export interface AuditEntry {
   createdAt: number;
 }
 
-/** An instant (epoch ms) as the API shows it: ISO 8601 in UTC. */
-export const iso = (ms: number): string => new Date(ms).toISOString();
+/** The earliest instant Keyward takes: 1970-01-01T00:00:00Z. */
+export const MIN_INSTANT_MS = 0;
+/**
+ * The latest instant Keyward takes: 9999-12-31T23:59:59.999Z. RFC 3339 years have four digits, yet an offset can
+ * push one past 9999 (`9999-12-31T23:59:59.999-23:59`); stored, that instant could never be shown again.
+ */
+export const MAX_INSTANT_MS = Date.UTC(9999, 11, 31, 23, 59, 59, 999);
+export const INSTANT_RANGE = '1970-01-01T00:00:00Z and 9999-12-31T23:59:59.999Z';
+
+/** True for an epoch-ms instant Keyward can store and show: finite, and within {@link INSTANT_RANGE}. */
+export function isBoundedInstant(ms: number): boolean {
+  return Number.isFinite(ms) && ms >= MIN_INSTANT_MS && ms <= MAX_INSTANT_MS;
+}
+
+/**
+ * An instant (epoch ms) as the API shows it: ISO 8601 in UTC. Clamped to {@link INSTANT_RANGE}, so a row written
+ * before inputs were bounded (an expiry in year 10000) still shows, as the latest instant, instead of failing the
+ * response (and every list holding it).
+ */
+export const iso = (ms: number): string => new Date(Math.min(Math.max(ms, MIN_INSTANT_MS), MAX_INSTANT_MS)).toISOString();
 export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));

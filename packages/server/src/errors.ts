@@ -28,6 +28,7 @@ export const ERRORS = {
   URI_TOO_LONG: { status: 414, title: 'The request URI is too long' },
   UNSUPPORTED_MEDIA_TYPE: { status: 415, title: 'The request body must be application/json' },
   IDEMPOTENCY_KEY_MISMATCH: { status: 422, title: 'This Idempotency-Key was used with a different request' },
+  REQUEST_TIMEOUT: { status: 408, title: 'The request was not received in time' },
   RATE_LIMITED: { status: 429, title: 'Too many requests' },
   HEADERS_TOO_LARGE: { status: 431, title: 'The request headers are too large' },
   USAGE_EXCEEDED: { status: 429, title: 'The API key has used up its quota' },
@@ -58,6 +59,10 @@ export interface Problem {
   detail?: string;
   instance?: string;
   errors?: FieldError[];
+  /** The key a failure names: the one an idempotency key created, or a rolled key's live replacement. */
+  key_id?: string;
+  /** This request's id, also sent as `X-Request-Id`. */
+  request_id?: string;
 }
 
 export function problem(code: ErrorCode, detail?: string, errors?: FieldError[]): Problem {
@@ -82,6 +87,8 @@ export class ProblemError extends Error {
     readonly detail?: string,
     readonly errors?: FieldError[],
     readonly headers?: Record<string, string>,
+    /** Extension members of the problem body (e.g. `key_id`). */
+    readonly members?: Record<string, unknown>,
   ) {
     super(detail ?? ERRORS[code].title);
     this.name = 'ProblemError';
@@ -96,6 +103,8 @@ export interface Failure<C extends ErrorCode = ErrorCode> {
   errors?: FieldError[];
   /** For `RATE_LIMITED`: when to try again (sent as `Retry-After`). */
   retryAfterSeconds?: number;
+  /** The key the failure names (sent as `key_id`): the one an idempotency key created, or a rolled key's replacement. */
+  keyId?: string;
 }
 
 export type Result<T, C extends ErrorCode = ErrorCode> = { ok: true; value: T } | Failure<C>;

@@ -1,15 +1,16 @@
 import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import { hashApiKey, rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest, LogController } from 'fastify';
+import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { redactUrl } from '../config.js';
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
 import { ProblemError } from '../errors.js';
 import { closeConnectionsOnceIdle } from '../http/app.js';
 import { credentialOf, WWW_AUTHENTICATE } from '../http/auth.js';
-import { installProblemHandlers, sendProblem, toProblemError } from '../http/problem.js';
-import { loggerOptions } from '../logger.js';
+import { installProblemHandlers, PROBLEM_SERVER_OPTIONS, sendProblem, toProblemError } from '../http/problem.js';
+import { REQUEST_ID_HEADER } from '../http/request-id.js';
+import { logController, loggerOptions } from '../logger.js';
 import type { Caller } from '../services/principal.js';
 import type { RateLimitState, VerifyCode, VerifyResult } from '../services/verifier.js';
 import { DEFAULT_RULES, type GatewayRules, type RouteAccess, requestTarget, ruleFor } from './rules.js';
@@ -135,6 +136,8 @@ function upstreamHeaders(request: FastifyRequest, headers: IncomingHttpHeaders, 
   const forwardedFor = trusted ? joined(headers['x-forwarded-for']) : undefined;
   out['x-forwarded-for'] = forwardedFor ? `${forwardedFor}, ${peer}` : peer;
   out['x-forwarded-proto'] = request.protocol;
+  // The request's id (the client's when it was acceptable) goes upstream, so one id finds it in both logs.
+  out[REQUEST_ID_HEADER] = request.id;
   if (request.host) out['x-forwarded-host'] = request.host;
   if (key !== null) {
     out['x-keyward-key-id'] = key.id;
@@ -170,9 +173,10 @@ export async function buildGateway(container: Container, options: GatewayOptions
   const app = Fastify({
     ...(options.loggerInstance ? { loggerInstance: options.loggerInstance } : { logger: loggerOptions(config.logLevel) }),
     trustProxy: config.trustProxy,
-    logController: new LogController({ disableRequestLogging: config.logLevel !== 'debug' && config.logLevel !== 'trace' }),
-    // A URL the router cannot decode (`/%zz`) is refused before any hook: as problem+json, like every refusal.
-    frameworkErrors: (_error, _request, reply) => sendProblem(reply, 'INVALID_REQUEST', 'the request path is not valid'),
+    logController: logController(config.logLevel),
+    // Request ids, and a URL the router cannot decode (`/%zz`) or headers over Node's limit, refused before any
+    // hook: as problem+json, like every refusal.
+    ...PROBLEM_SERVER_OPTIONS,
   });
   installProblemHandlers(app);
   closeConnectionsOnceIdle(app);
@@ -281,7 +285,8 @@ export async function buildGateway(container: Container, options: GatewayOptions
     reply.from('?', {
       getUpstream: () => `${target}?`,
       rewriteRequestHeaders: (_raw, headers) => upstreamHeaders(request, headers, passage.key),
-      rewriteHeaders: (headers) => endToEnd(headers, headers.connection),
+      // The answer carries this request's id, whatever id the upstream echoed.
+      rewriteHeaders: (headers) => ({ ...endToEnd(headers, headers.connection), [REQUEST_ID_HEADER]: request.id }),
       // A gateway passes the upstream's answers on as they are: no retries, not even of a GET's 503.
       retryDelay: () => null,
       onError: (_raw, { error }) => {

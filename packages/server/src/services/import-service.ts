@@ -1,10 +1,12 @@
 import { classifyKey, displayPrefix, hashApiKey } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
-import type { ApiKey } from '../domain.js';
+import { type ApiKey, INSTANT_RANGE, isBoundedInstant } from '../domain.js';
 import { findKeyByHash, insertKey } from '../store/api-keys.repository.js';
 import type { Db } from '../store/database.js';
 import { findUserByExternalId } from '../store/users.repository.js';
+import { unstorableTextIn } from '../text.js';
 import { audit } from './audit.js';
+import { metadataProblem } from './input-bounds.js';
 import type { Caller } from './principal.js';
 
 export type ImportScheme = 'plaintext' | 'sha256' | 'bcrypt';
@@ -71,13 +73,20 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
   const scopes = record.scopes ?? [];
   if (!Array.isArray(scopes) || !scopes.every((s) => typeof s === 'string'))
     return { ok: false, message: 'scopes must be a list of strings' };
+  // PostgreSQL cannot store NUL, and a lone surrogate is not text: refused on both databases, as the API does.
+  const badText = unstorableTextIn(record, 'line')[0];
+  if (badText) return { ok: false, message: `${badText.field} ${badText.message}` };
   const metadata = record.metadata ?? {};
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata))
-    return { ok: false, message: 'metadata must be an object' };
+  // The same bounds as the API's (a line is read by no schema): depth, size, and no unenforced `rate_limit`.
+  const badMetadata = metadataProblem(metadata);
+  if (badMetadata) {
+    const where = badMetadata.field === 'metadata' ? '' : ' (import the key, then set it with PATCH /v1/api-keys/{id})';
+    return { ok: false, message: `${badMetadata.field} ${badMetadata.message}${where}` };
+  }
   let expiresAt: number | null = null;
   if (record.expires_at !== undefined && record.expires_at !== null) {
     expiresAt = typeof record.expires_at === 'string' ? Date.parse(record.expires_at) : Number.NaN;
-    if (Number.isNaN(expiresAt)) return { ok: false, message: 'expires_at must be an ISO 8601 date' };
+    if (!isBoundedInstant(expiresAt)) return { ok: false, message: `expires_at must be an ISO 8601 date between ${INSTANT_RANGE}` };
   }
   return {
     ok: true,

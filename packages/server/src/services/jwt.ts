@@ -1,6 +1,7 @@
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import type { Config } from '../config.js';
 import { err, ok } from '../errors.js';
+import { isStorableText } from '../text.js';
 import type { JwtAuthenticator } from './auth.js';
 import type { UserService } from './user-service.js';
 import { MAX_EXTERNAL_ID_LENGTH } from './user-service.js';
@@ -67,10 +68,12 @@ export function createJwtAuthenticator({ config, users }: JwtDeps): JwtAuthentic
       throw error;
     }
     const { sub } = payload;
-    if (typeof sub !== 'string' || sub === '' || sub.length > MAX_EXTERNAL_ID_LENGTH) {
+    // `sub` becomes stored text (the user's external id): text a database cannot hold (NUL) names no one.
+    if (typeof sub !== 'string' || sub === '' || sub.length > MAX_EXTERNAL_ID_LENGTH || !isStorableText(sub)) {
       return err('INVALID_CREDENTIALS', 'the token has no usable sub claim');
     }
-    const email = typeof payload.email === 'string' ? payload.email : null;
+    // An unusable email is left out, as sign-in leaves out one that is no address.
+    const email = typeof payload.email === 'string' && isStorableText(payload.email) ? payload.email : null;
     return ok({ kind: 'user', user: await users.signIn(sub, { email }) });
   };
 }
