@@ -54,6 +54,9 @@ describe('/metrics', () => {
       keyward_usage_rows_buffered: 'gauge',
       keyward_redis_errors_total: 'counter',
       keyward_brute_force_blocks_total: 'counter',
+      keyward_dependency_up: 'gauge',
+      keyward_http_requests_total: 'counter',
+      keyward_http_request_duration_seconds: 'histogram',
     });
     expect(types.get('process_cpu_user_seconds_total')).toBe('counter');
     expect(types.get('nodejs_eventloop_lag_seconds')).toBe('gauge');

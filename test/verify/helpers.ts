@@ -1,4 +1,3 @@
-import { connect, createServer, type Server, type Socket } from 'node:net';
 import type { LightMyRequestResponse } from 'fastify';
 import type { Container } from '../../packages/server/src/container.js';
 import type { Dialect } from '../../packages/server/src/store/database.js';
@@ -64,66 +63,4 @@ export async function waitFor(condition: () => boolean | Promise<boolean>, what:
   }
 }
 
-/** A TCP proxy on 127.0.0.1 (free port) in front of `target`, which a test can cut and restore. */
-export interface TcpProxy {
-  port: number;
-  /** Drops every connection and refuses new ones at once (as a dead database would). */
-  cut(): void;
-  /**
-   * Stops carrying bytes either way, closing nothing (as a dropped route does): connections, old and new, stay
-   * open and silent. What is sent meanwhile arrives on {@link restore}, as TCP would retransmit it.
-   */
-  freeze(): void;
-  restore(): void;
-  close(): Promise<void>;
-}
-
-export async function startTcpProxy(target: { host: string; port: number }): Promise<TcpProxy> {
-  const sockets = new Set<Socket>();
-  let isCut = false;
-  let frozen = false;
-  // By hand rather than pipe(): a frozen proxy holds what arrives until it is restored.
-  const held: Array<[Socket, Buffer]> = [];
-  const forward = (from: Socket, to: Socket) =>
-    from.on('data', (chunk: Buffer) => {
-      if (frozen) held.push([to, chunk]);
-      else to.write(chunk);
-    });
-  const track = (socket: Socket) => {
-    sockets.add(socket);
-    socket.on('close', () => sockets.delete(socket));
-    socket.on('error', () => socket.destroy());
-  };
-  const server: Server = createServer((client) => {
-    track(client);
-    if (isCut) return void client.destroy();
-    const upstream = connect(target.port, target.host);
-    track(upstream);
-    forward(client, upstream);
-    forward(upstream, client);
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const address = server.address();
-  if (address === null || typeof address === 'string') throw new Error('proxy has no port');
-  return {
-    port: address.port,
-    cut() {
-      isCut = true;
-      for (const socket of sockets) socket.destroy();
-    },
-    freeze() {
-      frozen = true;
-    },
-    restore() {
-      isCut = false;
-      frozen = false;
-      for (const [to, chunk] of held.splice(0)) if (!to.destroyed) to.write(chunk);
-    },
-    async close() {
-      for (const socket of sockets) socket.destroy();
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
+export { startTcpProxy, type TcpProxy } from '../helpers/tcp-proxy.js';

@@ -62,6 +62,11 @@ export interface Config {
   usageBufferMax: number;
   /** A Redis command not answered within this is a Redis failure (`REDIS_TIMEOUT_MS`). */
   redisTimeoutMs: number;
+  /**
+   * A database connection, a wait for a pooled one, or a query not done within this is a database failure
+   * (`DATABASE_TIMEOUT_MS`): the request answers 503, or a cached key from the stale window. SQLite's busy timeout.
+   */
+  databaseTimeoutMs: number;
 }
 
 export class ConfigError extends Error {
@@ -318,6 +323,7 @@ export function loadConfig(env: Env = process.env): Config {
     usageBatchSize: integer(env, 'USAGE_BATCH_SIZE', 500, 1, 100_000),
     usageBufferMax: integer(env, 'USAGE_BUFFER_MAX', 50_000, 1),
     redisTimeoutMs: integer(env, 'REDIS_TIMEOUT_MS', 500, 10, 60_000),
+    databaseTimeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 2_000, 10, 600_000),
   };
 }
 

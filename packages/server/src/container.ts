@@ -2,7 +2,7 @@ import type { Config } from './config.js';
 import { type AuditService, createAuditService } from './services/audit-service.js';
 import { type Authenticator, createAuthenticator } from './services/auth.js';
 import { type BruteForceGuard, createBruteForceGuard } from './services/brute-force-guard.js';
-import { createHealthService, type HealthService } from './services/health.js';
+import { createDependencyMonitor, createHealthService, type HealthService } from './services/health.js';
 import { createImportService, type ImportService } from './services/import-service.js';
 import { createInvalidation, type Invalidation } from './services/invalidation.js';
 import { createJwtAuthenticator } from './services/jwt.js';
@@ -39,6 +39,7 @@ export interface Container {
   users: UserService;
   selfService: SelfService;
   importer: ImportService;
+  /** Readiness probes, and each dependency's state changes (logged and in `/metrics`). */
   health: HealthService;
   /** This container's Prometheus registry and instruments (never prom-client's global registry). */
   metrics: Metrics;
@@ -63,9 +64,10 @@ export interface Container {
 }
 
 export function createContainer(config: Config, overrides: { db?: Db; now?: () => number } = {}): Container {
-  const db = overrides.db ?? openDatabase(config.databaseUrl);
+  const db = overrides.db ?? openDatabase(config.databaseUrl, { timeoutMs: config.databaseTimeoutMs });
   const now = overrides.now ?? Date.now;
   const metrics = createMetrics();
+  const monitor = createDependencyMonitor({ metrics });
   const redis = config.redisUrl
     ? openRedis(config.redisUrl, {
         commandTimeoutMs: config.redisTimeoutMs,
@@ -102,6 +104,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     ttlMs: config.cacheTtlMs,
     negativeTtlMs: config.cacheNegativeTtlMs,
     staleTtlMs: config.cacheStaleTtlMs,
+    onLiveChange: (live) => monitor.report('invalidation', live),
     now,
   });
   const invalidation = createInvalidation({ cache: keyCache, db, config, metrics });
@@ -119,7 +122,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   const selfService = createSelfService({ db, keys });
   const authenticator = createAuthenticator({ verifier, jwt: createJwtAuthenticator({ config, users }) });
   const importer = createImportService({ db, onKeyChanged: (key) => invalidation.keyChanged(key) });
-  const health = createHealthService({ db });
+  const health = createHealthService({ db, redis, invalidation, monitor, timeoutMs: config.databaseTimeoutMs });
   const usageAnalytics = createUsageAnalytics({ db, keys, now });
   const usageIngest = createUsageIngest({ usage, now });
   const audit = createAuditService({ db });
@@ -147,6 +150,8 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     usageIngest,
     audit,
     async close() {
+      // Connections closing now are no outage to report.
+      health.close();
       // Buffered writes first (a SIGTERM must not lose them), then announcements, then connections.
       await lastUsed.close().catch(() => {});
       await usage.close().catch(() => {});

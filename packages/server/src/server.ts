@@ -2,7 +2,7 @@ import type { Config } from './config.js';
 import { createContainer } from './container.js';
 import { type BuildAppOptions, buildApp } from './http/app.js';
 import type { App } from './http/types.js';
-import { migrateUp } from './store/migrator.js';
+import { migrateUpAt } from './store/migrator.js';
 
 export interface RunningServer {
   app: App;
@@ -22,7 +22,7 @@ export async function startServer(
 ): Promise<RunningServer> {
   const container = createContainer(config);
   try {
-    await migrateUp(container.db.db);
+    await migrateUpAt(container.db, config.databaseUrl);
     const boot = await container.keys.bootstrap(config.initialAdminKey);
     if (boot?.generated) {
       print('');

@@ -1,7 +1,7 @@
 import type { FastifyInstance } from 'fastify';
 import type { Config } from '../config.js';
 import { createContainer } from '../container.js';
-import { migrateUp } from '../store/migrator.js';
+import { migrateUpAt } from '../store/migrator.js';
 import { buildGateway } from './app.js';
 import type { GatewayRules } from './rules.js';
 
@@ -27,7 +27,7 @@ export async function startGateway(config: Config, options: StartGatewayOptions)
   const container = createContainer(config);
   let app: FastifyInstance;
   try {
-    await migrateUp(container.db.db);
+    await migrateUpAt(container.db, config.databaseUrl);
     app = await buildGateway(container, { upstream: options.upstream, ...(options.rules ? { rules: options.rules } : {}) });
   } catch (error) {
     await container.close();

@@ -16,6 +16,14 @@ export interface KeyCacheOptions {
    * (default 1 s); a key with no stale record still asks.
    */
   outageRetryMs?: number;
+  /**
+   * How long a look-up waits for the database when a record within the stale window could answer (default
+   * 100 ms). A database that is slow, or silent until its timeout, does not hold the answer: the record
+   * answers, and the load, left running, refreshes it (or marks the database unreachable).
+   */
+  staleWaitMs?: number;
+  /** Called when {@link KeyCache.setLive} changes whether invalidation messages are arriving. */
+  onLiveChange?: (live: boolean) => void;
   now?: () => number;
 }
 
@@ -41,7 +49,8 @@ export interface KeyCache {
   fresh(hash: string, at?: number): ApiKey | null | undefined;
   /**
    * The record for `hash`: the cached one when fresh, else from `load` (one load per hash at a time).
-   * When `load` fails because the database is unreachable, a cached record within the stale window.
+   * When `load` fails because the database is unreachable, or does not answer within `staleWaitMs`, a cached
+   * record within the stale window.
    */
   get(hash: string, load: () => Promise<ApiKey | undefined>): Promise<ApiKey | undefined>;
   /** Whether a key record (not a remembered miss) is held for `hash`, fresh or not. Changes no order or count. */
@@ -68,7 +77,12 @@ interface Entry {
 interface Flight {
   promise: Promise<ApiKey | undefined>;
   invalidated: boolean;
+  /** Resolves once the load has run `staleWaitMs`; made when a caller has a stale record to fall back on. */
+  overdue?: Promise<undefined>;
+  timer?: NodeJS.Timeout;
 }
+
+type Settled = { key: ApiKey | undefined } | { error: unknown };
 
 // lru-cache holds the bounded LRU; freshness is kept here because it depends on the invalidation
 // channel (epochs), on the entry kind (negative entries are brief) and on outages (stale-if-error),
@@ -100,18 +114,37 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
     const flight: Flight = { promise: Promise.resolve(undefined), invalidated: false };
     flight.promise = load().then(
       (key) => {
+        clearTimeout(flight.timer);
         downUntil = 0;
         if (inflight.get(hash) === flight) inflight.delete(hash);
         if (!flight.invalidated) lru?.set(hash, { key: key ?? null, at, epoch: startedIn });
         return key;
       },
       (error: unknown) => {
+        clearTimeout(flight.timer);
         if (inflight.get(hash) === flight) inflight.delete(hash);
+        // Here, not in `get`: nobody may be waiting for a load that outran `staleWaitMs`.
+        if (isUnavailable(error)) downUntil = now() + (options.outageRetryMs ?? 1_000);
         throw error;
       },
     );
     inflight.set(hash, flight);
     return flight;
+  }
+
+  function overdue(flight: Flight): Promise<undefined> {
+    flight.overdue ??= new Promise((resolve) => {
+      flight.timer = setTimeout(resolve, options.staleWaitMs ?? 100, undefined);
+      flight.timer.unref();
+    });
+    return flight.overdue;
+  }
+
+  /** A record from the stale window, counted; peeked again, as an invalidation meanwhile removed what must not answer. */
+  function staleAnswer(hash: string): Entry | undefined {
+    const old = staleEntry(hash);
+    if (old !== undefined) stale++;
+    return old;
   }
 
   function fresh(hash: string, at = now()): ApiKey | null | undefined {
@@ -128,21 +161,35 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
       const cached = fresh(hash);
       if (cached !== undefined) return cached ?? undefined;
       misses++;
-      const resting = now() < downUntil ? staleEntry(hash) : undefined;
-      if (resting !== undefined) {
+      const resting = staleEntry(hash);
+      if (resting !== undefined && now() < downUntil) {
         stale++;
         return resting.key ?? undefined;
       }
       const flight = inflight.get(hash) ?? start(hash, load);
+      if (resting !== undefined) {
+        // The database gets `staleWaitMs` to answer; a stale record answers a slower one (stale-while-revalidate,
+        // only while the database is failing to answer).
+        const settled: Settled | undefined = await Promise.race([
+          flight.promise.then(
+            (key): Settled => ({ key }),
+            (error: unknown): Settled => ({ error }),
+          ),
+          overdue(flight),
+        ]);
+        if (settled !== undefined && 'key' in settled) return settled.key;
+        if (settled !== undefined && !isUnavailable(settled.error)) throw settled.error;
+        const old = staleAnswer(hash);
+        if (old !== undefined) return old.key ?? undefined;
+        if (settled !== undefined) throw settled.error;
+        // Invalidated while waiting: nothing stale may answer, so the load decides.
+      }
       try {
         return await flight.promise;
       } catch (error) {
         if (!isUnavailable(error)) throw error;
-        downUntil = now() + (options.outageRetryMs ?? 1_000);
-        // Peek again: an invalidation during the load removed what must no longer answer.
-        const old = staleEntry(hash);
+        const old = staleAnswer(hash);
         if (old === undefined) throw error;
-        stale++;
         return old.key ?? undefined;
       }
     },
@@ -164,7 +211,9 @@ export function createKeyCache(options: KeyCacheOptions): KeyCache {
         epoch++;
         downUntil = 0;
       }
+      const changed = value !== live;
       live = value;
+      if (changed) options.onLiveChange?.(value);
     },
 
     clear() {

@@ -34,6 +34,47 @@ class Tally<L extends string> {
   }
 }
 
+/** One (method, route, status) series of the HTTP request metrics: a counter child and a histogram child. */
+interface HttpSeries {
+  count: HotCounter;
+  duration: { observe(seconds: number): void };
+}
+
+/**
+ * Records answered HTTP requests by method, route pattern and status. Each series' children are made once and
+ * kept, so a request costs three map look-ups, an addition and one histogram observation.
+ */
+export interface HttpMetrics {
+  /** `route` is the route's pattern (`/v1/api-keys/:id`), never the requested URL: ids must not become series. */
+  record(method: string, route: string, status: number, seconds: number): void;
+}
+
+function httpMetrics(requests: Tally<'method' | 'route' | 'status'>, duration: Histogram<'method' | 'route' | 'status'>): HttpMetrics {
+  const routes = new Map<string, Map<string, Map<number, HttpSeries>>>();
+  return {
+    record(method, route, status, seconds) {
+      let methods = routes.get(route);
+      if (methods === undefined) {
+        methods = new Map();
+        routes.set(route, methods);
+      }
+      let statuses = methods.get(method);
+      if (statuses === undefined) {
+        statuses = new Map();
+        methods.set(method, statuses);
+      }
+      let series = statuses.get(status);
+      if (series === undefined) {
+        const labels = { method, route, status: String(status) };
+        series = { count: requests.child(labels), duration: duration.labels(labels) };
+        statuses.set(status, series);
+      }
+      series.count.inc();
+      series.duration.observe(seconds);
+    },
+  };
+}
+
 /**
  * Keyward's Prometheus metrics. Each container owns its registry (never prom-client's global default), so
  * two apps in one process (tests, benchmarks) count separately.
@@ -62,6 +103,14 @@ export interface Metrics {
   redisErrors: Counter<'operation'>;
   /** Requests refused by the brute-force guard. */
   bruteForceBlocks: Counter;
+  /** 1 while a dependency (`database`, `redis`, `invalidation`) answers, 0 while it is down. */
+  dependencyUp: Gauge<'dependency'>;
+  /** Answered HTTP requests, by method, route pattern and status (`unmatched` for no route). */
+  httpRequests: Counter<'method' | 'route' | 'status'>;
+  /** Seconds from a request's arrival to its answer being sent, by method, route pattern and status. */
+  httpDuration: Histogram<'method' | 'route' | 'status'>;
+  /** The cheap way to count a request in {@link httpRequests} and {@link httpDuration}. */
+  http: HttpMetrics;
   /** The Prometheus text exposition: this registry plus the process-wide default metrics. */
   render(): Promise<string>;
   contentType: string;
@@ -86,6 +135,14 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
   const verificationTally = new Tally<'code'>();
   const cacheTally = new Tally<'result'>();
   const rateLimitTally = new Tally<'backend' | 'result'>();
+  const httpTally = new Tally<'method' | 'route' | 'status'>();
+  const httpDuration = new Histogram({
+    name: 'keyward_http_request_duration_seconds',
+    help: 'Time from an HTTP request arriving to its answer being sent, by method, route pattern and status',
+    labelNames: ['method', 'route', 'status'],
+    buckets: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    registers,
+  });
   const metrics: Metrics = {
     registry,
     verifications: new Counter({
@@ -146,6 +203,23 @@ export function createMetrics(options: { defaultMetrics?: boolean } = {}): Metri
       help: 'Requests refused because their client failed authentication too often',
       registers,
     }),
+    dependencyUp: new Gauge({
+      name: 'keyward_dependency_up',
+      help: 'Whether a dependency answers (1) or is down (0), by dependency (database, redis, invalidation)',
+      labelNames: ['dependency'],
+      registers,
+    }),
+    httpRequests: new Counter({
+      name: 'keyward_http_requests_total',
+      help: 'HTTP requests answered, by method, route pattern and status',
+      labelNames: ['method', 'route', 'status'],
+      registers,
+      collect() {
+        httpTally.drain(this);
+      },
+    }),
+    httpDuration,
+    http: httpMetrics(httpTally, httpDuration),
     contentType: registry.contentType,
     async render() {
       const own = await registry.metrics();

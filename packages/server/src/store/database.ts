@@ -10,7 +10,11 @@ import {
   OperationNodeTransformer,
   type PluginTransformQueryArgs,
   type PluginTransformResultArgs,
+  type PostgresCursor,
   PostgresDialect,
+  type PostgresPool,
+  type PostgresPoolClient,
+  type PostgresQueryResult,
   type PrimitiveValueListNode,
   type QueryResult,
   type RootOperationNode,
@@ -23,6 +27,7 @@ import {
 } from 'kysely';
 import pg from 'pg';
 import type { Database } from './schema.js';
+import { DatabaseTimeoutError } from './unavailable.js';
 
 export type Dialect = 'sqlite' | 'postgres';
 
@@ -95,18 +100,20 @@ export function sqlitePath(url: string): string {
   return url.replace(/^sqlite:(\/\/)?/, '');
 }
 
+/** How long a connection, a wait for a pooled connection, or a query may take (`DATABASE_TIMEOUT_MS`). */
+export const DEFAULT_DATABASE_TIMEOUT_MS = 2_000;
+
 /**
- * Settings of every connection to a SQLite file (the main one and the background writer thread's): WAL so
- * readers and the one writer work at once, a wait instead of an error while another connection writes, and a
- * 64 MiB page cache. WAL is kept in the file; the others hold per connection.
+ * Settings of a connection to a SQLite file: WAL so readers and the one writer work at once, a wait of at most
+ * `busyTimeoutMs` instead of an error while another connection writes, and a 64 MiB page cache. WAL is kept in
+ * the file; the others hold per connection.
  */
-export const SQLITE_PRAGMAS: readonly string[] = [
-  'journal_mode = WAL',
-  'synchronous = NORMAL',
-  'foreign_keys = ON',
-  'busy_timeout = 5000',
-  'cache_size = -65536',
-];
+export function sqlitePragmas(busyTimeoutMs: number = DEFAULT_DATABASE_TIMEOUT_MS): string[] {
+  return ['journal_mode = WAL', 'synchronous = NORMAL', 'foreign_keys = ON', `busy_timeout = ${busyTimeoutMs}`, 'cache_size = -65536'];
+}
+
+/** {@link sqlitePragmas} with the default timeout (the background writer thread's connection). */
+export const SQLITE_PRAGMAS: readonly string[] = sqlitePragmas();
 
 /**
  * Transactions that take SQLite's write lock when they begin (`BEGIN IMMEDIATE`), not at their first write.
@@ -131,16 +138,26 @@ class ImmediateSqliteDialect extends SqliteDialect {
   }
 }
 
+export interface OpenDatabaseOptions {
+  poolSize?: number;
+  /**
+   * PostgreSQL: the longest a new connection, a wait for a pooled one, or a query may take before it fails as
+   * unavailable. SQLite: its busy timeout (SQLite is a file: the one wait it has is for another writer).
+   */
+  timeoutMs?: number;
+}
+
 /**
  * Opens the database named by `url`: `sqlite:PATH` (folder created, WAL mode) or `postgres://…`.
  * PostgreSQL `bigint` columns come back as numbers (all ours are epoch milliseconds or counters).
  */
-export function openDatabase(url: string, options: { poolSize?: number } = {}): Db {
+export function openDatabase(url: string, options: OpenDatabaseOptions = {}): Db {
+  const timeoutMs = options.timeoutMs ?? DEFAULT_DATABASE_TIMEOUT_MS;
   if (url.startsWith('sqlite:')) {
     const path = sqlitePath(url);
     if (path !== ':memory:') mkdirSync(dirname(resolve(path)), { recursive: true });
     const sqlite = new SQLite(path);
-    for (const setting of SQLITE_PRAGMAS) sqlite.pragma(setting);
+    for (const setting of sqlitePragmas(timeoutMs)) sqlite.pragma(setting);
     const db = new Kysely<Database>({
       dialect: new ImmediateSqliteDialect(withStatementCache(sqlite)),
       plugins: [new SqliteBooleanPlugin()],
@@ -155,9 +172,9 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
     connectionString: url,
     max: options.poolSize ?? 10,
     types,
-    // Short, so that during an outage requests fail fast (503, or stale cached keys) instead of hanging;
-    // it also bounds the wait for a free pooled connection, so not shorter than a busy moment lasts.
-    connectionTimeoutMillis: 2_000,
+    // Bounds both a new connection and the wait for a free pooled one: during an outage requests fail fast
+    // (503, or stale cached keys) instead of hanging.
+    connectionTimeoutMillis: timeoutMs,
     keepAlive: true,
   });
   // A dropped idle connection must not crash the process; the next query reports the outage instead.
@@ -166,8 +183,81 @@ export function openDatabase(url: string, options: { poolSize?: number } = {}): 
   // lost mid-query would then be an uncaught exception that kills the process. The query itself still
   // fails (and is answered 503); a dead client is not returned to the pool.
   pool.on('connect', (client) => client.on('error', () => {}));
-  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) });
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool: timedPool(pool, timeoutMs) }) });
   return { db, dialect: 'postgres', close: () => db.destroy() };
+}
+
+/** `pool`, whose connections fail a query not answered within `timeoutMs` (see {@link TimedClient}). */
+function timedPool(pool: pg.Pool, timeoutMs: number): PostgresPool {
+  // One wrapper per connection, as Kysely keeps its own state per client object it is handed.
+  const wrappers = new WeakMap<pg.PoolClient, TimedClient>();
+  return {
+    async connect() {
+      const client = await pool.connect();
+      let wrapper = wrappers.get(client);
+      if (wrapper === undefined) {
+        wrapper = new TimedClient(client, timeoutMs);
+        wrappers.set(client, wrapper);
+      }
+      return wrapper;
+    },
+    end: () => pool.end(),
+  };
+}
+
+/**
+ * A pooled connection whose queries fail with {@link DatabaseTimeoutError} when not answered within the
+ * timeout. A database that keeps the connection open but answers nothing (a dropped route, a stalled server)
+ * would otherwise hold the request for good: TCP keepalive takes minutes to notice. A connection that timed out
+ * is not trusted again: its later queries fail at once and it is closed, not returned to the pool, when released
+ * (what it sent may still be answered, out of turn, by a server that was only slow). No server-side
+ * `statement_timeout` is set: poolers such as PgBouncer refuse it as a startup parameter.
+ */
+class TimedClient implements PostgresPoolClient {
+  readonly #client: pg.PoolClient;
+  readonly #queries: PostgresPoolClient;
+  readonly #timeoutMs: number;
+  #broken: DatabaseTimeoutError | null = null;
+
+  constructor(client: pg.PoolClient, timeoutMs: number) {
+    this.#client = client;
+    this.#queries = client;
+    this.#timeoutMs = timeoutMs;
+  }
+
+  query<R>(sql: string, parameters: ReadonlyArray<unknown>): Promise<PostgresQueryResult<R>>;
+  query<R>(cursor: PostgresCursor<R>): PostgresCursor<R>;
+  query<R>(
+    statement: string | PostgresCursor<R>,
+    parameters: ReadonlyArray<unknown> = [],
+  ): Promise<PostgresQueryResult<R>> | PostgresCursor<R> {
+    // Streams (`.stream()`, which Keyward does not use) read at their consumer's pace: not timed.
+    if (typeof statement !== 'string') return this.#queries.query(statement);
+    if (this.#broken !== null) return Promise.reject(this.#broken);
+    const running = this.#queries.query<R>(statement, parameters);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.#broken = new DatabaseTimeoutError('a database query', this.#timeoutMs);
+        reject(this.#broken);
+      }, this.#timeoutMs);
+      timer.unref();
+      // Settling again after the timeout changes nothing; the late answer or error is dropped.
+      running.then(
+        (result) => {
+          clearTimeout(timer);
+          resolve(result);
+        },
+        (error: unknown) => {
+          clearTimeout(timer);
+          reject(error);
+        },
+      );
+    });
+  }
+
+  release(): void {
+    this.#client.release(this.#broken ?? undefined);
+  }
 }
 
 /** A trivial query: resolves when the database answers. */
