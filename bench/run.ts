@@ -6,9 +6,10 @@ import { runInProcess } from './in-process.js';
 import { cleanUpAll, planPinning } from './lib/processes.js';
 import { renderTable, type Table } from './lib/table.js';
 import { runLimits } from './limits.js';
+import { runSqlitePropagation } from './sqlite-propagation.js';
 import { runUncached } from './uncached.js';
 
-const SECTIONS = ['in-process', 'limits', 'http', 'uncached'] as const;
+const SECTIONS = ['in-process', 'limits', 'http', 'uncached', 'sqlite-propagation'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -131,6 +132,7 @@ await section('uncached', () =>
     log,
   }),
 );
+await section('sqlite-propagation', () => runSqlitePropagation({ changes: 100, log }));
 
 await cleanUpAll();
 clearTimeout(deadline);

@@ -2,12 +2,24 @@ import { Redis } from 'ioredis';
 import pg from 'pg';
 import type { ApiKey } from '../domain.js';
 import type { Db } from '../store/database.js';
-import { KEY_CHANGED_CHANNEL, listenKeyChanged, notifyKeyChanged, pingListener } from '../store/key-events.repository.js';
+import {
+  KEY_CHANGED_CHANNEL,
+  type KeyChangeReader,
+  listenKeyChanged,
+  notifyKeyChanged,
+  openKeyChangeReader,
+  pingListener,
+  pruneKeyChanges,
+  recordKeyChange,
+} from '../store/key-events.repository.js';
 import type { KeyCache } from './key-cache.js';
 import type { Metrics } from './metrics.js';
 
-/** How changes reach other instances: Redis pub/sub, PostgreSQL LISTEN/NOTIFY, or nowhere (one instance). */
-export type Transport = 'redis' | 'postgres' | 'local';
+/**
+ * How changes reach other instances: Redis pub/sub, PostgreSQL LISTEN/NOTIFY, the change log of a SQLite file
+ * (every process on that file: `keyward serve`, `keyward gateway`, the CLI), or nowhere (an in-memory database).
+ */
+export type Transport = 'redis' | 'postgres' | 'sqlite' | 'local';
 
 /**
  * Keeps every instance's key cache in step with the database. Messages carry a key hash only — never a
@@ -159,6 +171,84 @@ function postgresChannel(url: string, db: Db, listener: Listener): Channel {
   };
 }
 
+/** How often a SQLite process looks for changes committed by the others. */
+const SQLITE_POLL_MS = 25;
+/** Change-log rows read per look; more are read at the next one. */
+const SQLITE_BATCH = 5_000;
+/** How long change-log rows are kept: far longer than any reader lags, unless its process was stopped. */
+const SQLITE_KEEP_MS = 5 * 60_000;
+const SQLITE_PRUNE_EVERY_MS = 60_000;
+/** How long the change log may stay unreadable before the cache stops trusting its entries. */
+const SQLITE_FAIL_AFTER_MS = 1_000;
+
+/**
+ * SQLite has no NOTIFY. A change is a row in `key_changes`; every process polls its own connection's
+ * `data_version` (a read of shared memory that moves only when another connection has committed) and, when it
+ * moved, reads the rows after the last one it saw. A verification itself does no I/O. SQLite has one writer at
+ * a time, so sequence numbers are committed in order and a reader that has seen N has seen all before it.
+ */
+function sqliteChannel(db: Db, path: string, listener: Listener): Channel {
+  const reader: KeyChangeReader = openKeyChangeReader(path);
+  let last: number | null = null;
+  let version: number | null = null;
+  let failingSince: number | null = null;
+  let lastPrune = 0;
+  let up = false;
+  // Only transitions are passed on: going live clears the expected echoes and starts a new cache epoch.
+  const setUp = (value: boolean) => {
+    if (value !== up) listener.live(value);
+    up = value;
+  };
+
+  function poll(): void {
+    try {
+      const moved = reader.dataVersion();
+      if (last === null) {
+        // Starting (or after an outage): the cache holds nothing from before, so earlier changes do not matter.
+        last = reader.latest();
+        version = moved;
+        failingSince = null;
+        setUp(true);
+        return;
+      }
+      if (moved === version) return;
+      const rows = reader.since(last, SQLITE_BATCH);
+      // A full batch may have more behind it: look again at the next tick even if nothing else is committed.
+      version = rows.length === SQLITE_BATCH ? null : moved;
+      // Rows after `last` pruned before they were read (this process was stopped for minutes): changes may have
+      // been missed, so nothing cached is trusted (going live again starts a new epoch).
+      if (rows[0] !== undefined && rows[0].seq !== last + 1) setUp(false);
+      for (const row of rows) listener.message(row.keyHash);
+      last = rows.at(-1)?.seq ?? last;
+      failingSince = null;
+      setUp(true);
+    } catch {
+      // Busy or unreadable for a moment: the rows stay in the log and are read at a later tick. Only a lasting
+      // failure means changes could go unseen for long.
+      const now = Date.now();
+      failingSince ??= now;
+      if (now - failingSince >= SQLITE_FAIL_AFTER_MS) setUp(false);
+    }
+  }
+
+  poll();
+  const timer = setInterval(poll, SQLITE_POLL_MS).unref();
+  return {
+    async publish(hash) {
+      const at = Date.now();
+      await recordKeyChange(db.db, hash, at);
+      if (at - lastPrune >= SQLITE_PRUNE_EVERY_MS) {
+        lastPrune = at;
+        await pruneKeyChanges(db.db, at - SQLITE_KEEP_MS);
+      }
+    },
+    async close() {
+      clearInterval(timer);
+      reader.close();
+    },
+  };
+}
+
 export interface InvalidationDeps {
   cache: KeyCache;
   db: Db;
@@ -168,12 +258,19 @@ export interface InvalidationDeps {
 }
 
 /**
- * Redis pub/sub when `REDIS_URL` is set, else LISTEN/NOTIFY on PostgreSQL, else local only (SQLite
- * serves one instance). Until the subscription is up — and again whenever it drops — the cache treats
+ * Redis pub/sub when `REDIS_URL` is set, else LISTEN/NOTIFY on PostgreSQL, else the change log of the SQLite
+ * file (local only for an in-memory database, which no other process can open). Until the subscription is up — and again whenever it drops — the cache treats
  * nothing as fresh, so a missed message can never leave a stale record answering.
  */
 export function createInvalidation({ cache, db, config, metrics }: InvalidationDeps): Invalidation {
-  const transport: Transport = config.redisUrl ? 'redis' : db.dialect === 'postgres' ? 'postgres' : 'local';
+  const sqlitePath = db.sqlite !== undefined && !db.sqlite.memory ? db.sqlite.name : null;
+  const transport: Transport = config.redisUrl
+    ? 'redis'
+    : db.dialect === 'postgres'
+      ? 'postgres'
+      : sqlitePath !== null
+        ? 'sqlite'
+        : 'local';
   let isLive = transport === 'local';
   cache.setLive(isLive);
   // Our own announcements come back to us. This instance already dropped the record when it made the
@@ -205,7 +302,9 @@ export function createInvalidation({ cache, db, config, metrics }: InvalidationD
         )
       : transport === 'postgres'
         ? postgresChannel(config.databaseUrl, db, listener)
-        : null;
+        : transport === 'sqlite' && sqlitePath !== null
+          ? sqliteChannel(db, sqlitePath, listener)
+          : null;
   const pending = new Set<Promise<void>>();
   // Announcements that failed (this instance could not reach Redis or PostgreSQL just then), sent again until
   // they go through: other instances, whose own subscription may be fine the whole time, would otherwise keep
