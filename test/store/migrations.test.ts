@@ -6,7 +6,7 @@ import { countUsageByBucket } from '../../packages/server/src/store/usage.reposi
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const TABLES = ['users', 'api_keys', 'api_key_usage', 'api_key_usage_minutes', 'audit_log'] as const;
-const ALL = ['0001-initial', '0002-usage-storage', '0003-roll-budget', '0004-rolled-at'];
+const ALL = ['0001-initial', '0002-usage-storage', '0003-roll-budget', '0004-rolled-at', '0005-key-changes', '0006-idempotency'];
 
 /** Every migration down, newest first (one step per call, as `keyward migrate down` does). */
 async function migrateAllDown(db: Db): Promise<string[]> {
@@ -50,6 +50,12 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     expect(status?.executedAt).toBeInstanceOf(Date);
     expect(await migrateUp(db.db)).toEqual([]);
 
+    await expect(sql`select idempotency_key from idempotency_keys`.execute(db.db)).resolves.toBeDefined();
+    expect(await migrateDown(db.db)).toEqual(['0006-idempotency']);
+    await expect(sql`select idempotency_key from idempotency_keys`.execute(db.db)).rejects.toThrow();
+    await expect(sql`select seq from key_changes`.execute(db.db)).resolves.toBeDefined();
+    expect(await migrateDown(db.db)).toEqual(['0005-key-changes']);
+    await expect(sql`select seq from key_changes`.execute(db.db)).rejects.toThrow();
     await expect(sql`select rolled_at from api_keys`.execute(db.db)).resolves.toBeDefined();
     expect(await migrateDown(db.db)).toEqual(['0004-rolled-at']);
     await expect(sql`select rolled_at from api_keys`.execute(db.db)).rejects.toThrow();
@@ -128,6 +134,8 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     const opened = openDatabase(database.url);
     db = opened;
     await migrateUp(db.db);
+    expect(await migrateDown(db.db)).toEqual(['0006-idempotency']);
+    expect(await migrateDown(db.db)).toEqual(['0005-key-changes']);
     expect(await migrateDown(db.db)).toEqual(['0004-rolled-at']);
     const key = (id: string, rolledFrom: string | null, updatedAt: number) =>
       sql`insert into api_keys (id, name, key_hash, key_prefix, hash_scheme, is_admin, scopes, metadata, is_active, created_at, created_by, updated_at, rolled_from)
@@ -137,7 +145,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     await key('old', null, 500);
     await key('new', 'old', 600);
     await key('alone', null, 700);
-    expect(await migrateUp(db.db)).toEqual(['0004-rolled-at']);
+    expect(await migrateUp(db.db)).toEqual(['0004-rolled-at', '0005-key-changes', '0006-idempotency']);
     const rows = await db.db.selectFrom('api_keys').select(['id', 'rolled_at']).orderBy('id').execute();
     expect(rows.map((r) => [r.id, r.rolled_at === null ? null : Number(r.rolled_at)])).toEqual([
       ['alone', null],
@@ -151,10 +159,8 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     db = openDatabase(database.url);
     // The migrator has no "up to": all the way up, then down to before 0002.
     await migrateUp(db.db);
-    await migrateDown(db.db);
-    await migrateDown(db.db);
-    await migrateDown(db.db);
-    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true, true, true]);
+    for (let i = 0; i < 5; i++) await migrateDown(db.db);
+    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true, true, true, true, true]);
     const minute = 1_900_000_020_000 - (1_900_000_020_000 % 60_000);
     // Rows as the first schema held them (text ids), written with plain SQL: the typed schema is the new one.
     const row = (id: string, apiKeyId: string | null, outcome: string, at: number) =>
@@ -166,7 +172,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       row('r4', 'k2', 'VALID', minute + 5),
       row('r5', null, 'NOT_FOUND', minute + 6),
     ])}`.execute(db.db);
-    expect(await migrateUp(db.db)).toEqual(['0002-usage-storage', '0003-roll-budget', '0004-rolled-at']);
+    expect(await migrateUp(db.db)).toEqual(ALL.slice(1));
     const counts = await db.db
       .selectFrom('api_key_usage_minutes')
       .selectAll()
@@ -200,6 +206,8 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       .execute();
     expect(Number((await db.db.selectFrom('api_key_usage').select('id').orderBy('id', 'desc').executeTakeFirst())?.id)).toBe(6);
 
+    expect(await migrateDown(db.db)).toEqual(['0006-idempotency']);
+    expect(await migrateDown(db.db)).toEqual(['0005-key-changes']);
     expect(await migrateDown(db.db)).toEqual(['0004-rolled-at']);
     expect(await migrateDown(db.db)).toEqual(['0003-roll-budget']);
     expect(await migrateDown(db.db)).toEqual(['0002-usage-storage']);

@@ -207,7 +207,7 @@ describe.each(DIALECTS)('self-service keys on %s', (dialect) => {
       { name: 'x', scopes: ['keyward:verify'] },
       { name: 'x', scopes: ['*'] },
       { name: 'x', expires_at: '2001-01-01T00:00:00Z' },
-      {},
+      { name: '' },
     ]) {
       const response = await selfCreate(t, token, payload);
       expect(response.statusCode, JSON.stringify(payload)).toBe(400);

@@ -104,11 +104,14 @@ describe.each(DIALECTS)('POST /v1/api-keys/{id}/roll on %s', (dialect) => {
     for (const key of [first.key, second.key, third.key])
       remaining.push(((await verify(t, { key })).json() as { remaining: number }).remaining);
     expect(remaining).toEqual([8, 7, 6]);
-    // A key rolled while it spends another's budget passes that budget on: rolling `first` again adds none.
-    const fourth = (await post(t, `/v1/api-keys/${first.id}/roll`, { grace_period_seconds: 600 })).json() as { key: string };
-    expect(((await verify(t, { key: fourth.key })).json() as { remaining: number }).remaining).toBe(5);
+    // A key in its grace period cannot be rolled again (the new key would die with it): the answer names the live one.
+    expect((await post(t, `/v1/api-keys/${first.id}/roll`, { grace_period_seconds: 600 })).json()).toMatchObject({
+      status: 409,
+      code: 'KEY_WAS_ROLLED',
+      key_id: third.id,
+    });
     const read = await t.app.inject({ method: 'GET', url: `/v1/api-keys/${third.id}`, headers: { authorization: `Bearer ${t.adminKey}` } });
-    expect(read.json()).toMatchObject({ quota: { remaining: 5 } });
+    expect(read.json()).toMatchObject({ quota: { remaining: 6 } });
   });
 
   it('concurrent rolls in one lineage leave every key in grace on the newest budget (no pointer to a replaced key)', async () => {

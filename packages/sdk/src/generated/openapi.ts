@@ -47,7 +47,10 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Readiness: the database answers */
+        /**
+         * Readiness: each dependency, and whether Keyward can serve
+         * @description Probes the database, Redis and the cache invalidation channel, each `ok` or `down` (`disabled`: not configured). Answers 503 only when the database cannot be reached: then only cached keys verify. With Redis or invalidation down Keyward still serves (`degraded`, 200): rate limits follow `RATE_LIMIT_FAIL_MODE`, and verifications read the database instead of trusting the cache. A probe waits at most `DATABASE_TIMEOUT_MS`.
+         */
         get: {
             parameters: {
                 query?: never;
@@ -64,8 +67,16 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            status: string;
-                            database: string;
+                            /** @description `ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached */
+                            status: "ok" | "degraded" | "down";
+                            checks: {
+                                /** @description Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS` */
+                                database: "ok" | "down" | "disabled";
+                                /** @description Whether Redis answers a PING; `disabled` without `REDIS_URL` */
+                                redis: "ok" | "down" | "disabled";
+                                /** @description Whether cache invalidation messages from other instances are arriving */
+                                invalidation: "ok" | "down" | "disabled";
+                            };
                         };
                     };
                 };
@@ -76,8 +87,16 @@ export interface paths {
                     };
                     content: {
                         "application/json": {
-                            status: string;
-                            database: string;
+                            /** @description `ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached */
+                            status: "ok" | "degraded" | "down";
+                            checks: {
+                                /** @description Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS` */
+                                database: "ok" | "down" | "disabled";
+                                /** @description Whether Redis answers a PING; `disabled` without `REDIS_URL` */
+                                redis: "ok" | "down" | "disabled";
+                                /** @description Whether cache invalidation messages from other instances are arriving */
+                                invalidation: "ok" | "down" | "disabled";
+                            };
                         };
                     };
                 };
@@ -100,7 +119,7 @@ export interface paths {
         };
         /**
          * Prometheus metrics
-         * @description Prometheus text exposition: verifications by code, verification latency, cache hits and misses, rate-limit decisions, usage rows written and dropped, Redis errors, brute-force blocks, and the Node.js process metrics. Unauthenticated, like `/healthz`: expose it only to your monitoring network.
+         * @description Prometheus text exposition: verifications by code, verification latency, cache hits and misses, rate-limit decisions, usage rows written and dropped, Redis errors, brute-force blocks, whether each dependency is up (`keyward_dependency_up{dependency="database|redis|invalidation"}`, probed at each scrape), HTTP requests and their duration by method, route pattern and status (`keyward_http_requests_total`, `keyward_http_request_duration_seconds`), and the Node.js process metrics. Unauthenticated, like `/healthz`: expose it only to your monitoring network.
          */
         get: {
             parameters: {
@@ -207,9 +226,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -231,9 +254,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -255,9 +282,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -279,9 +310,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -303,9 +338,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -327,9 +366,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -420,9 +463,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -444,9 +491,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -468,9 +519,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -492,9 +547,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -516,9 +575,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -603,9 +666,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -627,9 +694,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -651,9 +722,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -675,9 +750,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -699,9 +778,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -723,9 +806,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -747,9 +834,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -841,9 +932,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -865,9 +960,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -889,9 +988,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -913,9 +1016,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -937,9 +1044,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1045,9 +1156,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1069,9 +1184,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1093,9 +1212,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1117,9 +1240,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1141,9 +1268,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1156,25 +1287,33 @@ export interface paths {
         put?: never;
         /**
          * Create an API key
-         * @description Creates a key and returns it once, in `key`. Only an admin may create admin keys; a key holding `keyward:keys:write` may grant only scopes it holds, and on a user-owned key only for that user.
+         * @description Creates a key and returns it once, in `key`. `name` is optional: by default `Key` and the key's display prefix (`Key kw_3xYkAb12`). Only an admin may create admin keys; a key holding `keyward:keys:write` may grant only scopes it holds, and on a user-owned key only for that user. Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up.
          */
         post: {
             parameters: {
                 query?: never;
-                header?: never;
+                header?: {
+                    /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
+                    "idempotency-key"?: string;
+                };
                 path?: never;
                 cookie?: never;
             };
             requestBody: {
                 content: {
                     "application/json": {
-                        name: string;
+                        name?: string;
                         description?: string | null;
                         is_admin?: boolean;
                         scopes?: string[];
                         expires_at?: string | null;
-                        /** @description Free-form JSON object stored with the key (never a secret) */
+                        /** @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields. */
                         metadata?: {
+                            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
+                            rate_limit?: unknown;
+                            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
+                            quota?: unknown;
+                        } & {
                             [key: string]: unknown;
                         };
                         user_id?: string | null;
@@ -1257,9 +1396,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1281,9 +1424,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1305,9 +1452,41 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1329,9 +1508,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1353,9 +1536,41 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1377,9 +1592,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1401,9 +1620,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1498,9 +1721,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1522,9 +1749,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1546,9 +1777,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1570,9 +1805,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1669,9 +1908,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1693,9 +1936,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1717,9 +1964,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1741,9 +1992,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1765,9 +2020,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1813,9 +2072,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1837,9 +2100,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1861,9 +2128,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1885,9 +2156,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1909,9 +2184,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -1943,8 +2222,13 @@ export interface paths {
                         name?: string;
                         description?: string | null;
                         scopes?: string[];
-                        /** @description Free-form JSON object stored with the key (never a secret) */
+                        /** @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields. */
                         metadata?: {
+                            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
+                            rate_limit?: unknown;
+                            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
+                            quota?: unknown;
+                        } & {
                             [key: string]: unknown;
                         };
                         expires_at?: string | null;
@@ -2022,9 +2306,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2046,9 +2334,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2070,9 +2362,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2094,9 +2390,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2118,9 +2418,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2142,9 +2446,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2166,9 +2474,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2190,9 +2502,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2214,9 +2530,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2312,9 +2632,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2336,9 +2660,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2360,9 +2688,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2384,9 +2716,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2408,9 +2744,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2432,9 +2772,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2534,9 +2878,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2558,9 +2906,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2582,9 +2934,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2606,9 +2962,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2630,9 +2990,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2654,9 +3018,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2756,9 +3124,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2780,9 +3152,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2804,9 +3180,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2828,9 +3208,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2852,9 +3236,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2876,9 +3264,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -2905,12 +3297,15 @@ export interface paths {
         put?: never;
         /**
          * Roll an API key
-         * @description Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`); a roll with grace 0 replaces the key and is always allowed. A revoked or expired key cannot be rolled (409 `KEY_IS_REVOKED`, `KEY_IS_EXPIRED`); rolls of one lineage run one after another, and one that keeps losing that race answers 409 `KEY_IS_CHANGING`.
+         * @description Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`); a roll with grace 0 replaces the key and is always allowed. A revoked or expired key cannot be rolled (409 `KEY_IS_REVOKED`, `KEY_IS_EXPIRED`), nor a key rolled already, in its grace period: the new key would die with it (409 `KEY_WAS_ROLLED`, with `key_id` its live replacement: roll that one). Rolls of one lineage run one after another, and one that keeps losing that race answers 409 `KEY_IS_CHANGING`. Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up.
          */
         post: {
             parameters: {
                 query?: never;
-                header?: never;
+                header?: {
+                    /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
+                    "idempotency-key"?: string;
+                };
                 path: {
                     /** @description Resource id (UUIDv7) */
                     id: string;
@@ -2991,9 +3386,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3015,9 +3414,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3039,9 +3442,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3063,9 +3470,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3087,9 +3498,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3111,9 +3526,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3135,9 +3554,41 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3159,9 +3610,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3183,9 +3638,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3303,9 +3762,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3327,9 +3790,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3351,9 +3818,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3375,9 +3846,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3399,9 +3874,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3423,9 +3902,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3447,9 +3930,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3528,9 +4015,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3552,9 +4043,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3576,9 +4071,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3600,9 +4099,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3624,9 +4127,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3694,9 +4201,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3718,9 +4229,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3742,9 +4257,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3766,9 +4285,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3790,9 +4313,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3814,9 +4341,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3838,9 +4369,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3862,9 +4397,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3937,9 +4476,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3961,9 +4504,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -3985,9 +4532,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4009,9 +4560,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4033,9 +4588,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4084,9 +4643,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4108,9 +4671,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4132,9 +4699,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4156,9 +4727,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4180,9 +4755,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4252,9 +4831,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4276,9 +4859,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4300,9 +4887,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4324,9 +4915,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4348,9 +4943,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4372,9 +4971,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4396,9 +4999,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4420,9 +5027,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4488,9 +5099,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4512,9 +5127,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4536,9 +5155,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4560,9 +5183,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4666,9 +5293,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4690,9 +5321,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4714,9 +5349,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4738,9 +5377,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4762,9 +5405,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4777,24 +5424,32 @@ export interface paths {
         put?: never;
         /**
          * Create one of my API keys
-         * @description Returns the key once, in `key`. The key is never admin, may hold only scopes the user's tier allows (by default any scope outside `keyward:`, plus `keyward:keys:read`/`:write`), and counts against the tier's key limit (400 `KEY_LIMIT_REACHED`). Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
+         * @description Returns the key once, in `key`. The body is optional: every field has a default, and `name` is `Key` and the key's display prefix (`Key kw_3xYkAb12`). The key is never admin, may hold only scopes the user's tier allows (by default any scope outside `keyward:`, plus `keyward:keys:read`/`:write`), and counts against the tier's key limit (400 `KEY_LIMIT_REACHED`). Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up. Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
          */
         post: {
             parameters: {
                 query?: never;
-                header?: never;
+                header?: {
+                    /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
+                    "idempotency-key"?: string;
+                };
                 path?: never;
                 cookie?: never;
             };
-            requestBody: {
+            requestBody?: {
                 content: {
                     "application/json": {
-                        name: string;
+                        name?: string;
                         description?: string | null;
                         scopes?: string[];
                         expires_at?: string | null;
-                        /** @description Free-form JSON object stored with the key (never a secret) */
+                        /** @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields. */
                         metadata?: {
+                            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
+                            rate_limit?: unknown;
+                            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
+                            quota?: unknown;
+                        } & {
                             [key: string]: unknown;
                         };
                     };
@@ -4863,9 +5518,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4887,9 +5546,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4911,9 +5574,41 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                409: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4935,9 +5630,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4959,9 +5658,41 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
+                            errors?: {
+                                field: string;
+                                message: string;
+                            }[];
+                        };
+                    };
+                };
+                /** @description RFC 9457 problem details */
+                422: {
+                    headers: {
+                        [name: string]: unknown;
+                    };
+                    content: {
+                        "application/json": {
+                            type: string;
+                            title: string;
+                            status: number;
+                            /**
+                             * @description Stable error code, one of the catalogue (`errors.ts`)
+                             * @enum {string}
+                             */
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            detail?: string;
+                            instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -4983,9 +5714,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5007,9 +5742,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5072,9 +5811,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5096,9 +5839,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5120,9 +5867,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5144,9 +5895,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5168,9 +5923,13 @@ export interface paths {
                              * @description Stable error code, one of the catalogue (`errors.ts`)
                              * @enum {string}
                              */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
                             detail?: string;
                             instance?: string;
+                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+                            request_id?: string;
+                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+                            key_id?: string;
                             errors?: {
                                 field: string;
                                 message: string;
@@ -5201,9 +5960,13 @@ export interface components {
              * @description Stable error code, one of the catalogue (`errors.ts`)
              * @enum {string}
              */
-            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "PAYLOAD_TOO_LARGE" | "UNSUPPORTED_MEDIA_TYPE" | "RATE_LIMITED" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
             detail?: string;
             instance?: string;
+            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
+            request_id?: string;
+            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
+            key_id?: string;
             errors?: {
                 field: string;
                 message: string;

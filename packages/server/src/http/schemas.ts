@@ -2,6 +2,15 @@ import { type Static, Type } from '@fastify/type-provider-typebox';
 import type { ApiKey } from '../domain.js';
 import { iso, isoOrNull, keyStatus } from '../domain.js';
 import { ERRORS } from '../errors.js';
+import {
+  ENFORCED_ELSEWHERE,
+  enforcedElsewhere,
+  MAX_METADATA_BYTES,
+  MAX_METADATA_DEPTH,
+  MAX_METADATA_KEY_LENGTH,
+  MAX_METADATA_PROPERTIES,
+  metadataSizeProblem,
+} from '../services/input-bounds.js';
 import type { QuotaInput } from '../services/key-service.js';
 
 // Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
@@ -19,10 +28,28 @@ export const Scope = Type.String({
   description: 'A scope such as `inventory:read`; `inventory:*` and `*` are wildcards',
 });
 export const Scopes = Type.Array(Scope, { maxItems: 100 });
-export const Metadata = Type.Record(Type.String({ maxLength: 100 }), Type.Unknown(), {
-  maxProperties: 50,
-  description: 'Free-form JSON object stored with the key (never a secret)',
-});
+// A refused metadata key is refused at its own path (`body.metadata.rate_limit`), with where the setting lives.
+const refusedMetadataKeys = Object.fromEntries(
+  Object.entries(ENFORCED_ELSEWHERE).map(([name, setting]) => [
+    name,
+    Type.Refine(
+      Type.Unknown({ description: `Refused: set ${setting} instead` }),
+      () => false,
+      () => enforcedElsewhere(setting),
+    ),
+  ]),
+);
+export const Metadata = Type.Refine(
+  Type.Record(Type.String(), Type.Unknown(), {
+    maxProperties: MAX_METADATA_PROPERTIES,
+    // The key schema of a Record does not reach the JSON Schema (it becomes `patternProperties`): say it here.
+    propertyNames: { maxLength: MAX_METADATA_KEY_LENGTH },
+    properties: refusedMetadataKeys,
+    description: `Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most ${MAX_METADATA_PROPERTIES} properties with names of at most ${MAX_METADATA_KEY_LENGTH} characters, ${MAX_METADATA_DEPTH} levels of nested objects and arrays (the object itself is level 1) and ${MAX_METADATA_BYTES} bytes as UTF-8 JSON. \`rate_limit\` and \`quota\` are refused here: they are top-level fields.`,
+  }),
+  (value) => metadataSizeProblem(value) === null,
+  (value) => metadataSizeProblem(value) ?? 'is not valid',
+);
 export const RateLimitBody = Type.Object(
   {
     limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
@@ -53,7 +80,7 @@ export const Description = Type.String({ maxLength: 2000 });
 
 export const CreateKeyBody = Type.Object(
   {
-    name: Name,
+    name: Type.Optional(Name),
     description: Type.Optional(Nullable(Description)),
     is_admin: Type.Optional(Type.Boolean()),
     scopes: Type.Optional(Scopes),
@@ -162,6 +189,12 @@ export const ProblemResponse = Type.Object(
     code: Type.String({ description: 'Stable error code, one of the catalogue (`errors.ts`)', enum: Object.keys(ERRORS) }),
     detail: Type.Optional(Type.String()),
     instance: Type.Optional(Type.String()),
+    request_id: Type.Optional(
+      Type.String({ description: 'This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request' }),
+    ),
+    key_id: Type.Optional(
+      Type.String({ description: 'IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement' }),
+    ),
     errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
   },
   { $id: 'Problem', description: 'RFC 9457 problem details' },
@@ -180,7 +213,10 @@ export function problems(...statuses: number[]): Record<number, typeof ProblemRe
  * Operations whose JSON body may be left out (Fastify's swagger marks every body required): `[method, path]` as
  * the OpenAPI document names them.
  */
-export const OPTIONAL_BODIES: readonly (readonly [string, string])[] = [['post', '/v1/api-keys/{id}/roll']];
+export const OPTIONAL_BODIES: readonly (readonly [string, string])[] = [
+  ['post', '/v1/api-keys/{id}/roll'],
+  ['post', '/v1/users/me/api-keys'],
+];
 
 /** {@link problems} for a route that takes a JSON body: also 413 (too large) and 415 (not `application/json`). */
 export function bodyProblems(...statuses: number[]): Record<number, typeof ProblemResponse> {

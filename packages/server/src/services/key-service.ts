@@ -1,7 +1,7 @@
 import { displayPrefix, generateKey, hashApiKey, isValidPrefix } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import { type Config, type TierSetting, tierSettingOf } from '../config.js';
-import { type ApiKey, isoOrNull, type Quota, type RateLimit, type RefillInterval } from '../domain.js';
+import { type ApiKey, INSTANT_RANGE, isBoundedInstant, isoOrNull, type Quota, type RateLimit, type RefillInterval } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import {
   countKeysOfUser,
@@ -10,6 +10,7 @@ import {
   findKeyByHash,
   findKeyById,
   findKeyForUpdate,
+  findLiveReplacement,
   insertKey,
   isUniqueViolation,
   listKeys,
@@ -18,9 +19,18 @@ import {
   updateKey,
 } from '../store/api-keys.repository.js';
 import type { Db } from '../store/database.js';
+import { pruneIdempotencyKeys, reserveIdempotencyKey } from '../store/idempotency.repository.js';
 import type { Executor } from '../store/schema.js';
 import { findUserById, findUserForUpdate } from '../store/users.repository.js';
 import { type AuditedFields, audit, diff, facts } from './audit.js';
+import {
+  heldConflict,
+  IDEMPOTENCY_TTL_MS,
+  type IdempotentRequest,
+  idempotencyConflict,
+  idempotencyScope,
+  requestHash,
+} from './idempotency.js';
 import { type Caller, hasScopes, isAdmin, keyReach, type Principal } from './principal.js';
 
 export interface QuotaInput {
@@ -29,7 +39,8 @@ export interface QuotaInput {
 }
 
 export interface CreateKeyInput {
-  name: string;
+  /** Default: `Key ` and the display prefix, e.g. `Key kw_3xYkAb12`. */
+  name?: string;
   description?: string | null;
   isAdmin?: boolean;
   scopes?: string[];
@@ -79,12 +90,17 @@ export interface KeyServiceDeps {
 
 export type KeyService = ReturnType<typeof createKeyService>;
 
-/** For the operator only (bootstrap with `INITIAL_ADMIN_KEY`): HTTP never sets them. */
+/** `plaintext`, `action` and `note` are for the operator only (bootstrap with `INITIAL_ADMIN_KEY`): HTTP never sets them. */
 export interface CreateOptions {
   plaintext?: string;
   action?: 'key.create' | 'admin.bootstrap';
   note?: Record<string, unknown>;
+  /** Makes a retry safe: see {@link IdempotentRequest}. */
+  idempotency?: IdempotentRequest;
 }
+
+/** A create or roll: the key issued, or why not (naming a key where there is one to name). */
+export type IssueResult = { ok: true; value: IssuedKey } | Failure;
 
 // A key's fields as audit `changes` show them: as the API names and shows them (snake_case, ISO times).
 const SHOWN = {
@@ -141,6 +157,12 @@ function laterExpiry(self: ApiKey, expiresAt: number | null): Failure<'FORBIDDEN
   return err('FORBIDDEN', 'a key may not give a key a later expiry than its own (or none)');
 }
 
+/** How often idempotency keys older than {@link IDEMPOTENCY_TTL_MS} are deleted (an expired one is replaced anyway). */
+const PRUNE_EVERY_MS = 60 * 60 * 1000;
+
+// Thrown to roll a transaction back: the outcome it carries is returned instead.
+const ROLLBACK = new Error('rolled back');
+
 /** Tries of a roll whose lineage's budget moved (another roll of it committed) before `KEY_IS_CHANGING`. */
 const MAX_ROLL_ATTEMPTS = 5;
 
@@ -163,10 +185,73 @@ function toQuota(input: QuotaInput | null | undefined, now: number): Quota | nul
 }
 
 export function createKeyService({ db: { db, dialect }, config, onKeyChanged = () => {}, now = Date.now }: KeyServiceDeps) {
+  /**
+   * Runs `work` in a transaction that commits only when `keep` says so, and is rolled back otherwise: a refused
+   * create or roll leaves nothing behind, not even its idempotency key (a failed request does not consume it).
+   */
+  async function transact<T>(keep: (outcome: T) => boolean, work: (trx: Executor) => Promise<T>): Promise<T> {
+    const refused: { outcome: T }[] = [];
+    try {
+      return await db.transaction().execute(async (trx) => {
+        const outcome = await work(trx);
+        if (keep(outcome)) return outcome;
+        refused.push({ outcome });
+        throw ROLLBACK;
+      });
+    } catch (error) {
+      const first = refused[0];
+      if (error === ROLLBACK && first) return first.outcome;
+      throw error;
+    }
+  }
+
+  /** Records the caller's idempotency key in `trx`, or answers why it cannot be: taken first, before any lock. */
+  async function reserve(
+    trx: Executor,
+    caller: Caller,
+    idempotency: IdempotentRequest,
+    keyId: string,
+    at: number,
+  ): Promise<Failure | null> {
+    const scope = idempotencyScope(caller.principal);
+    const hash = requestHash(idempotency.request);
+    const record = { caller: scope, idempotencyKey: idempotency.key, requestHash: hash, keyId, createdAt: at };
+    if (await reserveIdempotencyKey(trx, record, at - IDEMPOTENCY_TTL_MS)) return null;
+    return heldConflict(trx, scope, idempotency, hash, at);
+  }
+
+  /** A repeat answered before any other check, so that it gets the same answer however the keys have changed since. */
+  async function repeated(caller: Caller, idempotency: IdempotentRequest | undefined): Promise<Failure | null> {
+    if (idempotency === undefined) return null;
+    const scope = idempotencyScope(caller.principal);
+    return idempotencyConflict(db, scope, idempotency, requestHash(idempotency.request), now());
+  }
+
+  /** The refusal to roll a key rolled already: it names the live replacement, the key to roll instead. */
+  async function wasRolled(key: ApiKey): Promise<Failure> {
+    const replacement = await findLiveReplacement(db, key, now());
+    if (!replacement) return err('KEY_WAS_ROLLED', 'this key was rolled already, and its replacement is no longer live');
+    return { ...err('KEY_WAS_ROLLED', `this key was rolled already: roll its replacement, ${replacement.id}`), keyId: replacement.id };
+  }
+
+  let nextPrune = 0;
+  /** Now and then, after a commit, deletes expired idempotency keys. */
+  async function pruneNowAndThen(at: number): Promise<void> {
+    if (at < nextPrune) return;
+    nextPrune = at + PRUNE_EVERY_MS;
+    try {
+      await pruneIdempotencyKeys(db, at - IDEMPOTENCY_TTL_MS);
+    } catch {
+      // The key is created and must be answered: a failed prune is retried at the next one (expired rows are
+      // replaced when their idempotency key comes again, so they never refuse anything meanwhile).
+      nextPrune = 0;
+    }
+  }
+
   function checkExpiry(expiresAt: number | null | undefined): Failure<'INVALID_REQUEST'> | null {
-    // RFC 3339 allows a leap second (`23:59:60Z`) that Date.parse cannot read: NaN must not reach the database.
-    if (expiresAt !== undefined && expiresAt !== null && !Number.isFinite(expiresAt)) {
-      return invalid('body.expires_at', 'is not a date this server can read');
+    // NaN (a leap second Date.parse cannot read) or an instant the API could not show must not reach the database.
+    if (expiresAt !== undefined && expiresAt !== null && !isBoundedInstant(expiresAt)) {
+      return invalid('body.expires_at', `must be an instant between ${INSTANT_RANGE}`);
     }
     if (expiresAt !== undefined && expiresAt !== null && expiresAt <= now()) {
       return invalid('body.expires_at', 'must be in the future');
@@ -266,7 +351,10 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     input: CreateKeyInput,
     options: CreateOptions,
     inTransaction: Executor | null,
-  ): Promise<Result<IssuedKey>> {
+  ): Promise<IssueResult> {
+    const { idempotency } = options;
+    const repeat = await repeated(caller, idempotency);
+    if (repeat) return repeat;
     const { principal } = caller;
     const reach = keyReach(principal, 'write');
     if (reach === null) return err('FORBIDDEN', 'this credential may not create keys');
@@ -288,13 +376,14 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     const scopes = [...new Set(input.scopes ?? [])];
 
     const key = options.plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
+    const keyPrefix = displayPrefix(key);
     const at = now();
     const record: ApiKey = {
       id: uuidv7(),
-      name: input.name,
+      name: input.name ?? `Key ${keyPrefix}`,
       description: input.description ?? null,
       keyHash: hashApiKey(key),
-      keyPrefix: displayPrefix(key),
+      keyPrefix,
       hashScheme: 'sha256',
       userId,
       isAdmin: wantsAdmin,
@@ -314,7 +403,10 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       quota: toQuota(input.quota, at) ?? null,
     };
 
-    const run = async (trx: Executor): Promise<Result<IssuedKey>> => {
+    const run = async (trx: Executor): Promise<IssueResult> => {
+      // First, before the user's row is locked: of concurrent repeats one holds it, the others wait for it.
+      const taken = idempotency && (await reserve(trx, caller, idempotency, record.id, at));
+      if (taken) return taken;
       let tierName: string | null = null;
       if (userId !== null) {
         // Locks the user row (PostgreSQL) so the count below and the insert are one decision.
@@ -340,7 +432,10 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       );
       return ok({ key, record });
     };
-    return inTransaction === null ? db.transaction().execute(run) : run(inTransaction);
+    if (inTransaction !== null) return run(inTransaction);
+    const outcome = await transact((o) => o.ok, run);
+    if (outcome.ok && idempotency) await pruneNowAndThen(at);
+    return outcome;
   }
 
   return {
@@ -351,9 +446,11 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
 
     /**
      * Creates a key and returns its plaintext once. Enforces grants, tier scopes and the tier key limit.
-     * `options` are for the operator only (bootstrap with `INITIAL_ADMIN_KEY`): HTTP never sets them.
+     * With `options.idempotency`, a repeat within 24 h creates nothing: `IDEMPOTENCY_KEY_REUSED` names the key
+     * created (`IDEMPOTENCY_KEY_MISMATCH` for another request); the record is written in the key's transaction, so
+     * of concurrent repeats exactly one creates a key. The other options are for the operator only.
      */
-    async create(caller: Caller, input: CreateKeyInput, options: CreateOptions = {}): Promise<Result<IssuedKey>> {
+    async create(caller: Caller, input: CreateKeyInput, options: CreateOptions = {}): Promise<IssueResult> {
       const outcome = await issue(caller, input, options, null);
       if (outcome.ok) onKeyChanged(outcome.value.record);
       return outcome;
@@ -366,9 +463,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
      */
     async bootstrap(initialKey: string | null): Promise<{ generated: string | null; record: ApiKey } | null> {
       const caller: Caller = { principal: { kind: 'system', name: 'bootstrap' }, ip: null };
-      let created: Result<IssuedKey> | null;
+      let created: IssueResult | null;
       try {
-        created = await db.transaction().execute(async (trx): Promise<Result<IssuedKey> | null> => {
+        created = await db.transaction().execute(async (trx): Promise<IssueResult | null> => {
           await lockBootstrap(trx, dialect);
           if ((await countUsableAdminKeys(trx, now())) > 0) return null;
           // A configured key that exists but was deactivated or revoked is not brought back to life.
@@ -486,8 +583,18 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
      * The quota moves to the new key, and during its grace the old key spends it and counts against the new
      * key's rate limit (`budgetKeyId`), so it keeps working and a roll never adds budget;
      * for a user's caller a roll with grace holds two live keys, so it must fit the tier's key limit.
+     * A key already rolled is not rolled again (`KEY_WAS_ROLLED`, naming its live replacement): the new key would
+     * inherit its expiry, the end of its grace period, and die with it.
      */
-    async roll(caller: Caller, id: string, input: { gracePeriodSeconds?: number }): Promise<Result<IssuedKey>> {
+    async roll(
+      caller: Caller,
+      id: string,
+      input: { gracePeriodSeconds?: number },
+      options: { idempotency?: IdempotentRequest } = {},
+    ): Promise<IssueResult> {
+      const { idempotency } = options;
+      const repeat = await repeated(caller, idempotency);
+      if (repeat) return repeat;
       const loaded = await loadReachable(caller, id, 'write');
       if (!loaded.ok) return loaded;
       const { principal } = caller;
@@ -500,9 +607,14 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       if (later) return later;
       const grace = input.gracePeriodSeconds ?? 0;
       const ownerId = loaded.value.userId;
-      type Rolled = Result<{ issued: IssuedKey; old: ApiKey; repointed: ApiKey[] }>;
+      const newId = uuidv7();
+      type Rolled = { ok: true; value: { issued: IssuedKey; old: ApiKey; repointed: ApiKey[] } } | Failure;
+      type Retry = { budgetMoved: string | null } | { wasRolled: ApiKey };
+      const issuedOk = (o: Rolled | Retry) => 'ok' in o && o.ok;
       const attempt = (budget: string | null) =>
-        db.transaction().execute(async (trx): Promise<Rolled | { budgetMoved: string | null }> => {
+        transact(issuedOk, async (trx): Promise<Rolled | Retry> => {
+          const taken = idempotency && (await reserve(trx, caller, idempotency, newId, now()));
+          if (taken) return taken;
           // Lock order as in `create`: the user row (the count below and the insert are one decision), then the
           // budget the key spends, then the key. A roll of that budget's owner re-points the keys spending it; holding
           // the owner's row first makes it wait for the key this roll adds (which inherits the pointer), or this roll
@@ -516,6 +628,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
           if (current.revokedAt !== null) return err('KEY_IS_REVOKED');
           const at = now();
           if (current.expiresAt !== null && current.expiresAt <= at) return err('KEY_IS_EXPIRED');
+          if (current.rolledAt !== null) return { wasRolled: current };
           const expiresAt = Math.min(current.expiresAt ?? Number.POSITIVE_INFINITY, at + grace * 1000);
           // With grace 0 the roll replaces the key and is always allowed; with grace both keys are live for a while.
           if (owner && expiresAt > at) {
@@ -527,7 +640,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
           const key = generateKey(rollPrefix(current.keyPrefix, config.keyPrefix));
           const record: ApiKey = {
             ...current,
-            id: uuidv7(),
+            id: newId,
             keyHash: hashApiKey(key),
             keyPrefix: displayPrefix(key),
             hashScheme: 'sha256',
@@ -569,10 +682,12 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
         if (tries === MAX_ROLL_ATTEMPTS) return err('KEY_IS_CHANGING');
         outcome = await attempt(outcome.budgetMoved);
       }
+      if ('wasRolled' in outcome) return wasRolled(outcome.wasRolled);
       if (!outcome.ok) return outcome;
       onKeyChanged(outcome.value.old);
       for (const key of outcome.value.repointed) if (key.id !== id) onKeyChanged(key);
       onKeyChanged(outcome.value.issued.record);
+      if (idempotency) await pruneNowAndThen(outcome.value.issued.record.createdAt);
       return ok(outcome.value.issued);
     },
 

@@ -2,11 +2,13 @@ import type { ApiKey, User } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import type { Db } from '../store/database.js';
 import { findUserById } from '../store/users.repository.js';
-import type { IssuedKey, KeyService, Page } from './key-service.js';
+import type { IdempotentRequest } from './idempotency.js';
+import type { IssueResult, KeyService, Page } from './key-service.js';
 import { type Caller, keyReach, type Principal } from './principal.js';
 
 export interface SelfCreateKeyInput {
-  name: string;
+  /** Default: `Key ` and the display prefix, e.g. `Key kw_3xYkAb12`. */
+  name?: string;
   description?: string | null;
   scopes?: string[];
   expiresAt?: number | null;
@@ -51,10 +53,10 @@ export function createSelfService({ db: { db }, keys }: { db: Db; keys: KeyServi
       return user ? ok(user) : err('USER_NOT_FOUND');
     },
 
-    async createKey(caller: Caller, input: SelfCreateKeyInput): Promise<Result<IssuedKey>> {
+    async createKey(caller: Caller, input: SelfCreateKeyInput, options: { idempotency?: IdempotentRequest } = {}): Promise<IssueResult> {
       const userId = selfUserId(caller.principal);
       if (userId === null) return notAUser();
-      return keys.create(caller, { ...input, userId, isAdmin: false });
+      return keys.create(caller, { ...input, userId, isAdmin: false }, options);
     },
 
     async listKeys(caller: Caller, input: SelfListKeysInput): Promise<Result<Page<ApiKey>>> {

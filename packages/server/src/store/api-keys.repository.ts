@@ -162,6 +162,27 @@ export async function pointBudgetAt(db: Executor, id: string, budgetKeyId: strin
   return rows.map(toApiKey);
 }
 
+/** The newest key rolled from key `id`, if any. */
+async function successorOf(db: Executor, id: string): Promise<ApiKey | undefined> {
+  const row = await db.selectFrom('api_keys').selectAll().where('rolled_from', '=', id).orderBy('id', 'desc').limit(1).executeTakeFirst();
+  return row && toApiKey(row);
+}
+
+/**
+ * The live key that replaced a rolled key: its successor (`rolled_from`), or that one's, up to the first one not
+ * rolled itself; none when that one is revoked, expired or deleted. It starts from the key's budget owner, which a
+ * roll with grace points at the newest key of the lineage, so it usually reads one row by id (`rolled_from` has no
+ * index: this runs only when a roll is refused).
+ */
+export async function findLiveReplacement(db: Executor, key: ApiKey, now: number): Promise<ApiKey | undefined> {
+  let head = key.budgetKeyId === null ? undefined : await findKeyById(db, key.budgetKeyId);
+  head ??= await successorOf(db, key.id);
+  // Bounded: a lineage is a chain (each roll records its source), but a bound costs nothing.
+  for (let step = 0; head !== undefined && head.rolledAt !== null && step < 100; step++) head = await successorOf(db, head.id);
+  if (head === undefined || head.rolledAt !== null || head.revokedAt !== null) return undefined;
+  return head.expiresAt === null || head.expiresAt > now ? head : undefined;
+}
+
 export async function deleteKey(db: Executor, id: string): Promise<boolean> {
   const result = await db.deleteFrom('api_keys').where('id', '=', id).executeTakeFirst();
   return result.numDeletedRows > 0n;

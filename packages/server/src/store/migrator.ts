@@ -1,8 +1,11 @@
 import { type Kysely, type Migration, type MigrationResultSet, Migrator, PostgresAdapter, sql } from 'kysely';
+import { type Db, openDatabase } from './database.js';
 import * as initial from './migrations/0001-initial.js';
 import * as usageStorage from './migrations/0002-usage-storage.js';
 import * as rollBudget from './migrations/0003-roll-budget.js';
 import * as rolledAt from './migrations/0004-rolled-at.js';
+import * as keyChanges from './migrations/0005-key-changes.js';
+import * as idempotency from './migrations/0006-idempotency.js';
 import type { Database } from './schema.js';
 
 // Migrations are imported, not read from a folder, so the built CLI and the tests run the same list.
@@ -11,6 +14,8 @@ const MIGRATIONS: Record<string, Migration> = {
   '0002-usage-storage': usageStorage,
   '0003-roll-budget': rollBudget,
   '0004-rolled-at': rolledAt,
+  '0005-key-changes': keyChanges,
+  '0006-idempotency': idempotency,
 };
 
 export interface MigrationStatus {
@@ -52,4 +57,22 @@ export async function migrateDown(db: Kysely<Database>): Promise<string[]> {
 export async function migrationStatus(db: Kysely<Database>): Promise<MigrationStatus[]> {
   const list = await (await migrator(db)).getMigrations();
   return list.map((m) => ({ name: m.name, executedAt: m.executedAt ?? null }));
+}
+
+/** How long migrations may take: a long index build, or waiting for another instance's migration lock. */
+const MIGRATION_TIMEOUT_MS = 600_000;
+
+/**
+ * Migrates the database at `url` up, on a connection of its own without `DATABASE_TIMEOUT_MS` (which bounds the
+ * requests' queries, not a schema change). An in-memory SQLite database exists only on `db`'s connection, so
+ * it is migrated there.
+ */
+export async function migrateUpAt(db: Db, url: string): Promise<string[]> {
+  if (db.dialect === 'sqlite' && url.endsWith(':memory:')) return migrateUp(db.db);
+  const own = openDatabase(url, { timeoutMs: MIGRATION_TIMEOUT_MS });
+  try {
+    return await migrateUp(own.db);
+  } finally {
+    await own.close();
+  }
 }

@@ -77,12 +77,34 @@ export interface AuditLogTable {
   created_at: number;
 }
 
+/**
+ * Keys changed, by hash, for the other processes on the same SQLite file (which poll it); rows are pruned after a
+ * few minutes. PostgreSQL announces changes with NOTIFY and leaves it empty.
+ */
+export interface KeyChangesTable {
+  /** Handed out in commit order, never reused (AUTOINCREMENT / identity). */
+  seq: Generated<number>;
+  key_hash: string;
+  created_at: number;
+}
+
+/** One `Idempotency-Key` a caller used on a create or roll that succeeded (never a plaintext key). */
+export interface IdempotencyKeysTable {
+  caller: string;
+  idempotency_key: string;
+  request_hash: string;
+  key_id: string;
+  created_at: number;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
   api_key_usage: ApiKeyUsageTable;
   api_key_usage_minutes: ApiKeyUsageMinutesTable;
   audit_log: AuditLogTable;
+  idempotency_keys: IdempotencyKeysTable;
+  key_changes: KeyChangesTable;
 }
 
 /** A database handle or an open transaction: repositories take either as their first argument. */
@@ -98,3 +120,4 @@ export type ApiKeyUsageRow = Selectable<ApiKeyUsageTable>;
 export type NewApiKeyUsageRow = Insertable<ApiKeyUsageTable>;
 export type AuditLogRow = Selectable<AuditLogTable>;
 export type NewAuditLogRow = Insertable<AuditLogTable>;
+export type IdempotencyKeyRow = Selectable<IdempotencyKeysTable>;

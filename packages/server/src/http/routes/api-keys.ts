@@ -1,5 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
-import type { KeyService } from '../../services/key-service.js';
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { IdempotentRequest } from '../../services/idempotency.js';
+import type { IssueResult, KeyService } from '../../services/key-service.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import {
@@ -21,6 +23,43 @@ import { type App, SECURED } from '../types.js';
 
 const tags = ['API keys'];
 
+/** The `Idempotency-Key` request header of the routes that create a key (as Stripe's). */
+export const IdempotencyHeaders = Type.Object({
+  'idempotency-key': Type.Optional(
+    Type.String({
+      minLength: 1,
+      maxLength: 255,
+      pattern: '^[\\x20-\\x7E]+$',
+      description:
+        'Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up.',
+    }),
+  ),
+});
+
+/** What the route descriptions say of `Idempotency-Key`. */
+export const IDEMPOTENCY_DOC =
+  'Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up.';
+
+/** The idempotency key of a request and what it asked (method, route, parameters, body; no body counts as `{}`). */
+export function idempotencyOf(request: FastifyRequest): { idempotency?: IdempotentRequest } {
+  const key = request.headers['idempotency-key'];
+  if (typeof key !== 'string') return {};
+  const route = request.routeOptions.url ?? request.url;
+  return { idempotency: { key, request: { method: request.method, route, params: request.params, body: request.body ?? {} } } };
+}
+
+/** Sends a created or rolled key: 201, once, never cached. */
+export function sendIssued(reply: FastifyReply, result: IssueResult): FastifyReply {
+  const issued = unwrap(result);
+  reply.header('cache-control', 'no-store');
+  return reply.code(201).send({ key: issued.key, ...apiKeyView(issued.record) });
+}
+
+/** The responses of a route that issues a key: 422 for an idempotency key reused with another request; 409 may name a key. */
+export function issuedResponses(...statuses: number[]) {
+  return { 201: CreatedKeyResponse, ...bodyProblems(...statuses, 409, 422) };
+}
+
 export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
   const { keys } = deps;
 
@@ -30,18 +69,19 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
       schema: {
         tags,
         summary: 'Create an API key',
-        description:
-          'Creates a key and returns it once, in `key`. Only an admin may create admin keys; a key holding `keyward:keys:write` may grant only scopes it holds, and on a user-owned key only for that user.',
+        description: `Creates a key and returns it once, in \`key\`. \`name\` is optional: by default \`Key\` and the key's display prefix (\`Key kw_3xYkAb12\`). Only an admin may create admin keys; a key holding \`keyward:keys:write\` may grant only scopes it holds, and on a user-owned key only for that user. ${IDEMPOTENCY_DOC}`,
         security: SECURED,
+        headers: IdempotencyHeaders,
         body: CreateKeyBody,
-        response: { 201: CreatedKeyResponse, ...bodyProblems(400, 401, 403) },
+        response: issuedResponses(400, 401, 403),
       },
     },
     async (request, reply) => {
       const b = request.body;
-      const issued = unwrap(
-        await keys.create(callerOf(request), {
-          name: b.name,
+      const result = await keys.create(
+        callerOf(request),
+        {
+          ...(b.name === undefined ? {} : { name: b.name }),
           description: b.description,
           isAdmin: b.is_admin,
           scopes: b.scopes,
@@ -51,10 +91,10 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
           prefix: b.prefix,
           rateLimit: b.rate_limit && { limit: b.rate_limit.limit, windowSeconds: b.rate_limit.window_seconds },
           quota: toQuotaInput(b.quota),
-        }),
+        },
+        idempotencyOf(request),
       );
-      reply.header('cache-control', 'no-store');
-      return reply.code(201).send({ key: issued.key, ...apiKeyView(issued.record) });
+      return sendIssued(reply, result);
     },
   );
 
@@ -178,12 +218,12 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
       schema: {
         tags,
         summary: 'Roll an API key',
-        description:
-          'Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`); a roll with grace 0 replaces the key and is always allowed. A revoked or expired key cannot be rolled (409 `KEY_IS_REVOKED`, `KEY_IS_EXPIRED`); rolls of one lineage run one after another, and one that keeps losing that race answers 409 `KEY_IS_CHANGING`.',
+        description: `Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (\`rolled_from\` names the old key) and returns it once, in \`key\`. The old key keeps working for \`grace_period_seconds\`, then answers \`EXPIRED\`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 \`KEY_LIMIT_REACHED\`); a roll with grace 0 replaces the key and is always allowed. A revoked or expired key cannot be rolled (409 \`KEY_IS_REVOKED\`, \`KEY_IS_EXPIRED\`), nor a key rolled already, in its grace period: the new key would die with it (409 \`KEY_WAS_ROLLED\`, with \`key_id\` its live replacement: roll that one). Rolls of one lineage run one after another, and one that keeps losing that race answers 409 \`KEY_IS_CHANGING\`. ${IDEMPOTENCY_DOC}`,
         security: SECURED,
         params: IdParams,
+        headers: IdempotencyHeaders,
         body: RollKeyBody,
-        response: { 201: CreatedKeyResponse, ...bodyProblems(400, 401, 403, 404, 409) },
+        response: issuedResponses(400, 401, 403, 404),
       },
       // The body is optional: a bare POST rolls with no grace period.
       preValidation: async (request) => {
@@ -191,11 +231,13 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
       },
     },
     async (request, reply) => {
-      const issued = unwrap(
-        await keys.roll(callerOf(request), request.params.id, { gracePeriodSeconds: request.body.grace_period_seconds ?? 0 }),
+      const result = await keys.roll(
+        callerOf(request),
+        request.params.id,
+        { gracePeriodSeconds: request.body.grace_period_seconds ?? 0 },
+        idempotencyOf(request),
       );
-      reply.header('cache-control', 'no-store');
-      return reply.code(201).send({ key: issued.key, ...apiKeyView(issued.record) });
+      return sendIssued(reply, result);
     },
   );
 

@@ -2,20 +2,9 @@ import { Type } from '@fastify/type-provider-typebox';
 import type { SelfService } from '../../services/self-service.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
-import {
-  apiKeyView,
-  bodyProblems,
-  CreatedKeyResponse,
-  Description,
-  IdParams,
-  KeyListResponse,
-  Metadata,
-  msOrNull,
-  Name,
-  problems,
-  Scopes,
-} from '../schemas.js';
+import { apiKeyView, Description, IdParams, KeyListResponse, Metadata, msOrNull, Name, problems, Scopes } from '../schemas.js';
 import { type App, SECURED } from '../types.js';
+import { IDEMPOTENCY_DOC, IdempotencyHeaders, idempotencyOf, issuedResponses, sendIssued } from './api-keys.js';
 import { UserResponse, userView } from './users.js';
 
 const tags = ['Self-service'];
@@ -26,7 +15,7 @@ const WHO =
 // No is_admin, user_id, rate_limit or quota: those are the operator's to set, not the user's.
 const SelfCreateKeyBody = Type.Object(
   {
-    name: Name,
+    name: Type.Optional(Name),
     description: Type.Optional(Type.Union([Description, Type.Null()])),
     scopes: Type.Optional(Scopes),
     expires_at: Type.Optional(Type.Union([Type.String({ format: 'date-time', description: 'Must be in the future' }), Type.Null()])),
@@ -68,25 +57,31 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
       schema: {
         tags,
         summary: 'Create one of my API keys',
-        description: `Returns the key once, in \`key\`. The key is never admin, may hold only scopes the user's tier allows (by default any scope outside \`keyward:\`, plus \`keyward:keys:read\`/\`:write\`), and counts against the tier's key limit (400 \`KEY_LIMIT_REACHED\`). ${WHO}`,
+        description: `Returns the key once, in \`key\`. The body is optional: every field has a default, and \`name\` is \`Key\` and the key's display prefix (\`Key kw_3xYkAb12\`). The key is never admin, may hold only scopes the user's tier allows (by default any scope outside \`keyward:\`, plus \`keyward:keys:read\`/\`:write\`), and counts against the tier's key limit (400 \`KEY_LIMIT_REACHED\`). ${IDEMPOTENCY_DOC} ${WHO}`,
         security: SECURED,
+        headers: IdempotencyHeaders,
         body: SelfCreateKeyBody,
-        response: { 201: CreatedKeyResponse, ...bodyProblems(400, 401, 403) },
+        response: issuedResponses(400, 401, 403),
+      },
+      // The body is optional (a bare POST creates a key with every default), as for a roll.
+      preValidation: async (request) => {
+        request.body ??= {};
       },
     },
     async (request, reply) => {
       const b = request.body;
-      const issued = unwrap(
-        await selfService.createKey(callerOf(request), {
-          name: b.name,
+      const result = await selfService.createKey(
+        callerOf(request),
+        {
+          ...(b.name === undefined ? {} : { name: b.name }),
           ...(b.description === undefined ? {} : { description: b.description }),
           ...(b.scopes === undefined ? {} : { scopes: b.scopes }),
           ...(b.expires_at === undefined ? {} : { expiresAt: msOrNull(b.expires_at) ?? null }),
           ...(b.metadata === undefined ? {} : { metadata: b.metadata }),
-        }),
+        },
+        idempotencyOf(request),
       );
-      reply.header('cache-control', 'no-store');
-      return reply.code(201).send({ key: issued.key, ...apiKeyView(issued.record) });
+      return sendIssued(reply, result);
     },
   );
 
