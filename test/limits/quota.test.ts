@@ -1,7 +1,7 @@
 import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import type { ApiKey, Quota } from '../../packages/server/src/domain.js';
+import type { ApiKey, MaybePromise, Quota } from '../../packages/server/src/domain.js';
 import {
   createQuotaSpender,
   effectiveRemaining,
@@ -10,7 +10,6 @@ import {
   type QuotaSpend,
   refillPeriodStarts,
 } from '../../packages/server/src/services/quota.js';
-import type { MaybePromise } from '../../packages/server/src/services/verifier.js';
 import { findKeyById, insertKey, spendQuotaStatement } from '../../packages/server/src/store/api-keys.repository.js';
 import { type Db, type Dialect, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';

@@ -221,7 +221,7 @@ describe('users service: cascade tells the key-change hook about every deleted k
   it('announces each key of a deleted user, and each key of a re-tiered user', async () => {
     t = await createTestApp({ env: JWT_ENV });
     const changed: string[] = [];
-    const keys = createKeyService({ db: t.container.db, config: t.config, onKeyChanged: (key) => changed.push(key.id) });
+    const keys = createKeyService({ db: t.container.db, config: t.config, onKeyChanged: (key) => changed.push(key.keyHash) });
     const users = createUserService({ db: t.container.db, config: t.config, onKeysChanged: (list) => keys.announceChanged(list) });
     const admin = { principal: { kind: 'system' as const, name: 'test' }, ip: null };
     const user = await users.create(admin, { externalId: 'hooked' });
@@ -230,7 +230,7 @@ describe('users service: cascade tells the key-change hook about every deleted k
     for (const name of ['a', 'b']) {
       const created = await keys.create(admin, { name, userId: user.value.id });
       if (!created.ok) throw new Error(created.code);
-      ids.push(created.value.record.id);
+      ids.push(created.value.record.keyHash);
     }
     changed.length = 0;
     expect((await users.update(admin, user.value.id, { tier: 'pro' })).ok).toBe(true);

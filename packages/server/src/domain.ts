@@ -106,3 +106,71 @@ export function isBoundedInstant(ms: number): boolean {
  */
 export const iso = (ms: number): string => new Date(Math.min(Math.max(ms, MIN_INSTANT_MS), MAX_INSTANT_MS)).toISOString();
 export const isoOrNull = (ms: number | null): string | null => (ms === null ? null : iso(ms));
+
+// The verification vocabulary every wing shares (SPEC §5, §6): outcomes, a key's check, what limits report.
+
+/** Verification outcomes (SPEC §5). */
+export const VERIFY_CODES = [
+  'VALID',
+  'INVALID_FORMAT',
+  'NOT_FOUND',
+  'REVOKED',
+  'DISABLED',
+  'EXPIRED',
+  'INSUFFICIENT_SCOPES',
+  'RATE_LIMITED',
+  'USAGE_EXCEEDED',
+] as const;
+export type VerifyCode = (typeof VERIFY_CODES)[number];
+
+/** The result of checking a presented key's identity and state (no scopes, limits or quota). */
+export type KeyCheck =
+  | { code: 'VALID'; key: ApiKey }
+  | { code: 'REVOKED' | 'DISABLED' | 'EXPIRED'; key: ApiKey }
+  | { code: 'INVALID_FORMAT' | 'NOT_FOUND'; key: null };
+
+/** Rate-limit state reported with a verification (SPEC §5): `reset` is in unix seconds. */
+export interface RateLimitState {
+  limit: number;
+  remaining: number;
+  reset: number;
+  /** The window's length (for `RateLimit-Policy`'s `w`). */
+  windowSeconds?: number;
+}
+
+/** What a gate adds to the answer: the rate-limit state and/or the quota left. */
+export interface GateReport {
+  ratelimit?: RateLimitState;
+  remaining?: number;
+  /** With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (for `Retry-After`). */
+  quotaReset?: number;
+}
+
+export type GateOutcome = ({ ok: true } & GateReport) | ({ ok: false; code: 'RATE_LIMITED' | 'USAGE_EXCEEDED' } & GateReport);
+
+/** What a gate is asked to let through: units of quota and of the rate limit, at a time. */
+export interface GateRequest {
+  cost: number;
+  rateLimitCost: number;
+  now: number;
+}
+
+/**
+ * A check run, in order, after scopes on a key that is otherwise valid: the rate limit, then the quota
+ * (SPEC §6). The first gate that says no decides the code; what every gate run reports is merged.
+ */
+export interface VerifyGate {
+  check(key: ApiKey, request: GateRequest): Promise<GateOutcome> | GateOutcome;
+}
+
+/** A value, or a promise of it: the cached path answers synchronously (no promise, no microtask). */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** A quota as a caller sets it: the verifications left, and optionally a refill each day or month. */
+export interface QuotaInput {
+  remaining: number;
+  refill?: { amount: number; interval: RefillInterval } | null;
+}
+
+/** The longest external user id (a JWT's `sub`) Keyward stores. */
+export const MAX_EXTERNAL_ID_LENGTH = 255;

@@ -4,7 +4,7 @@ import { hashApiKey, rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUT
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { redactUrl } from '../config.js';
 import type { Container } from '../container.js';
-import type { ApiKey } from '../domain.js';
+import type { ApiKey, RateLimitState, VerifyCode } from '../domain.js';
 import { ProblemError } from '../errors.js';
 import { closeConnectionsOnceIdle } from '../http/app.js';
 import { credentialOf, WWW_AUTHENTICATE } from '../http/auth.js';
@@ -12,7 +12,7 @@ import { installProblemHandlers, PROBLEM_SERVER_OPTIONS, sendProblem, toProblemE
 import { REQUEST_ID_HEADER } from '../http/request-id.js';
 import { logController, loggerOptions } from '../logger.js';
 import type { Caller } from '../services/principal.js';
-import type { RateLimitState, VerifyCode, VerifyResult } from '../services/verifier.js';
+import type { VerifyResult } from '../services/verifier.js';
 import { DEFAULT_RULES, type GatewayRules, type RouteAccess, requestTarget, ruleFor } from './rules.js';
 
 export interface GatewayOptions {

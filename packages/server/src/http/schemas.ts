@@ -1,5 +1,5 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
-import type { ApiKey } from '../domain.js';
+import type { ApiKey, QuotaInput } from '../domain.js';
 import { iso, isoOrNull, keyStatus } from '../domain.js';
 import { ERRORS } from '../errors.js';
 import {
@@ -11,7 +11,6 @@ import {
   MAX_METADATA_PROPERTIES,
   metadataSizeProblem,
 } from '../services/input-bounds.js';
-import type { QuotaInput } from '../services/key-service.js';
 
 // Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
 

@@ -1,8 +1,8 @@
 import type { AuditEntry } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
+import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
 import { listAuditEntries } from '../store/audit-log.repository.js';
 import type { Db } from '../store/database.js';
-import { decodeCursor, encodeCursor, type Page } from './key-service.js';
 import { type Caller, isAdmin } from './principal.js';
 
 export interface AuditQuery {

@@ -1,6 +1,6 @@
+import type { KeyCheck, MaybePromise } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
 import type { Principal } from './principal.js';
-import type { KeyCheck, MaybePromise, Verifier } from './verifier.js';
 
 export type AuthFailureCode =
   | 'AUTH_REQUIRED'
@@ -48,7 +48,12 @@ function fromCheck(checked: KeyCheck): AuthResult {
   }
 }
 
-export function createAuthenticator(deps: { verifier: Verifier; jwt?: JwtAuthenticator | null }): Authenticator {
+/** What authentication asks of verification: a key's identity and state (the verifier, given by the container). */
+export interface KeyChecker {
+  check(key: string, onLookup?: () => void): MaybePromise<KeyCheck>;
+}
+
+export function createAuthenticator(deps: { verifier: KeyChecker; jwt?: JwtAuthenticator | null }): Authenticator {
   return {
     authenticate(credential, onLookup) {
       if (credential === undefined || credential === '') return err('AUTH_REQUIRED');

@@ -1,10 +1,9 @@
 import { createRemoteJWKSet, errors, type JWTVerifyGetKey, jwtVerify, SignJWT } from 'jose';
 import type { Config } from '../config.js';
+import { MAX_EXTERNAL_ID_LENGTH, type User } from '../domain.js';
 import { err, ok } from '../errors.js';
 import { isStorableText } from '../text.js';
 import type { JwtAuthenticator } from './auth.js';
-import type { UserService } from './user-service.js';
-import { MAX_EXTERNAL_ID_LENGTH } from './user-service.js';
 
 // Asymmetric algorithms accepted from a JWKS. HS* is accepted only with JWT_SECRET, and `none` never:
 // pinning the list is what stops algorithm-confusion tricks (an RSA public key used as an HMAC secret).
@@ -23,7 +22,8 @@ function isFetchFailure(error: unknown): boolean {
 
 export interface JwtDeps {
   config: Pick<Config, 'jwtSecret' | 'jwtJwksUrl' | 'jwtIssuer' | 'jwtAudience'>;
-  users: Pick<UserService, 'signIn'>;
+  /** Finds the user a token's `sub` names, creating it on first sign-in (the user service, given by the container). */
+  users: { signIn(externalId: string, claims?: { email?: string | null }): Promise<User> };
 }
 
 /**

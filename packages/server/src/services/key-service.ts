@@ -1,8 +1,18 @@
 import { displayPrefix, generateKey, hashApiKey, isValidPrefix } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import { type Config, type TierSetting, tierSettingOf } from '../config.js';
-import { type ApiKey, INSTANT_RANGE, isBoundedInstant, isoOrNull, type Quota, type RateLimit, type RefillInterval } from '../domain.js';
+import {
+  type ApiKey,
+  INSTANT_RANGE,
+  isBoundedInstant,
+  isoOrNull,
+  type Quota,
+  type QuotaInput,
+  type RateLimit,
+  type RefillInterval,
+} from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
+import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
 import {
   countKeysOfUser,
   countUsableAdminKeys,
@@ -32,11 +42,6 @@ import {
   requestHash,
 } from './idempotency.js';
 import { type Caller, hasScopes, isAdmin, keyReach, type Principal } from './principal.js';
-
-export interface QuotaInput {
-  remaining: number;
-  refill?: { amount: number; interval: RefillInterval } | null;
-}
 
 export interface CreateKeyInput {
   /** Default: `Key ` and the display prefix, e.g. `Key kw_3xYkAb12`. */
@@ -69,11 +74,6 @@ export interface ListKeysInput {
   cursor?: string;
 }
 
-export interface Page<T> {
-  items: T[];
-  nextCursor: string | null;
-}
-
 /** A key just created or rolled: the plaintext, which is returned exactly once and never stored. */
 export interface IssuedKey {
   key: string;
@@ -84,7 +84,7 @@ export interface KeyServiceDeps {
   db: Db;
   config: Pick<Config, 'keyPrefix' | 'tiers' | 'defaultTier' | 'maxKeysPerUser'>;
   /** Called after every committed change to a key (cache invalidation, cross-instance notification). */
-  onKeyChanged?: (key: ApiKey) => void;
+  onKeyChanged?: (key: Pick<ApiKey, 'keyHash'>) => void;
   now?: () => number;
 }
 
@@ -125,15 +125,6 @@ const pick = <F extends keyof typeof SHOWN>(...fields: F[]): AuditedFields<ApiKe
 const AUDITED_CHANGES = pick('name', 'description', 'scopes', 'metadata', 'expiresAt', 'rateLimit', 'quota', 'isActive', 'revokedAt');
 /** What a new key's audit entry records. */
 const AUDITED_ON_CREATE = pick('name', 'keyPrefix', 'isAdmin', 'scopes', 'userId', 'expiresAt');
-
-export function encodeCursor(id: string): string {
-  return Buffer.from(id, 'utf8').toString('base64url');
-}
-
-export function decodeCursor(cursor: string): string | null {
-  const id = Buffer.from(cursor, 'base64url').toString('utf8');
-  return /^[0-9a-f-]{36}$/.test(id) ? id : null;
-}
 
 // A user (or a user's own key) must not set, lift or clear the limits the operator's tiers impose.
 const LIMITS_ARE_THE_OPERATORS = 'only an admin or a service key may set the rate limit or quota of a user’s key';
@@ -440,7 +431,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
 
   return {
     /** Tells the key-change hook about keys changed outside this service (e.g. removed with their user). */
-    announceChanged(changed: readonly ApiKey[]): void {
+    announceChanged(changed: readonly Pick<ApiKey, 'keyHash'>[]): void {
       for (const key of changed) onKeyChanged(key);
     },
 

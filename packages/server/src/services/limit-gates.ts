@@ -1,5 +1,5 @@
 import { type Config, type TierSetting, tierSettingOf } from '../config.js';
-import type { ApiKey } from '../domain.js';
+import type { ApiKey, GateOutcome, GateRequest, MaybePromise, VerifyGate } from '../domain.js';
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import type { StatementWriter } from '../store/statement-writer.js';
@@ -7,7 +7,6 @@ import { findUserById } from '../store/users.repository.js';
 import { loadKey, type Presented } from './key-lookup.js';
 import { createQuotaSpender, nextRefillAt, type QuotaSpend } from './quota.js';
 import { type RateDecision, type RateLimiter, type RateRule, rateRuleFor } from './rate-limiter.js';
-import type { GateOutcome, GateRequest, MaybePromise, VerifyGate } from './verifier.js';
 
 // The two gates verification runs after the scope check (SPEC §6: rate limit, then quota). They answer
 // synchronously when they have nothing to wait for: a key with neither limit, the memory rate limiter, a

@@ -53,3 +53,8 @@ export function keyReach(principal: Principal, mode: 'read' | 'write'): KeyReach
 export function reaches(reach: KeyReach, key: Pick<ApiKey, 'userId'>): boolean {
   return reach !== null && (reach.all || key.userId === reach.userId);
 }
+
+/** Whether a principal may call the verify endpoint: an admin key, or a key holding `keyward:verify`. */
+export function mayVerify(principal: Principal): boolean {
+  return isAdmin(principal) || (principal.kind === 'key' && hasScopes(principal.key.scopes, [MANAGEMENT_SCOPES.verify]));
+}

@@ -1,9 +1,8 @@
-import type { Quota } from '../domain.js';
+import type { MaybePromise, Quota } from '../domain.js';
 import { directQuotaSpender, type RefillPeriodStarts, readKeyQuota, spendQuotaStatement } from '../store/api-keys.repository.js';
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import type { StatementWriter } from '../store/statement-writer.js';
-import type { MaybePromise } from './verifier.js';
 
 /**
  * The outcome of spending from a key's quota. `remaining` is what is left after the spend (or, when

@@ -1,10 +1,9 @@
 import type { Redis, Result } from 'ioredis';
 import { LRUCache } from 'lru-cache';
 import type { TierSetting } from '../config.js';
-import type { ApiKey } from '../domain.js';
+import type { ApiKey, MaybePromise } from '../domain.js';
 import { redisIsDown } from '../store/redis.js';
 import type { Metrics } from './metrics.js';
-import type { MaybePromise } from './verifier.js';
 
 /** At most `limit` units per `windowSeconds`. */
 export interface RateRule {

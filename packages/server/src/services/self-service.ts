@@ -1,9 +1,10 @@
 import type { ApiKey, User } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
+import type { Page } from '../pagination.js';
 import type { Db } from '../store/database.js';
 import { findUserById } from '../store/users.repository.js';
 import type { IdempotentRequest } from './idempotency.js';
-import type { IssueResult, KeyService, Page } from './key-service.js';
+import type { IssueResult, KeyService } from './key-service.js';
 import { type Caller, keyReach, type Principal } from './principal.js';
 
 export interface SelfCreateKeyInput {

@@ -1,7 +1,8 @@
+import type { VerifyCode } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
 import type { Caller } from './principal.js';
+import { mayVerify } from './principal.js';
 import type { UsageRecorder } from './usage-recorder.js';
-import { mayVerify, type VerifyCode } from './verifier.js';
 
 /** One request a host application saw (through the SDK middleware or the gateway), as it reports it. */
 export interface ReportedRequest {

@@ -1,7 +1,9 @@
 import { v7 as uuidv7 } from 'uuid';
 import type { Config } from '../config.js';
 import type { ApiKey, User } from '../domain.js';
+import { MAX_EXTERNAL_ID_LENGTH } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
+import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
 import type { Db } from '../store/database.js';
 import {
   deleteUser,
@@ -11,10 +13,10 @@ import {
   findUserForUpdate,
   insertUserIfAbsent,
   listUsers,
+  type OwnedKey,
   updateUser,
 } from '../store/users.repository.js';
 import { audit, diff } from './audit.js';
-import { decodeCursor, encodeCursor, type Page } from './key-service.js';
 import { type Caller, isAdmin } from './principal.js';
 
 export interface CreateUserInput {
@@ -41,7 +43,7 @@ export interface UserServiceDeps {
    * Told, after commit, about keys whose meaning changed without a write to the key itself: the keys of a
    * deleted user (gone through the cascade) and of a user whose tier changed (their default limits did).
    */
-  onKeysChanged?: (keys: readonly ApiKey[]) => void;
+  onKeysChanged?: (keys: readonly Pick<ApiKey, 'keyHash'>[]) => void;
   now?: () => number;
 }
 
@@ -50,7 +52,6 @@ export type UserService = ReturnType<typeof createUserService>;
 /** The actor recorded when a user is created by signing in with a JWT for an unknown `sub`. */
 const PROVISIONER: Caller = { principal: { kind: 'system', name: 'jwt' }, ip: null };
 
-export const MAX_EXTERNAL_ID_LENGTH = 255;
 export const MAX_EMAIL_LENGTH = 320;
 
 function invalid(field: string, message: string): Failure<'INVALID_REQUEST'> {
@@ -161,7 +162,7 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
       if (!isAdmin(caller.principal)) return forbidden();
       const bad = checkTier(input.tier) ?? checkEmail(input.email);
       if (bad) return bad;
-      const outcome = await db.transaction().execute(async (trx): Promise<Result<{ user: User; keys: ApiKey[] }>> => {
+      const outcome = await db.transaction().execute(async (trx): Promise<Result<{ user: User; keys: OwnedKey[] }>> => {
         // The row lock orders this change against concurrent key creation, which counts against the tier.
         const current = await findUserForUpdate(trx, id, dialect);
         if (!current) return err('USER_NOT_FOUND');
@@ -184,7 +185,7 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
     /** Deletes a user and, by cascade, every key they own; each key's removal is audited with the user's. */
     async remove(caller: Caller, id: string): Promise<Result<User>> {
       if (!isAdmin(caller.principal)) return forbidden();
-      const outcome = await db.transaction().execute(async (trx): Promise<Result<{ user: User; keys: ApiKey[] }>> => {
+      const outcome = await db.transaction().execute(async (trx): Promise<Result<{ user: User; keys: OwnedKey[] }>> => {
         // Locked first, so no key can be created for this user between listing their keys and the delete.
         const user = await findUserForUpdate(trx, id, dialect);
         if (!user) return err('USER_NOT_FOUND');

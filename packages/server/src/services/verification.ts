@@ -1,11 +1,12 @@
 import { hashApiKey } from '@keyward/sdk';
+import type { MaybePromise, VerifyCode } from '../domain.js';
 import type { Failure, Result } from '../errors.js';
 import type { BruteForceGuard, GuardDecision } from './brute-force-guard.js';
 import type { KeyCache } from './key-cache.js';
 import type { Metrics } from './metrics.js';
 import type { Caller } from './principal.js';
 import type { UsageRecorder } from './usage-recorder.js';
-import type { MaybePromise, Verifier, VerifyCode, VerifyInput, VerifyOutcome, VerifyResult } from './verifier.js';
+import type { Verifier, VerifyInput, VerifyOutcome, VerifyResult } from './verifier.js';
 
 /** What the verify endpoint knows of the HTTP request, for its usage row. */
 export interface VerificationRequest {

@@ -1,70 +1,17 @@
 import { classifyKey, hashApiKey } from '@keyward/sdk';
-import type { ApiKey } from '../domain.js';
+import type { ApiKey, GateOutcome, GateReport, GateRequest, KeyCheck, MaybePromise, VerifyCode, VerifyGate } from '../domain.js';
+import { VERIFY_CODES } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
 import type { Executor } from '../store/schema.js';
 import type { KeyCache } from './key-cache.js';
 import { loadKey, type Presented } from './key-lookup.js';
 import type { LastUsedRecorder } from './last-used.js';
 import type { Metrics } from './metrics.js';
-import { type Caller, hasScopes, isAdmin, MANAGEMENT_SCOPES, type Principal } from './principal.js';
+import { type Caller, hasScopes, mayVerify } from './principal.js';
 import { isValidCost } from './quota.js';
-
-/** Verification outcomes (SPEC §5). */
-export const VERIFY_CODES = [
-  'VALID',
-  'INVALID_FORMAT',
-  'NOT_FOUND',
-  'REVOKED',
-  'DISABLED',
-  'EXPIRED',
-  'INSUFFICIENT_SCOPES',
-  'RATE_LIMITED',
-  'USAGE_EXCEEDED',
-] as const;
-export type VerifyCode = (typeof VERIFY_CODES)[number];
-
-/** The result of checking a presented key's identity and state (no scopes, limits or quota). */
-export type KeyCheck =
-  | { code: 'VALID'; key: ApiKey }
-  | { code: 'REVOKED' | 'DISABLED' | 'EXPIRED'; key: ApiKey }
-  | { code: 'INVALID_FORMAT' | 'NOT_FOUND'; key: null };
-
-/** Rate-limit state reported with a verification (SPEC §5): `reset` is in unix seconds. */
-export interface RateLimitState {
-  limit: number;
-  remaining: number;
-  reset: number;
-  /** The window's length (for `RateLimit-Policy`'s `w`). */
-  windowSeconds?: number;
-}
-
-/** What a gate adds to the answer: the rate-limit state and/or the quota left. */
-export interface GateReport {
-  ratelimit?: RateLimitState;
-  remaining?: number;
-  /** With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (for `Retry-After`). */
-  quotaReset?: number;
-}
-
-export type GateOutcome = ({ ok: true } & GateReport) | ({ ok: false; code: 'RATE_LIMITED' | 'USAGE_EXCEEDED' } & GateReport);
-
-/** What a gate is asked to let through: units of quota and of the rate limit, at a time. */
-export interface GateRequest {
-  cost: number;
-  rateLimitCost: number;
-  now: number;
-}
 
 const invalidUnits = (field: string): VerifyResult =>
   err('INVALID_COST', `${field}: must be a non-negative integer`, [{ field, message: 'must be a non-negative integer' }]);
-
-/**
- * A check run, in order, after scopes on a key that is otherwise valid: the rate limit, then the quota
- * (SPEC §6). The first gate that says no decides the code; what every gate run reports is merged.
- */
-export interface VerifyGate {
-  check(key: ApiKey, request: GateRequest): Promise<GateOutcome> | GateOutcome;
-}
 
 export interface VerifyInput {
   key: string;
@@ -97,9 +44,6 @@ export interface VerifierDeps {
   metrics?: Pick<Metrics, 'hot'> | undefined;
 }
 
-/** A value, or a promise of it: the cached path answers synchronously (no promise, no microtask). */
-export type MaybePromise<T> = T | Promise<T>;
-
 export type VerifyResult = Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST'>;
 
 export interface Verifier {
@@ -122,11 +66,6 @@ export function stateOf(key: ApiKey, now: number): KeyCheck {
   if (!key.isActive) return { code: 'DISABLED', key };
   if (key.expiresAt !== null && key.expiresAt <= now) return { code: 'EXPIRED', key };
   return { code: 'VALID', key };
-}
-
-/** Whether a principal may call the verify endpoint: an admin key, or a key holding `keyward:verify`. */
-export function mayVerify(principal: Principal): boolean {
-  return isAdmin(principal) || (principal.kind === 'key' && hasScopes(principal.key.scopes, [MANAGEMENT_SCOPES.verify]));
 }
 
 const INVALID_FORMAT: KeyCheck = { code: 'INVALID_FORMAT', key: null };

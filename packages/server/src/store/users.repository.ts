@@ -1,5 +1,4 @@
 import type { ApiKey, User } from '../domain.js';
-import { toApiKey } from './api-keys.repository.js';
 import type { Dialect } from './database.js';
 import type { Executor, UserRow, UserUpdate } from './schema.js';
 
@@ -89,10 +88,13 @@ export async function updateUser(
   return row && toUser(row);
 }
 
+/** A key as its owner's changes need it: named in the audit trail, and dropped from caches by its hash. */
+export type OwnedKey = Pick<ApiKey, 'id' | 'name' | 'keyPrefix' | 'keyHash'>;
+
 /** The keys a user owns, all states: deleting the user deletes them too (FK cascade), so callers can tell caches. */
-export async function findKeysOwnedBy(db: Executor, userId: string): Promise<ApiKey[]> {
-  const rows = await db.selectFrom('api_keys').selectAll().where('user_id', '=', userId).execute();
-  return rows.map(toApiKey);
+export async function findKeysOwnedBy(db: Executor, userId: string): Promise<OwnedKey[]> {
+  const rows = await db.selectFrom('api_keys').select(['id', 'name', 'key_prefix', 'key_hash']).where('user_id', '=', userId).execute();
+  return rows.map((row) => ({ id: row.id, name: row.name, keyPrefix: row.key_prefix, keyHash: row.key_hash }));
 }
 
 /** Deletes a user; their keys go with them through the `api_keys.user_id` foreign key (ON DELETE CASCADE). */

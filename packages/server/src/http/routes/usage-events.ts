@@ -1,6 +1,6 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { VERIFY_CODES, type VerifyCode } from '../../domain.js';
 import type { UsageIngest } from '../../services/usage-ingest.js';
-import { VERIFY_CODES, type VerifyCode } from '../../services/verifier.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import { bodyProblems, msOrNull } from '../schemas.js';

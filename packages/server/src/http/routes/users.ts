@@ -1,6 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
 import type { User } from '../../domain.js';
-import { MAX_EMAIL_LENGTH, MAX_EXTERNAL_ID_LENGTH, type UserService } from '../../services/user-service.js';
+import { MAX_EXTERNAL_ID_LENGTH } from '../../domain.js';
+import { MAX_EMAIL_LENGTH, type UserService } from '../../services/user-service.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import { bodyProblems, IdParams, iso, problems } from '../schemas.js';

@@ -1,6 +1,7 @@
 import { type Static, Type } from '@fastify/type-provider-typebox';
+import { VERIFY_CODES, type VerifyCode } from '../../domain.js';
 import type { Verification, VerificationResult } from '../../services/verification.js';
-import { VERIFY_CODES, type VerifyCode, type VerifyOutcome } from '../../services/verifier.js';
+import type { VerifyOutcome } from '../../services/verifier.js';
 import { callerOf } from '../auth.js';
 import { unwrap } from '../problem.js';
 import { bodyProblems, iso, Scope } from '../schemas.js';
