@@ -1,7 +1,7 @@
 import { generateKey } from '@keyward/sdk';
+import { buildApp } from '../../packages/server/src/app.js';
 import { type Config, loadConfig } from '../../packages/server/src/config.js';
 import { type Container, createContainer } from '../../packages/server/src/container.js';
-import { buildApp } from '../../packages/server/src/http/app.js';
 import type { App } from '../../packages/server/src/http/types.js';
 import type { Dialect } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';

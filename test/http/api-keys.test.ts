@@ -3,8 +3,8 @@ import type { LightMyRequestResponse } from 'fastify';
 import { sql } from 'kysely';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { listAuditEntries } from '../../packages/server/src/store/audit-log.repository.js';
-import { insertUserIfAbsent } from '../../packages/server/src/store/users.repository.js';
+import { listAuditEntries } from '../../packages/server/src/audit/repository.js';
+import { insertUserIfAbsent } from '../../packages/server/src/users/repository.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 

@@ -2,8 +2,8 @@ import { randomBytes } from 'node:crypto';
 import { generateKey } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { updateKey } from '../../packages/server/src/store/api-keys.repository.js';
-import { insertUserIfAbsent } from '../../packages/server/src/store/users.repository.js';
+import { updateKey } from '../../packages/server/src/keys/repository.js';
+import { insertUserIfAbsent } from '../../packages/server/src/users/repository.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 

@@ -1,7 +1,7 @@
 import { generateKey } from '@keyward/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { MAX_METADATA_BYTES, MAX_METADATA_DEPTH } from '../../packages/server/src/services/input-bounds.js';
-import { updateKey } from '../../packages/server/src/store/api-keys.repository.js';
+import { MAX_METADATA_BYTES, MAX_METADATA_DEPTH } from '../../packages/server/src/input-bounds.js';
+import { updateKey } from '../../packages/server/src/keys/repository.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 import { JWT_ENV, signIn } from '../users/tokens.js';

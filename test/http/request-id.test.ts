@@ -1,8 +1,8 @@
 import { Writable } from 'node:stream';
 import pino from 'pino';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
+import { buildApp } from '../../packages/server/src/app.js';
 import { buildGateway } from '../../packages/server/src/gateway/app.js';
-import { buildApp } from '../../packages/server/src/http/app.js';
 import { loggerOptions } from '../../packages/server/src/logger.js';
 import { type Echoed, type EchoServer, startEcho } from '../gateway/echo.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';

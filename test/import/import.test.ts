@@ -5,7 +5,7 @@ import { promisify } from 'node:util';
 import { generateKey, hashApiKey } from '@keyward/sdk';
 import bcrypt from 'bcryptjs';
 import { afterEach, describe, expect, it } from 'vitest';
-import { findKeyById } from '../../packages/server/src/store/api-keys.repository.js';
+import { findKeyById } from '../../packages/server/src/keys/repository.js';
 import { bearer, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS, freshDatabase } from '../helpers/db.js';
 

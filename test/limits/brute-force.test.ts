@@ -1,12 +1,12 @@
 import { generateKey } from '@keyward/sdk';
 import Fastify from 'fastify';
 import { afterEach, describe, expect, it, vi } from 'vitest';
+import type { Authenticator } from '../../packages/server/src/callers/authenticator.js';
+import { addressGroup, createBruteForceGuard, type GuardDecision } from '../../packages/server/src/callers/brute-force-guard.js';
 import { requireAuthentication } from '../../packages/server/src/http/auth.js';
 import { installProblemHandlers } from '../../packages/server/src/http/problem.js';
-import type { Authenticator } from '../../packages/server/src/services/auth.js';
-import { addressGroup, createBruteForceGuard, type GuardDecision } from '../../packages/server/src/services/brute-force-guard.js';
-import { createMetrics } from '../../packages/server/src/services/metrics.js';
-import { createMemoryRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
+import { createMetrics } from '../../packages/server/src/metrics.js';
+import { createMemoryRateLimiter } from '../../packages/server/src/store/rate-limiter.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { JWT_ENV, signIn } from '../users/tokens.js';
 import { closedPort, counter } from './redis-helpers.js';

@@ -2,6 +2,7 @@ import Database from 'better-sqlite3';
 import { v7 as uuidv7 } from 'uuid';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
 import type { ApiKey, MaybePromise, Quota } from '../../packages/server/src/domain.js';
+import { findKeyById, insertKey, spendQuotaStatement } from '../../packages/server/src/keys/repository.js';
 import {
   createQuotaSpender,
   effectiveRemaining,
@@ -9,12 +10,11 @@ import {
   nextRefillAt,
   type QuotaSpend,
   refillPeriodStarts,
-} from '../../packages/server/src/services/quota.js';
-import { findKeyById, insertKey, spendQuotaStatement } from '../../packages/server/src/store/api-keys.repository.js';
+} from '../../packages/server/src/limits/quota.js';
 import { type Db, type Dialect, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
-import { usageInsertStatements, usageRowValues } from '../../packages/server/src/store/usage.repository.js';
+import { usageInsertStatements, usageRowValues } from '../../packages/server/src/usage/repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { newApiKey } from '../helpers/fixtures.js';
 

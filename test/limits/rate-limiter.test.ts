@@ -1,11 +1,11 @@
 import { afterEach, beforeEach, describe, expect, inject, it } from 'vitest';
-import { createMetrics, type Metrics } from '../../packages/server/src/services/metrics.js';
+import { createMetrics, type Metrics } from '../../packages/server/src/metrics.js';
 import {
   createMemoryRateLimiter,
   createRedisRateLimiter,
   type RateLimiter,
   rateRuleFor,
-} from '../../packages/server/src/services/rate-limiter.js';
+} from '../../packages/server/src/store/rate-limiter.js';
 import { closeRedis, openRedis, type Redis } from '../../packages/server/src/store/redis.js';
 import { closedPort, counter, deleteKeys, randomPrefix, silentServer, sleep } from './redis-helpers.js';
 

@@ -1,7 +1,7 @@
 import { randomBytes } from 'node:crypto';
 import { createServer, type Server } from 'node:net';
 import type { Redis } from 'ioredis';
-import type { Metrics } from '../../packages/server/src/services/metrics.js';
+import type { Metrics } from '../../packages/server/src/metrics.js';
 
 /** A key prefix no other test (or run) uses. */
 export function randomPrefix(): string {

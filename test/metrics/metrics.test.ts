@@ -1,7 +1,7 @@
 import { generateKey } from '@keyward/sdk';
 import { afterEach, describe, expect, it } from 'vitest';
-import { createMetrics } from '../../packages/server/src/services/metrics.js';
-import { createRedisRateLimiter } from '../../packages/server/src/services/rate-limiter.js';
+import { createMetrics } from '../../packages/server/src/metrics.js';
+import { createRedisRateLimiter } from '../../packages/server/src/store/rate-limiter.js';
 import { closeRedis, openRedis } from '../../packages/server/src/store/redis.js';
 import { bearer, createTestApp, type TestApp } from '../helpers/app.js';
 import { closedPort, randomPrefix } from '../limits/redis-helpers.js';

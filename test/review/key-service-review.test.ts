@@ -2,7 +2,7 @@ import { generateKey } from '@keyward/sdk';
 import { afterEach, describe, expect, it } from 'vitest';
 import { loadConfig } from '../../packages/server/src/config.js';
 import { createContainer } from '../../packages/server/src/container.js';
-import { countUsableAdminKeys } from '../../packages/server/src/store/api-keys.repository.js';
+import { countUsableAdminKeys } from '../../packages/server/src/keys/repository.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { bearer, createKey } from '../helpers/app.js';
 import { DIALECTS, type FreshDatabase, freshDatabase, POSTGRES_SKIP_REASON } from '../helpers/db.js';

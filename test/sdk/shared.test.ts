@@ -1,6 +1,6 @@
 import { credentialOf, hasScopes, rateLimitHeaders, scopeCovers, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
 import { describe, expect, it } from 'vitest';
-import * as principal from '../../packages/server/src/services/principal.js';
+import * as principal from '../../packages/server/src/callers/principal.js';
 
 describe('SDK shared helpers', () => {
   it('are the very functions the server uses, so the two cannot drift apart', () => {

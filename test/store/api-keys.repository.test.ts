@@ -13,11 +13,11 @@ import {
   lastUsedStatements,
   listKeys,
   updateKey,
-} from '../../packages/server/src/store/api-keys.repository.js';
+} from '../../packages/server/src/keys/repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { createStatementWriter } from '../../packages/server/src/store/statement-writer.js';
-import { insertUserIfAbsent } from '../../packages/server/src/store/users.repository.js';
+import { insertUserIfAbsent } from '../../packages/server/src/users/repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 import { newApiKey } from '../helpers/fixtures.js';
 

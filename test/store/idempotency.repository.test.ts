@@ -1,12 +1,12 @@
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
-import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import {
   findIdempotencyKey,
   type IdempotencyRecord,
   pruneIdempotencyKeys,
   reserveIdempotencyKey,
-} from '../../packages/server/src/store/idempotency.repository.js';
+} from '../../packages/server/src/keys/idempotency.repository.js';
+import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateDown, migrateUp } from '../../packages/server/src/store/migrator.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 

@@ -1,8 +1,8 @@
 import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Db, openDatabase, sqlitePath } from '../../packages/server/src/store/database.js';
-import { openKeyChangeReader, pruneKeyChanges, recordKeyChange } from '../../packages/server/src/store/key-events.repository.js';
 import { migrateDown, migrateUp } from '../../packages/server/src/store/migrator.js';
+import { openKeyChangeReader, pruneKeyChanges, recordKeyChange } from '../../packages/server/src/verification/key-events.repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const hash = (n: number) => n.toString(16).padStart(64, '0');

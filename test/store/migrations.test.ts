@@ -2,7 +2,7 @@ import { sql } from 'kysely';
 import { afterEach, describe, expect, it } from 'vitest';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateDown, migrateUp, migrationStatus } from '../../packages/server/src/store/migrator.js';
-import { countUsageByBucket } from '../../packages/server/src/store/usage.repository.js';
+import { countUsageByBucket } from '../../packages/server/src/usage/repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const TABLES = ['users', 'api_keys', 'api_key_usage', 'api_key_usage_minutes', 'audit_log'] as const;

@@ -6,12 +6,12 @@ import { Worker } from 'node:worker_threads';
 import Database from 'better-sqlite3';
 import { CompiledQuery, sql } from 'kysely';
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { lastUsedStatements } from '../../packages/server/src/store/api-keys.repository.js';
+import { lastUsedStatements } from '../../packages/server/src/keys/repository.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
-import { usageInsertStatements, usageRowValues } from '../../packages/server/src/store/usage.repository.js';
+import { usageInsertStatements, usageRowValues } from '../../packages/server/src/usage/repository.js';
 import { buildCli, REPO } from '../helpers/cli.js';
 import { type FreshDatabase, freshDatabase } from '../helpers/db.js';
 

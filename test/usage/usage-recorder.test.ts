@@ -1,9 +1,9 @@
 import { afterEach, beforeEach, describe, expect, it, vi } from 'vitest';
-import { createMetrics, type Metrics } from '../../packages/server/src/services/metrics.js';
-import { createUsageRecorder, type UsageEvent, type UsageRecorder } from '../../packages/server/src/services/usage-recorder.js';
+import { createMetrics, type Metrics } from '../../packages/server/src/metrics.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { createStatementWriter, type StatementWriter } from '../../packages/server/src/store/statement-writer.js';
+import { createUsageRecorder, type UsageEvent, type UsageRecorder } from '../../packages/server/src/usage/recorder.js';
 import {
   appendUsageRow,
   countUsageByBucket,
@@ -15,7 +15,7 @@ import {
   type UsageValue,
   usageInsertStatements,
   usageRowValues,
-} from '../../packages/server/src/store/usage.repository.js';
+} from '../../packages/server/src/usage/repository.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const T0 = Date.UTC(2030, 4, 10, 0, 0, 0); // midnight UTC

@@ -1,6 +1,6 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { createKeyService } from '../../packages/server/src/services/key-service.js';
-import { createUserService } from '../../packages/server/src/services/user-service.js';
+import { createKeyService } from '../../packages/server/src/keys/service.js';
+import { createUserService } from '../../packages/server/src/users/service.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 import { hsToken, JWT_ENV, signIn } from './tokens.js';

@@ -2,14 +2,14 @@ import { Writable } from 'node:stream';
 import { generateKey } from '@keyward/sdk';
 import pino from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { buildApp } from '../../packages/server/src/app.js';
 import { loadConfig } from '../../packages/server/src/config.js';
 import { createContainer } from '../../packages/server/src/container.js';
-import { buildApp } from '../../packages/server/src/http/app.js';
 import { loggerOptions } from '../../packages/server/src/logger.js';
 import { type Db, openDatabase } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import type { NewApiKeyUsageRow } from '../../packages/server/src/store/schema.js';
-import { insertUsageRows } from '../../packages/server/src/store/usage.repository.js';
+import { insertUsageRows } from '../../packages/server/src/usage/repository.js';
 import { createTestApp, type TestApp } from '../helpers/app.js';
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 

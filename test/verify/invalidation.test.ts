@@ -1,6 +1,6 @@
 import { generateKey } from '@keyward/sdk';
 import { afterEach, describe, expect, it } from 'vitest';
-import type { Caller } from '../../packages/server/src/services/principal.js';
+import type { Caller } from '../../packages/server/src/callers/principal.js';
 import { bearer, createKey } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 import { type ClockedApp, codeOf, createClockedApp, post, waitLive } from './helpers.js';

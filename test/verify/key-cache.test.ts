@@ -1,6 +1,6 @@
 import { describe, expect, it } from 'vitest';
 import type { ApiKey } from '../../packages/server/src/domain.js';
-import { createKeyCache, type KeyCacheOptions } from '../../packages/server/src/services/key-cache.js';
+import { createKeyCache, type KeyCacheOptions } from '../../packages/server/src/verification/key-cache.js';
 import { manualClock } from './helpers.js';
 
 // Unit tests of the key cache with a manual clock: no waiting, no timing assertions.

@@ -1,8 +1,8 @@
 import { generateKey } from '@keyward/sdk';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { createLastUsedRecorder } from '../../packages/server/src/services/last-used.js';
-import { findKeyById } from '../../packages/server/src/store/api-keys.repository.js';
+import { findKeyById } from '../../packages/server/src/keys/repository.js';
 import { openDatabase } from '../../packages/server/src/store/database.js';
+import { createLastUsedRecorder } from '../../packages/server/src/verification/last-used.js';
 import { createKey } from '../helpers/app.js';
 import { buildCli, call, startServe, tempFolder } from '../helpers/cli.js';
 import { DIALECTS, freshDatabase } from '../helpers/db.js';

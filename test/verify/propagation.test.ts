@@ -3,7 +3,7 @@ import { availableParallelism, loadavg } from 'node:os';
 import { performance } from 'node:perf_hooks';
 import { generateKey } from '@keyward/sdk';
 import { afterEach, beforeAll, describe, expect, inject, it } from 'vitest';
-import { updateKey } from '../../packages/server/src/store/api-keys.repository.js';
+import { updateKey } from '../../packages/server/src/keys/repository.js';
 import { openDatabase } from '../../packages/server/src/store/database.js';
 import { buildCli, call, runCli, type ServeProcess, startServe, tempFolder } from '../helpers/cli.js';
 import { DIALECTS, type FreshDatabase, freshDatabase, POSTGRES_SKIP_REASON } from '../helpers/db.js';

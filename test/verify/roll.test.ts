@@ -1,5 +1,5 @@
 import { afterEach, describe, expect, it } from 'vitest';
-import { listAuditEntries } from '../../packages/server/src/store/audit-log.repository.js';
+import { listAuditEntries } from '../../packages/server/src/audit/repository.js';
 import { createKey } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 import { type ClockedApp, codeOf, createClockedApp, post, verify } from './helpers.js';

@@ -1,9 +1,9 @@
 import { generateKey, hashApiKey } from '@keyward/sdk';
 import Database from 'better-sqlite3';
 import { afterEach, describe, expect, it } from 'vitest';
+import type { Caller } from '../../packages/server/src/callers/principal.js';
 import { loadConfig } from '../../packages/server/src/config.js';
 import { createContainer } from '../../packages/server/src/container.js';
-import type { Caller } from '../../packages/server/src/services/principal.js';
 import { openDatabase, sqlitePath } from '../../packages/server/src/store/database.js';
 import { migrateUp } from '../../packages/server/src/store/migrator.js';
 import { bearer, createKey, createTestApp, type TestApp } from '../helpers/app.js';

@@ -1,6 +1,6 @@
 import { generateKey } from '@keyward/sdk';
 import { afterEach, describe, expect, it } from 'vitest';
-import { updateKey } from '../../packages/server/src/store/api-keys.repository.js';
+import { updateKey } from '../../packages/server/src/keys/repository.js';
 import { openDatabase } from '../../packages/server/src/store/database.js';
 import { bearer, createKey } from '../helpers/app.js';
 import { DIALECTS, type FreshDatabase, freshDatabase, POSTGRES_SKIP_REASON } from '../helpers/db.js';

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import type { ApiKey } from '../../packages/server/src/domain.js';
-import { createKeyCache } from '../../packages/server/src/services/key-cache.js';
 import { DatabaseTimeoutError } from '../../packages/server/src/store/unavailable.js';
+import { createKeyCache } from '../../packages/server/src/verification/key-cache.js';
 import { manualClock } from './helpers.js';
 
 // A database that does not answer (rather than refusing): a record within the stale window answers after

@@ -1,10 +1,10 @@
 import { generateKey, hashApiKey } from '@keyward/sdk';
 import { describe, expect, it } from 'vitest';
+import type { Caller } from '../../packages/server/src/callers/principal.js';
 import type { ApiKey, VerifyGate } from '../../packages/server/src/domain.js';
-import { createKeyCache } from '../../packages/server/src/services/key-cache.js';
-import type { Caller } from '../../packages/server/src/services/principal.js';
-import { createVerifier } from '../../packages/server/src/services/verifier.js';
 import type { Executor } from '../../packages/server/src/store/schema.js';
+import { createKeyCache } from '../../packages/server/src/verification/key-cache.js';
+import { createVerifier } from '../../packages/server/src/verification/verifier.js';
 
 // Unit tests of the verifier with a counting loader in place of the database.
 

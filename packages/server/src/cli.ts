@@ -2,6 +2,8 @@
 import { createReadStream } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { Command, Help, InvalidArgumentError } from 'commander';
+import { mintDevToken } from './callers/jwt.js';
+import type { Caller } from './callers/principal.js';
 import { type Config, ConfigError, loadConfig, loadDotEnv, redactUrl } from './config.js';
 import { createContainer } from './container.js';
 import { INSTANT_RANGE, isBoundedInstant } from './domain.js';
@@ -9,10 +11,8 @@ import { parseUpstream } from './gateway/app.js';
 import { type GatewayRules, loadRulesFile, RulesError } from './gateway/rules.js';
 import { startGateway } from './gateway/start.js';
 import { apiKeyView } from './http/schemas.js';
+import type { ImportScheme } from './keys/import.js';
 import { startServer } from './server.js';
-import type { ImportScheme } from './services/import-service.js';
-import { mintDevToken } from './services/jwt.js';
-import type { Caller } from './services/principal.js';
 import { migrateDown, migrateUpAt, migrationStatus } from './store/migrator.js';
 
 const operator: Caller = { principal: { kind: 'system', name: 'cli' }, ip: null };

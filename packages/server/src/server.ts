@@ -1,6 +1,6 @@
+import { type BuildAppOptions, buildApp } from './app.js';
 import type { Config } from './config.js';
 import { createContainer } from './container.js';
-import { type BuildAppOptions, buildApp } from './http/app.js';
 import type { App } from './http/types.js';
 import { migrateUpAt } from './store/migrator.js';
 

@@ -2,17 +2,17 @@ import type { IncomingHttpHeaders } from 'node:http';
 import replyFrom from '@fastify/reply-from';
 import { hashApiKey, rateLimitHeaders as rateLimitHeadersOf, secondsUntil, UNAUTHENTICATED_CODES } from '@keyward/sdk';
 import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
+import { closeConnectionsOnceIdle } from '../app.js';
+import type { Caller } from '../callers/principal.js';
 import { redactUrl } from '../config.js';
 import type { Container } from '../container.js';
 import type { ApiKey, RateLimitState, VerifyCode } from '../domain.js';
 import { ProblemError } from '../errors.js';
-import { closeConnectionsOnceIdle } from '../http/app.js';
 import { credentialOf, WWW_AUTHENTICATE } from '../http/auth.js';
 import { installProblemHandlers, PROBLEM_SERVER_OPTIONS, sendProblem, toProblemError } from '../http/problem.js';
 import { REQUEST_ID_HEADER } from '../http/request-id.js';
 import { logController, loggerOptions } from '../logger.js';
-import type { Caller } from '../services/principal.js';
-import type { VerifyResult } from '../services/verifier.js';
+import type { VerifyResult } from '../verification/verifier.js';
 import { DEFAULT_RULES, type GatewayRules, type RouteAccess, requestTarget, ruleFor } from './rules.js';
 
 export interface GatewayOptions {

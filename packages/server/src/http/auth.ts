@@ -1,9 +1,9 @@
 import { credentialOf as credentialOfHeaders } from '@keyward/sdk';
 import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { Authenticator, AuthResult } from '../callers/authenticator.js';
+import type { BruteForceGuard, GuardDecision } from '../callers/brute-force-guard.js';
+import type { Caller } from '../callers/principal.js';
 import { ProblemError } from '../errors.js';
-import type { Authenticator, AuthResult } from '../services/auth.js';
-import type { BruteForceGuard, GuardDecision } from '../services/brute-force-guard.js';
-import type { Caller } from '../services/principal.js';
 
 declare module 'fastify' {
   interface FastifyRequest {

@@ -10,7 +10,7 @@ import {
   MAX_METADATA_KEY_LENGTH,
   MAX_METADATA_PROPERTIES,
   metadataSizeProblem,
-} from '../services/input-bounds.js';
+} from '../input-bounds.js';
 
 // Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
 

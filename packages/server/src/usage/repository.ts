@@ -1,0 +1,382 @@
+import { CompiledQuery, type ExpressionBuilder, type QueryResult, sql } from 'kysely';
+import type { Database, Executor, NewApiKeyUsageRow } from '../store/schema.js';
+
+// Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
+const USAGE_COLUMNS = [
+  'api_key_id',
+  'endpoint',
+  'method',
+  'status_code',
+  'ip_address',
+  'user_agent',
+  'response_time_ms',
+  'outcome',
+  'created_at',
+] as const satisfies readonly (keyof NewApiKeyUsageRow)[];
+
+// Compiled only for its text: one bound parameter per column, in USAGE_COLUMNS order (Kysely keeps key order).
+const PLACEHOLDER_ROW: Required<Omit<NewApiKeyUsageRow, 'id'>> = {
+  api_key_id: null,
+  endpoint: null,
+  method: null,
+  status_code: null,
+  ip_address: null,
+  user_agent: null,
+  response_time_ms: null,
+  outcome: '',
+  created_at: 0,
+};
+
+// Values of a per-minute count go in this key order: minute, api_key_id, outcome, count.
+const MINUTE_PLACEHOLDER = { minute: 0, api_key_id: '', outcome: '', count: 0 };
+
+// Nine columns a row: 512 rows is 4,608 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
+const ROWS_PER_STATEMENT = 512;
+const MINUTE_MS = 60_000;
+
+// Usage rows are written on the same event loop that answers verifications, one row per verification: the
+// query builder costs more per row than the database does. So the statement text for N rows is compiled
+// once per dialect (the adapter decides `?` or `$n`) and reused; a batch goes out in chunks of power-of-two
+// sizes, so at most 10 texts per statement are ever kept.
+const statements = new WeakMap<object, Map<string, string>>();
+
+function cachedStatement(db: Executor, name: 'rows' | 'minutes', rows: number): string {
+  const adapter = db.getExecutor().adapter;
+  let texts = statements.get(adapter);
+  if (texts === undefined) {
+    texts = new Map();
+    statements.set(adapter, texts);
+  }
+  const id = `${name}:${rows}`;
+  let text = texts.get(id);
+  if (text === undefined) {
+    text =
+      name === 'rows'
+        ? db
+            .insertInto('api_key_usage')
+            .values(Array.from({ length: rows }, () => PLACEHOLDER_ROW))
+            .compile().sql
+        : db
+            .insertInto('api_key_usage_minutes')
+            .values(Array.from({ length: rows }, () => MINUTE_PLACEHOLDER))
+            .onConflict((oc) =>
+              oc.columns(['minute', 'api_key_id', 'outcome']).doUpdateSet((eb) => ({
+                count: eb(eb.ref('api_key_usage_minutes.count'), '+', eb.ref('excluded.count')),
+              })),
+            )
+            .compile().sql;
+    texts.set(id, text);
+  }
+  return text;
+}
+
+/**
+ * `name` over rows of `width` values each, laid end to end in `values`, as statements of power-of-two chunks
+ * of rows.
+ */
+function chunked(db: Executor, name: 'rows' | 'minutes', values: readonly unknown[], width: number, into: CompiledQuery[]): void {
+  const rows = values.length / width;
+  let start = 0;
+  while (start < rows) {
+    const left = rows - start;
+    // The largest power of two that fits (all of ROWS_PER_STATEMENT when that many are left).
+    const size = left >= ROWS_PER_STATEMENT ? ROWS_PER_STATEMENT : 2 ** Math.floor(Math.log2(left));
+    into.push(CompiledQuery.raw(cachedStatement(db, name, size), values.slice(start * width, (start + size) * width)));
+    start += size;
+  }
+}
+
+/** One column value of a usage row. */
+export type UsageValue = string | number | null;
+
+/** Values per usage row in the flat arrays below: one per column of {@link USAGE_COLUMNS}. */
+export const USAGE_VALUES_PER_ROW = USAGE_COLUMNS.length;
+const CREATED_AT = USAGE_COLUMNS.indexOf('created_at');
+const KEY_ID = USAGE_COLUMNS.indexOf('api_key_id');
+const OUTCOME = USAGE_COLUMNS.indexOf('outcome');
+
+/**
+ * Appends one usage row to `values`, in the column order {@link usageInsertStatements} reads. The hot path
+ * buffers rows this way: no object per row.
+ */
+export function appendUsageRow(
+  values: UsageValue[],
+  apiKeyId: string | null,
+  endpoint: string | null,
+  method: string | null,
+  statusCode: number | null,
+  ipAddress: string | null,
+  userAgent: string | null,
+  responseTimeMs: number | null,
+  outcome: string,
+  createdAt: number,
+): void {
+  values.push(apiKeyId, endpoint, method, statusCode, ipAddress, userAgent, responseTimeMs, outcome, createdAt);
+}
+
+/**
+ * `rows` as the flat values {@link usageInsertStatements} takes, read column by column from {@link USAGE_COLUMNS}
+ * (a test checks that {@link appendUsageRow}, written out for speed, lays them out the same way).
+ */
+export function usageRowValues(rows: readonly NewApiKeyUsageRow[]): UsageValue[] {
+  const values: UsageValue[] = [];
+  for (const row of rows) for (const column of USAGE_COLUMNS) values.push(row[column] ?? null);
+  return values;
+}
+
+/**
+ * The statements that insert usage rows (multi-row INSERTs) and add them to the per-minute counts, to run
+ * in order in one transaction. `values` holds the rows end to end ({@link appendUsageRow}). The counts are
+ * summed here first, so each (minute, key, outcome) is one upsert per batch, sent in primary-key order: two
+ * instances adding to the same counts take their row locks in the same order (no deadlock on PostgreSQL).
+ * `db` only decides the SQL dialect.
+ */
+export function usageInsertStatements(db: Executor, values: readonly UsageValue[]): CompiledQuery[] {
+  const statements: CompiledQuery[] = [];
+  chunked(db, 'rows', values, USAGE_VALUES_PER_ROW, statements);
+  // Counted by minute, then key (a map), then outcome (a short list: a key has few outcomes in a minute). A
+  // key's id is the same string row after row (its hash is kept), where a composite key would be a new string
+  // to hash for every row.
+  const byMinute = new Map<number, Map<string, [string, number][]>>();
+  for (let at = 0; at < values.length; at += USAGE_VALUES_PER_ROW) {
+    const minute = Math.floor((values[at + CREATED_AT] as number) / MINUTE_MS) * MINUTE_MS;
+    const keyId = (values[at + KEY_ID] as string | null) ?? '';
+    const outcome = values[at + OUTCOME] as string;
+    let byKey = byMinute.get(minute);
+    if (byKey === undefined) {
+      byKey = new Map();
+      byMinute.set(minute, byKey);
+    }
+    const counted = byKey.get(keyId);
+    if (counted === undefined) {
+      byKey.set(keyId, [[outcome, 1]]);
+      continue;
+    }
+    let found = false;
+    for (const entry of counted) {
+      if (entry[0] === outcome) {
+        entry[1] += 1;
+        found = true;
+        break;
+      }
+    }
+    if (!found) counted.push([outcome, 1]);
+  }
+  // In primary-key order (minute, key, outcome), as flat values: minute, api_key_id, outcome, count.
+  const counts: UsageValue[] = [];
+  for (const minute of [...byMinute.keys()].sort((a, b) => a - b)) {
+    const byKey = byMinute.get(minute) ?? new Map<string, [string, number][]>();
+    // The default sort orders strings by UTF-16 code unit, as `<` does, and costs about half a comparator's.
+    for (const keyId of [...byKey.keys()].sort()) {
+      const entries = byKey.get(keyId) ?? [];
+      if (entries.length > 1) entries.sort((x, y) => (x[0] < y[0] ? -1 : x[0] > y[0] ? 1 : 0));
+      for (const [outcome, count] of entries) counts.push(minute, keyId, outcome, count);
+    }
+  }
+  chunked(db, 'minutes', counts, 4, statements);
+  return statements;
+}
+
+/** Runs {@link usageInsertStatements}; the caller opens the transaction. */
+export async function insertUsageRows(db: Executor, rows: readonly NewApiKeyUsageRow[]): Promise<void> {
+  for (const statement of usageInsertStatements(db, usageRowValues(rows))) await db.executeQuery(statement);
+}
+
+/**
+ * [from, to) split for counting: the whole minutes inside it come from the per-minute counts; the parts
+ * of a minute at either end (a range need not start or end on a minute) from the raw rows.
+ */
+function splitRange(from: number, to: number): { minutes: [number, number]; raw: Array<[number, number]> } {
+  const first = Math.ceil(from / MINUTE_MS) * MINUTE_MS;
+  const end = Math.floor(to / MINUTE_MS) * MINUTE_MS;
+  if (first >= end) return { minutes: [0, 0], raw: [[from, to]] };
+  const raw: Array<[number, number]> = [];
+  if (from < first) raw.push([from, first]);
+  if (end < to) raw.push([end, to]);
+  return { minutes: [first, end], raw };
+}
+
+export interface UsageBucketCount {
+  /** Start of the bucket, epoch ms. */
+  bucket: number;
+  outcome: string;
+  count: number;
+}
+
+/** Adds `n` to the count of (`a`, `b`) in a two-level map. */
+function tally<A, B>(into: Map<A, Map<B, number>>, a: A, b: B, n: number): void {
+  let inner = into.get(a);
+  if (inner === undefined) {
+    inner = new Map();
+    into.set(a, inner);
+  }
+  inner.set(b, (inner.get(b) ?? 0) + n);
+}
+
+/** Raw rows in any of `ranges` of `created_at` (none when there are none). */
+function inRanges(ranges: ReadonlyArray<[number, number]>) {
+  return (eb: ExpressionBuilder<Database, 'api_key_usage'>) =>
+    eb.or(
+      (ranges.length > 0 ? ranges : [[0, 0] as [number, number]]).map(([from, to]) =>
+        eb.and([eb('created_at', '>=', from), eb('created_at', '<', to)]),
+      ),
+    );
+}
+
+/**
+ * Counts a key's usage rows by outcome per bucket over [from, to). Buckets are `floor(time / size) * size`
+ * (`size` a whole number of minutes): times are integer epoch ms in both dialects, so integer division
+ * buckets them the same way. Ordered by bucket, then outcome.
+ */
+export async function countUsageByBucket(
+  db: Executor,
+  filter: { keyId: string; from: number; to: number; bucketMs: number },
+): Promise<UsageBucketCount[]> {
+  if (filter.bucketMs % MINUTE_MS !== 0) throw new RangeError('usage buckets are whole minutes');
+  const size = sql.lit(filter.bucketMs);
+  const { minutes, raw } = splitRange(filter.from, filter.to);
+  const [counted, edges] = await Promise.all([
+    db
+      .selectFrom('api_key_usage_minutes')
+      .select([sql<number>`(minute / ${size}) * ${size}`.as('bucket'), 'outcome', (eb) => eb.fn.sum<number>('count').as('count')])
+      .where('api_key_id', '=', filter.keyId)
+      .where('minute', '>=', minutes[0])
+      .where('minute', '<', minutes[1])
+      .groupBy([sql`(minute / ${size}) * ${size}`, 'outcome'])
+      .execute(),
+    raw.length === 0
+      ? []
+      : db
+          .selectFrom('api_key_usage')
+          .select([sql<number>`(created_at / ${size}) * ${size}`.as('bucket'), 'outcome', (eb) => eb.fn.countAll<number>().as('count')])
+          .where('api_key_id', '=', filter.keyId)
+          .where(inRanges(raw))
+          .groupBy([sql`(created_at / ${size}) * ${size}`, 'outcome'])
+          .execute(),
+  ]);
+  const byBucket = new Map<number, Map<string, number>>();
+  for (const row of [...counted, ...edges]) tally(byBucket, Number(row.bucket), row.outcome, Number(row.count));
+  const out: UsageBucketCount[] = [];
+  for (const bucket of [...byBucket.keys()].sort((a, b) => a - b)) {
+    const outcomes = byBucket.get(bucket) ?? new Map<string, number>();
+    for (const outcome of [...outcomes.keys()].sort()) out.push({ bucket, outcome, count: outcomes.get(outcome) ?? 0 });
+  }
+  return out;
+}
+
+/** Usage rows over [from, to) by outcome, for all keys (unknown keys included). */
+export async function countUsageByOutcome(db: Executor, filter: { from: number; to: number }): Promise<Map<string, number>> {
+  const { minutes, raw } = splitRange(filter.from, filter.to);
+  const [counted, edges] = await Promise.all([
+    db
+      .selectFrom('api_key_usage_minutes')
+      .select(['outcome', (eb) => eb.fn.sum<number>('count').as('count')])
+      .where('minute', '>=', minutes[0])
+      .where('minute', '<', minutes[1])
+      .groupBy('outcome')
+      .execute(),
+    raw.length === 0
+      ? []
+      : db
+          .selectFrom('api_key_usage')
+          .select(['outcome', (eb) => eb.fn.countAll<number>().as('count')])
+          .where(inRanges(raw))
+          .groupBy('outcome')
+          .execute(),
+  ]);
+  const totals = new Map<string, number>();
+  for (const row of [...counted, ...edges]) totals.set(row.outcome, (totals.get(row.outcome) ?? 0) + Number(row.count));
+  return totals;
+}
+
+export interface TopKey {
+  keyId: string;
+  /** Name and display prefix; null when the key was deleted since. */
+  name: string | null;
+  keyPrefix: string | null;
+  total: number;
+  outcomes: Record<string, number>;
+}
+
+/** The keys with the most usage rows over [from, to), most first, with their counts by outcome. */
+export async function topKeysByUsage(db: Executor, filter: { from: number; to: number; limit: number }): Promise<TopKey[]> {
+  const { minutes, raw } = splitRange(filter.from, filter.to);
+  // Per key and outcome, from both sources: whole minutes from the counts, the ends from the raw rows.
+  const parts = db
+    .selectFrom('api_key_usage_minutes')
+    .select(['api_key_id', 'outcome', 'count as n'])
+    .where('api_key_id', '!=', '')
+    .where('minute', '>=', minutes[0])
+    .where('minute', '<', minutes[1])
+    .unionAll(
+      db
+        .selectFrom('api_key_usage')
+        .select([(eb) => eb.fn.coalesce('api_key_id', sql.lit('')).as('api_key_id'), 'outcome', sql<number>`1`.as('n')])
+        .where('api_key_id', 'is not', null)
+        .where(inRanges(raw)),
+    );
+  const top = await db
+    .selectFrom(parts.as('u'))
+    .select(['u.api_key_id', (eb) => eb.fn.sum<number>('u.n').as('total')])
+    .groupBy('u.api_key_id')
+    .orderBy('total', 'desc')
+    .orderBy('u.api_key_id')
+    .limit(filter.limit)
+    .execute();
+  const ids = top.map((r) => r.api_key_id);
+  if (ids.length === 0) return [];
+  const [breakdown, keys] = await Promise.all([
+    db
+      .selectFrom(parts.as('u'))
+      .select(['u.api_key_id', 'u.outcome', (eb) => eb.fn.sum<number>('u.n').as('count')])
+      .where('u.api_key_id', 'in', ids)
+      .groupBy(['u.api_key_id', 'u.outcome'])
+      .execute(),
+    db.selectFrom('api_keys').select(['id', 'name', 'key_prefix']).where('id', 'in', ids).execute(),
+  ]);
+  return ids.map((keyId) => {
+    const key = keys.find((k) => k.id === keyId);
+    const outcomes: Record<string, number> = {};
+    for (const row of breakdown) if (row.api_key_id === keyId) outcomes[row.outcome] = Number(row.count);
+    return {
+      keyId,
+      name: key?.name ?? null,
+      keyPrefix: key?.key_prefix ?? null,
+      total: Number(top.find((r) => r.api_key_id === keyId)?.total ?? 0),
+      outcomes,
+    };
+  });
+}
+
+/** Raw usage rows deleted per statement when pruning: each delete is short, so it holds SQLite's write lock briefly. */
+export const PRUNE_CHUNK_ROWS = 5_000;
+
+/** Runs one statement, resolving with its result once committed: a statement writer's `query`, or an executor's `executeQuery`. */
+export type RunStatement = <R>(statement: CompiledQuery<R>) => Promise<QueryResult<R>>;
+
+/**
+ * Deletes the raw rows older than `before`, oldest first, `chunkRows` per statement (each run by `run`, so one
+ * at a time between other writes), then the minute counts wholly before it (a minute the cut-off falls inside
+ * keeps its counts). Returns how many raw rows were deleted. `db` only builds the statements.
+ */
+export async function deleteUsageBefore(run: RunStatement, db: Executor, before: number, chunkRows = PRUNE_CHUNK_ROWS): Promise<number> {
+  let deleted = 0;
+  for (;;) {
+    const chunk = db
+      .deleteFrom('api_key_usage')
+      .where('id', 'in', (eb) =>
+        eb.selectFrom('api_key_usage').select('id').where('created_at', '<', before).orderBy('created_at').limit(chunkRows),
+      )
+      .compile();
+    const removed = Number((await run(chunk)).numAffectedRows ?? 0n);
+    deleted += removed;
+    if (removed < chunkRows) break;
+  }
+  await run(
+    db
+      .deleteFrom('api_key_usage_minutes')
+      .where('minute', '<=', before - MINUTE_MS)
+      .compile(),
+  );
+  return deleted;
+}
