@@ -9,6 +9,7 @@ import { requireAuthentication } from './http/auth.js';
 import { logController, loggerOptions } from './logger.js';
 import './http/formats.js';
 import { auditLogRoutes } from './audit/routes.js';
+import { dashboardRoutes } from './http/dashboard.js';
 import { docsRoutes } from './http/docs.js';
 import { installInputGuards } from './http/input-guards.js';
 import { installProblemHandlers, PROBLEM_SERVER_OPTIONS } from './http/problem.js';
@@ -157,6 +158,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   await docsRoutes(app);
   healthRoutes(app, container);
   metricsRoutes(app, container);
+  if (config.dashboard) await dashboardRoutes(app, config.dashboardDir ? { root: config.dashboardDir } : {});
 
   await app.register(async (v1: App) => {
     requireAuthentication(v1, container.authenticator, {

@@ -67,6 +67,10 @@ export interface Config {
    * (`DATABASE_TIMEOUT_MS`): the request answers 503, or a cached key from the stale window. SQLite's busy timeout.
    */
   databaseTimeoutMs: number;
+  /** Serve the web dashboard at `/` (`DASHBOARD`, default true). */
+  dashboard: boolean;
+  /** The dashboard's build folder (`DASHBOARD_DIR`; default: packages/dashboard/dist beside the server). */
+  dashboardDir: string | null;
 }
 
 export class ConfigError extends Error {
@@ -324,6 +328,8 @@ export function loadConfig(env: Env = process.env): Config {
     usageBufferMax: integer(env, 'USAGE_BUFFER_MAX', 50_000, 1),
     redisTimeoutMs: integer(env, 'REDIS_TIMEOUT_MS', 500, 10, 60_000),
     databaseTimeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 2_000, 10, 600_000),
+    dashboard: boolean(env, 'DASHBOARD', true),
+    dashboardDir: raw(env, 'DASHBOARD_DIR') ?? null,
   };
 }
 
