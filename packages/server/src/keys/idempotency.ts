@@ -14,8 +14,6 @@ export interface IdempotentRequest {
   request: { method: string; route: string; params: unknown; body: unknown };
 }
 
-/** A failure that names a key: the one an `Idempotency-Key` created, or the live replacement of a rolled key. */
-
 /** Whose idempotency keys these are: one caller's never meet another's. */
 export function idempotencyScope(principal: Principal): string {
   const actor = actorOf(principal);
