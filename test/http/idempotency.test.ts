@@ -259,11 +259,14 @@ describe.each(DIALECTS)('a key’s name is optional on %s', (dialect) => {
           {
             parameters?: { in: string; name: string; schema: { maxLength?: number } }[];
             requestBody?: { required?: boolean; content: Record<string, { schema: { required?: string[] } }> };
-            responses: Record<string, { content?: Record<string, { schema: { properties?: Record<string, unknown> } }> }>;
+            responses: Record<string, { content?: Record<string, { schema: { $ref?: string } }> }>;
           }
         >
       >;
+      components: { schemas: Record<string, { properties?: Record<string, unknown> }> };
     };
+    // Errors name the Problem component.
+    const schemaOf = (ref: string | undefined) => doc.components.schemas[(ref ?? '').replace('#/components/schemas/', '')];
     expect(doc.paths[ME]?.post?.requestBody?.required).toBe(false);
     for (const [path, op] of [
       ['/v1/api-keys', doc.paths['/v1/api-keys']?.post],
@@ -273,7 +276,7 @@ describe.each(DIALECTS)('a key’s name is optional on %s', (dialect) => {
       expect(op?.parameters?.find((p) => p.in === 'header' && p.name === 'idempotency-key')?.schema.maxLength, path).toBe(255);
       expect(op?.requestBody?.content['application/json']?.schema.required ?? [], path).not.toContain('name');
       expect(Object.keys(op?.responses ?? {}), path).toEqual(expect.arrayContaining(['409', '422']));
-      expect(op?.responses['409']?.content?.['application/json']?.schema.properties, path).toHaveProperty('key_id');
+      expect(schemaOf(op?.responses['409']?.content?.['application/problem+json']?.schema.$ref)?.properties, path).toHaveProperty('key_id');
     }
   });
 });

@@ -286,15 +286,19 @@ describe.each(DIALECTS)('input bounds on %s', (dialect) => {
       const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
         paths: Record<
           string,
-          Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, unknown> } }> } }>
+          Record<string, { requestBody?: { content: Record<string, { schema: { properties: Record<string, { $ref?: string }> } }> } }>
         >;
+        components: { schemas: Record<string, unknown> };
       };
       for (const [path, method] of [
         ['/v1/api-keys', 'post'],
         ['/v1/api-keys/{id}', 'patch'],
         ['/v1/users/me/api-keys', 'post'],
       ] as const) {
-        const metadata = doc.paths[path]?.[method]?.requestBody?.content['application/json']?.schema.properties.metadata as {
+        // The bodies name the Metadata component.
+        const ref = doc.paths[path]?.[method]?.requestBody?.content['application/json']?.schema.properties.metadata?.$ref;
+        expect(ref, path).toBe('#/components/schemas/Metadata');
+        const metadata = doc.components.schemas.Metadata as {
           description: string;
           propertyNames: unknown;
           properties: Record<string, unknown>;

@@ -161,10 +161,12 @@ describe('verify in the OpenAPI document', () => {
     try {
       const doc = (await t.app.inject({ method: 'GET', url: '/openapi.json' })).json() as {
         paths: Record<string, Record<string, { requestBody: unknown; responses: Record<string, unknown>; description: string }>>;
+        components: { schemas: Record<string, unknown> };
       };
       const op = doc.paths['/v1/keys/verify']?.post;
       expect(op?.description).toContain('keyward:verify');
-      const text = JSON.stringify(op);
+      // The answer is the VerifyResult component.
+      const text = JSON.stringify(op) + JSON.stringify(doc.components.schemas.VerifyResult);
       for (const code of [
         'VALID',
         'INVALID_FORMAT',

@@ -2,7 +2,7 @@ import { type Static, Type } from '@fastify/type-provider-typebox';
 import type { AuditEntry } from '../domain.js';
 import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
-import { iso, msOrNull, problems } from '../http/schemas.js';
+import { iso, msOrNull, NextCursor, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
 import type { AuditService } from './service.js';
 
@@ -25,25 +25,43 @@ export const AuditLogQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const AuditEntryResponse = Type.Object({
-  id: Type.String(),
-  actor_type: Type.String({ description: '`api_key`, `user` or `system`' }),
-  actor_id: Nullable(Type.String({ description: 'Who did it: a key id, a user id, or the system actor (`cli`, `bootstrap`)' })),
-  action: Type.String({ description: 'e.g. `key.create`, `key.revoke`, `user.update`' }),
-  target_type: Type.String(),
-  target_id: Nullable(Type.String()),
-  changes: Type.Record(Type.String(), Type.Unknown(), {
-    description: 'What changed (field names and non-secret values; never a key or hash)',
-  }),
-  ip: Nullable(Type.String()),
-  created_at: Type.String({ format: 'date-time' }),
-});
+const AUDIT_ENTRY_EXAMPLE = {
+  id: '0197a4d5-7e8f-7a0b-8c1d-2e3f4a5b6c7d',
+  actor_type: 'api_key',
+  actor_id: '0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f',
+  action: 'key.revoke',
+  target_type: 'api_key',
+  target_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
+  changes: { is_active: { from: true, to: false }, revoked_at: { from: null, to: '2025-06-03T08:00:00.000Z' } },
+  ip: '203.0.113.7',
+  created_at: '2025-06-03T08:00:00.000Z',
+};
+
+export const AuditEntryResponse = Type.Object(
+  {
+    id: Type.String(),
+    actor_type: Type.String({ description: '`api_key`, `user` or `system`' }),
+    actor_id: Nullable(Type.String({ description: 'Who did it: a key id, a user id, or the system actor (`cli`, `bootstrap`)' })),
+    action: Type.String({ description: 'e.g. `key.create`, `key.revoke`, `user.update`' }),
+    target_type: Type.String(),
+    target_id: Nullable(Type.String()),
+    changes: Type.Record(Type.String(), Type.Unknown(), {
+      description: 'What changed (field names and non-secret values; never a key or hash)',
+    }),
+    ip: Nullable(Type.String()),
+    created_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'AuditEntry', description: 'One management change: who, what, when', examples: [AUDIT_ENTRY_EXAMPLE] },
+);
 type AuditEntryResponse = Static<typeof AuditEntryResponse>;
 
-export const AuditLogResponse = Type.Object({
-  data: Type.Array(AuditEntryResponse),
-  next_cursor: Nullable(Type.String({ description: 'Pass as `cursor` for the next page; null on the last page' })),
-});
+export const AuditLogResponse = Type.Object(
+  { data: Type.Array(ref(AuditEntryResponse)), next_cursor: NextCursor },
+  { $id: 'AuditLogPage', description: 'A page of audit log entries, newest first' },
+);
+
+/** The audit wing's named components of the OpenAPI document (registered by the app). */
+export const AUDIT_SCHEMAS = [AuditEntryResponse, AuditLogResponse];
 
 export function auditEntryView(entry: AuditEntry): AuditEntryResponse {
   return {
@@ -64,13 +82,17 @@ export function auditLogRoutes(app: App, deps: { audit: AuditService }): void {
     '/v1/audit-logs',
     {
       schema: {
+        operationId: 'listAuditLogs',
         tags: ['Audit log'],
         summary: 'List audit log entries',
         description:
           'Admin only. Every management change (key create/update/deactivate/activate/revoke/roll/delete, user changes, bootstrap), newest first, naming the actor and what changed. Filter by `actor_id`, `target_id`, `action` and time range [`from`, `to`); page with `cursor`.',
         security: SECURED,
         querystring: AuditLogQuery,
-        response: { 200: AuditLogResponse, ...problems(400, 401, 403) },
+        response: {
+          200: ref(AuditLogResponse, { description: 'A page of entries', examples: [{ data: [AUDIT_ENTRY_EXAMPLE], next_cursor: null }] }),
+          ...problems(400, 401, 403),
+        },
       },
     },
     async (request) => {

@@ -1,4 +1,4 @@
-import { type Static, Type } from '@fastify/type-provider-typebox';
+import { type Static, type TSchema, type TUnsafe, Type } from '@fastify/type-provider-typebox';
 import type { ApiKey, QuotaInput } from '../domain.js';
 import { iso, isoOrNull, keyStatus } from '../domain.js';
 import { ERRORS } from '../errors.js';
@@ -13,6 +13,21 @@ import {
 } from '../input-bounds.js';
 
 // Request and response schemas: they drive validation, the TypeScript types and /openapi.json.
+//
+// A schema with an `$id` is a named component of the OpenAPI document (`#/components/schemas/<$id>`): the app
+// registers it with `addSchema` (see `SHARED_SCHEMAS` in app.ts). A response names it with `ref()`; a request
+// body keeps it inline (the TypeBox validator resolves no `$ref`), and the document still refers to it by name,
+// since @fastify/swagger replaces an inline copy of a registered `$id` with a reference.
+
+/**
+ * A reference to the named schema `schema` (registered with `addSchema`), typed as that schema. `description`
+ * becomes the response's description and `examples` its example in the OpenAPI document.
+ */
+export function ref<T extends TSchema>(schema: T, options: { description?: string; examples?: unknown[] } = {}): TUnsafe<Static<T>> {
+  const id = (schema as { $id?: unknown }).$id;
+  if (typeof id !== 'string') throw new Error('ref() needs a schema with an $id');
+  return Type.Unsafe<Static<T>>({ $ref: id, ...options });
+}
 
 const Iso = (description: string) => Type.String({ format: 'date-time', description });
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
@@ -44,6 +59,8 @@ export const Metadata = Type.Refine(
     // The key schema of a Record does not reach the JSON Schema (it becomes `patternProperties`): say it here.
     propertyNames: { maxLength: MAX_METADATA_KEY_LENGTH },
     properties: refusedMetadataKeys,
+    $id: 'Metadata',
+    examples: [{ plan: 'pro', team: 'billing' }],
     description: `Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most ${MAX_METADATA_PROPERTIES} properties with names of at most ${MAX_METADATA_KEY_LENGTH} characters, ${MAX_METADATA_DEPTH} levels of nested objects and arrays (the object itself is level 1) and ${MAX_METADATA_BYTES} bytes as UTF-8 JSON. \`rate_limit\` and \`quota\` are refused here: they are top-level fields.`,
   }),
   (value) => metadataSizeProblem(value) === null,
@@ -54,7 +71,12 @@ export const RateLimitBody = Type.Object(
     limit: Type.Integer({ minimum: 1, maximum: 1_000_000_000 }),
     window_seconds: Type.Integer({ minimum: 1, maximum: 31_536_000 }),
   },
-  { additionalProperties: false, description: 'At most `limit` verifications per `window_seconds`' },
+  {
+    $id: 'RateLimit',
+    additionalProperties: false,
+    description: 'At most `limit` verifications per `window_seconds`',
+    examples: [{ limit: 100, window_seconds: 60 }],
+  },
 );
 export const QuotaBody = Type.Object(
   {
@@ -71,7 +93,27 @@ export const QuotaBody = Type.Object(
       ),
     ),
   },
-  { additionalProperties: false, description: 'Verifications left; optionally refilled each day or month' },
+  {
+    $id: 'QuotaInput',
+    additionalProperties: false,
+    description: 'Verifications left; optionally refilled each day or month',
+    examples: [{ remaining: 10000, refill: { amount: 10000, interval: 'month' } }],
+  },
+);
+
+/** A key's quota as shown: what is left, the refill, and when it last refilled. */
+export const QuotaResponse = Type.Object(
+  {
+    remaining: Type.Integer({ description: 'Verifications left' }),
+    refill: Nullable(
+      Type.Object({
+        amount: Type.Integer({ description: 'What `remaining` is set to at each refill' }),
+        interval: Type.Union([Type.Literal('day'), Type.Literal('month')]),
+      }),
+    ),
+    last_refill_at: Nullable(Type.String({ format: 'date-time' })),
+  },
+  { $id: 'Quota', description: 'The key’s quota: verifications left, refilled each day or month when `refill` is set' },
 );
 
 export const Name = Type.String({ minLength: 1, maxLength: 200 });
@@ -97,7 +139,19 @@ export const CreateKeyBody = Type.Object(
     rate_limit: Type.Optional(Nullable(RateLimitBody)),
     quota: Type.Optional(Nullable(QuotaBody)),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        name: 'Billing service',
+        description: 'Reads invoices for the billing dashboard',
+        scopes: ['invoices:read'],
+        metadata: { team: 'billing' },
+        rate_limit: { limit: 100, window_seconds: 60 },
+        quota: { remaining: 10000, refill: { amount: 10000, interval: 'month' } },
+      },
+    ],
+  },
 );
 export type CreateKeyBody = Static<typeof CreateKeyBody>;
 
@@ -111,7 +165,11 @@ export const UpdateKeyBody = Type.Object(
     rate_limit: Type.Optional(Nullable(RateLimitBody)),
     quota: Type.Optional(Nullable(QuotaBody)),
   },
-  { additionalProperties: false, minProperties: 1 },
+  {
+    additionalProperties: false,
+    minProperties: 1,
+    examples: [{ scopes: ['invoices:read', 'invoices:write'], rate_limit: { limit: 500, window_seconds: 60 } }],
+  },
 );
 export type UpdateKeyBody = Static<typeof UpdateKeyBody>;
 
@@ -126,7 +184,7 @@ export const RollKeyBody = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ grace_period_seconds: 3600 }] },
 );
 
 export const ListKeysQuery = Type.Object(
@@ -139,45 +197,75 @@ export const ListKeysQuery = Type.Object(
   { additionalProperties: false },
 );
 
-export const ApiKeyResponse = Type.Object({
-  id: Type.String(),
-  name: Type.String(),
-  description: Nullable(Type.String()),
-  key_prefix: Type.String({ description: 'The prefix and first characters of the key, safe to display' }),
-  hash_scheme: Type.String(),
-  user_id: Nullable(Type.String()),
-  is_admin: Type.Boolean(),
-  scopes: Type.Array(Type.String()),
-  metadata: Type.Record(Type.String(), Type.Unknown()),
-  is_active: Type.Boolean(),
-  status: Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('revoked'), Type.Literal('expired')]),
-  created_at: Type.String({ format: 'date-time' }),
-  created_by: Type.String(),
-  updated_at: Type.String({ format: 'date-time' }),
-  last_used_at: Nullable(Type.String({ format: 'date-time' })),
-  expires_at: Nullable(Type.String({ format: 'date-time' })),
-  revoked_at: Nullable(Type.String({ format: 'date-time' })),
-  rolled_from: Nullable(Type.String()),
-  rate_limit: Nullable(Type.Object({ limit: Type.Integer(), window_seconds: Type.Integer() })),
-  quota: Nullable(
-    Type.Object({
-      remaining: Type.Integer(),
-      refill: Nullable(Type.Object({ amount: Type.Integer(), interval: Type.String() })),
-      last_refill_at: Nullable(Type.String({ format: 'date-time' })),
-    }),
-  ),
-});
+/** An example key, as the API shows it (the examples of the OpenAPI document). */
+export const API_KEY_EXAMPLE = {
+  id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
+  name: 'Billing service',
+  description: 'Reads invoices for the billing dashboard',
+  key_prefix: 'kw_3xYkAb12',
+  hash_scheme: 'sha256',
+  user_id: null,
+  is_admin: false,
+  scopes: ['invoices:read'],
+  metadata: { team: 'billing' },
+  is_active: true,
+  status: 'active',
+  created_at: '2025-06-01T09:30:00.000Z',
+  created_by: '0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f',
+  updated_at: '2025-06-01T09:30:00.000Z',
+  last_used_at: '2025-06-02T14:05:12.345Z',
+  expires_at: null,
+  revoked_at: null,
+  rolled_from: null,
+  rate_limit: { limit: 100, window_seconds: 60 },
+  quota: { remaining: 9876, refill: { amount: 10000, interval: 'month' }, last_refill_at: '2025-06-01T00:00:00.000Z' },
+} as const;
+
+/** An example of a key as created or rolled: the record, and the key itself, shown once. */
+export const CREATED_KEY_EXAMPLE = { key: 'kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7', ...API_KEY_EXAMPLE } as const;
+
+export const ApiKeyResponse = Type.Object(
+  {
+    id: Type.String(),
+    name: Type.String(),
+    description: Nullable(Type.String()),
+    key_prefix: Type.String({ description: 'The prefix and first characters of the key, safe to display' }),
+    hash_scheme: Type.String(),
+    user_id: Nullable(Type.String()),
+    is_admin: Type.Boolean(),
+    scopes: Type.Array(Type.String()),
+    metadata: ref(Metadata),
+    is_active: Type.Boolean(),
+    status: Type.Union([Type.Literal('active'), Type.Literal('inactive'), Type.Literal('revoked'), Type.Literal('expired')]),
+    created_at: Type.String({ format: 'date-time' }),
+    created_by: Type.String(),
+    updated_at: Type.String({ format: 'date-time' }),
+    last_used_at: Nullable(Type.String({ format: 'date-time' })),
+    expires_at: Nullable(Type.String({ format: 'date-time' })),
+    revoked_at: Nullable(Type.String({ format: 'date-time' })),
+    rolled_from: Nullable(Type.String()),
+    rate_limit: Nullable(ref(RateLimitBody)),
+    quota: Nullable(ref(QuotaResponse)),
+  },
+  { $id: 'ApiKey', description: 'An API key: every stored field but its hash', examples: [API_KEY_EXAMPLE] },
+);
 export type ApiKeyResponse = Static<typeof ApiKeyResponse>;
 
-export const CreatedKeyResponse = Type.Intersect([
-  Type.Object({ key: Type.String({ description: 'The API key. Shown once: store it now, it cannot be retrieved again' }) }),
-  ApiKeyResponse,
-]);
+export const CreatedKeyResponse = Type.Intersect(
+  [
+    Type.Object({ key: Type.String({ description: 'The API key. Shown once: store it now, it cannot be retrieved again' }) }),
+    ref(ApiKeyResponse),
+  ],
+  { $id: 'CreatedKey', description: 'A key just created or rolled: its record, and the key itself, shown once' },
+);
 
-export const KeyListResponse = Type.Object({
-  data: Type.Array(ApiKeyResponse),
-  next_cursor: Nullable(Type.String({ description: 'Pass as `cursor` for the next page; null on the last page' })),
-});
+/** `next_cursor` of every list page. */
+export const NextCursor = Nullable(Type.String({ description: 'Pass as `cursor` for the next page; null on the last page' }));
+
+export const KeyListResponse = Type.Object(
+  { data: Type.Array(ref(ApiKeyResponse)), next_cursor: NextCursor },
+  { $id: 'ApiKeyPage', description: 'A page of API keys, newest first' },
+);
 
 export const ProblemResponse = Type.Object(
   {
@@ -196,16 +284,43 @@ export const ProblemResponse = Type.Object(
     ),
     errors: Type.Optional(Type.Array(Type.Object({ field: Type.String(), message: Type.String() }))),
   },
-  { $id: 'Problem', description: 'RFC 9457 problem details' },
+  {
+    $id: 'Problem',
+    description: 'RFC 9457 problem details',
+    examples: [
+      {
+        type: 'https://keyward.dev/problems/key-not-found',
+        title: 'No such API key',
+        status: 404,
+        code: 'KEY_NOT_FOUND',
+        instance: '/v1/api-keys/0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
+        request_id: '0197a4d3-0b2c-7d4e-8f5a-6b7c8d9e0f1a',
+      },
+    ],
+  },
 );
+
+/** The schemas of the HTTP layer that are named components of the OpenAPI document (registered by the app). */
+export const HTTP_SCHEMAS: readonly TSchema[] = [
+  ProblemResponse,
+  Metadata,
+  RateLimitBody,
+  QuotaBody,
+  QuotaResponse,
+  ApiKeyResponse,
+  CreatedKeyResponse,
+  KeyListResponse,
+];
+
+const ProblemRef = ref(ProblemResponse);
 
 /**
  * The error responses a `/v1` route may give, by status, for the OpenAPI document: those named, and those any
  * of them can give — 429 (the brute-force guard, after too many failed authentications from an address) and 503
  * (the database, or a JWT's key set, cannot be reached).
  */
-export function problems(...statuses: number[]): Record<number, typeof ProblemResponse> {
-  return Object.fromEntries([...new Set([...statuses, 429, 503])].sort((a, b) => a - b).map((s) => [s, ProblemResponse]));
+export function problems(...statuses: number[]): Record<number, typeof ProblemRef> {
+  return Object.fromEntries([...new Set([...statuses, 429, 503])].sort((a, b) => a - b).map((s) => [s, ProblemRef]));
 }
 
 /**
@@ -218,7 +333,7 @@ export const OPTIONAL_BODIES: readonly (readonly [string, string])[] = [
 ];
 
 /** {@link problems} for a route that takes a JSON body: also 413 (too large) and 415 (not `application/json`). */
-export function bodyProblems(...statuses: number[]): Record<number, typeof ProblemResponse> {
+export function bodyProblems(...statuses: number[]): Record<number, typeof ProblemRef> {
   return problems(...statuses, 413, 415);
 }
 

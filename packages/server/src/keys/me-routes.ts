@@ -1,9 +1,21 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
-import { apiKeyView, Description, IdParams, KeyListResponse, Metadata, msOrNull, Name, problems, Scopes } from '../http/schemas.js';
+import {
+  API_KEY_EXAMPLE,
+  apiKeyView,
+  Description,
+  IdParams,
+  KeyListResponse,
+  Metadata,
+  msOrNull,
+  Name,
+  problems,
+  ref,
+  Scopes,
+} from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
-import { UserResponse, userView } from '../users/routes.js';
+import { user, userView } from '../users/routes.js';
 import { IDEMPOTENCY_DOC, IdempotencyHeaders, idempotencyOf, issuedResponses, sendIssued } from './routes.js';
 import type { SelfService } from './self-service.js';
 
@@ -21,7 +33,10 @@ const SelfCreateKeyBody = Type.Object(
     expires_at: Type.Optional(Type.Union([Type.String({ format: 'date-time', description: 'Must be in the future' }), Type.Null()])),
     metadata: Type.Optional(Metadata),
   },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [{ name: 'CI deploys', scopes: ['deployments:write'], expires_at: '2026-01-01T00:00:00.000Z' }],
+  },
 );
 
 const SelfListKeysQuery = Type.Object(
@@ -41,11 +56,12 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
     '/v1/users/me',
     {
       schema: {
+        operationId: 'getCurrentUser',
         tags,
         summary: 'The signed-in user',
         description: WHO,
         security: SECURED,
-        response: { 200: UserResponse, ...problems(401, 403) },
+        response: { 200: user('The signed-in user'), ...problems(401, 403) },
       },
     },
     async (request) => userView(unwrap(await selfService.me(callerOf(request)))),
@@ -55,6 +71,7 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
     '/v1/users/me/api-keys',
     {
       schema: {
+        operationId: 'createMyApiKey',
         tags,
         summary: 'Create one of my API keys',
         description: `Returns the key once, in \`key\`. The body is optional: every field has a default, and \`name\` is \`Key\` and the key's display prefix (\`Key kw_3xYkAb12\`). The key is never admin, may hold only scopes the user's tier allows (by default any scope outside \`keyward:\`, plus \`keyward:keys:read\`/\`:write\`), and counts against the tier's key limit (400 \`KEY_LIMIT_REACHED\`). ${IDEMPOTENCY_DOC} ${WHO}`,
@@ -89,12 +106,19 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
     '/v1/users/me/api-keys',
     {
       schema: {
+        operationId: 'listMyApiKeys',
         tags,
         summary: 'List my API keys',
         description: `Newest first; never a key or its hash. Deactivated and revoked keys only with \`include_inactive=true\`. ${WHO}`,
         security: SECURED,
         querystring: SelfListKeysQuery,
-        response: { 200: KeyListResponse, ...problems(400, 401, 403) },
+        response: {
+          200: ref(KeyListResponse, {
+            description: 'A page of my keys',
+            examples: [{ data: [{ ...API_KEY_EXAMPLE, user_id: '0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d' }], next_cursor: null }],
+          }),
+          ...problems(400, 401, 403),
+        },
       },
     },
     async (request) => {
@@ -114,6 +138,7 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
     '/v1/users/me/api-keys/:id',
     {
       schema: {
+        operationId: 'deleteMyApiKey',
         tags,
         summary: 'Delete one of my API keys',
         description: `The key stops working at once. 404 for an unknown id, 403 for another user's key. ${WHO}`,

@@ -3,9 +3,11 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
 import {
+  API_KEY_EXAMPLE,
   ApiKeyResponse,
   apiKeyView,
   bodyProblems,
+  CREATED_KEY_EXAMPLE,
   CreatedKeyResponse,
   CreateKeyBody,
   IdParams,
@@ -14,6 +16,7 @@ import {
   msOrNull,
   problems,
   RollKeyBody,
+  ref,
   toQuotaInput,
   UpdateKeyBody,
 } from '../http/schemas.js';
@@ -57,8 +60,12 @@ export function sendIssued(reply: FastifyReply, result: IssueResult): FastifyRep
 
 /** The responses of a route that issues a key: 422 for an idempotency key reused with another request; 409 may name a key. */
 export function issuedResponses(...statuses: number[]) {
-  return { 201: CreatedKeyResponse, ...bodyProblems(...statuses, 409, 422) };
+  const created = ref(CreatedKeyResponse, { description: 'The key, shown once', examples: [CREATED_KEY_EXAMPLE] });
+  return { 201: created, ...bodyProblems(...statuses, 409, 422) };
 }
+
+/** A key as an answer: its record, with an example. */
+const apiKey = (description: string, example: object = API_KEY_EXAMPLE) => ref(ApiKeyResponse, { description, examples: [example] });
 
 export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
   const { keys } = deps;
@@ -67,6 +74,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys',
     {
       schema: {
+        operationId: 'createApiKey',
         tags,
         summary: 'Create an API key',
         description: `Creates a key and returns it once, in \`key\`. \`name\` is optional: by default \`Key\` and the key's display prefix (\`Key kw_3xYkAb12\`). Only an admin may create admin keys; a key holding \`keyward:keys:write\` may grant only scopes it holds, and on a user-owned key only for that user. ${IDEMPOTENCY_DOC}`,
@@ -102,12 +110,16 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys',
     {
       schema: {
+        operationId: 'listApiKeys',
         tags,
         summary: 'List API keys',
         description: 'Newest first. Deactivated and revoked keys are left out unless `include_inactive=true`.',
         security: SECURED,
         querystring: ListKeysQuery,
-        response: { 200: KeyListResponse, ...problems(400, 401, 403) },
+        response: {
+          200: ref(KeyListResponse, { description: 'A page of keys', examples: [{ data: [API_KEY_EXAMPLE], next_cursor: null }] }),
+          ...problems(400, 401, 403),
+        },
       },
     },
     async (request) => {
@@ -128,11 +140,12 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys/verify/current',
     {
       schema: {
+        operationId: 'getCurrentApiKey',
         tags,
         summary: 'The calling key',
         description: 'Any valid key may read its own record (never its hash).',
         security: SECURED,
-        response: { 200: ApiKeyResponse, ...problems(401, 403) },
+        response: { 200: apiKey('The calling key'), ...problems(401, 403) },
       },
     },
     async (request) => {
@@ -147,11 +160,13 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys/:id',
     {
       schema: {
+        operationId: 'getApiKey',
         tags,
         summary: 'Get an API key',
+        description: 'Every stored field but the hash; the key itself is shown only when it is created or rolled.',
         security: SECURED,
         params: IdParams,
-        response: { 200: ApiKeyResponse, ...problems(401, 403, 404) },
+        response: { 200: apiKey('The key'), ...problems(401, 403, 404) },
       },
     },
     async (request) => apiKeyView(unwrap(await keys.get(callerOf(request), request.params.id))),
@@ -161,6 +176,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys/:id',
     {
       schema: {
+        operationId: 'updateApiKey',
         tags,
         summary: 'Update an API key',
         description:
@@ -168,7 +184,15 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
         security: SECURED,
         params: IdParams,
         body: UpdateKeyBody,
-        response: { 200: ApiKeyResponse, ...bodyProblems(400, 401, 403, 404, 409) },
+        response: {
+          200: apiKey('The key as changed', {
+            ...API_KEY_EXAMPLE,
+            scopes: ['invoices:read', 'invoices:write'],
+            rate_limit: { limit: 500, window_seconds: 60 },
+            updated_at: '2025-06-03T08:00:00.000Z',
+          }),
+          ...bodyProblems(400, 401, 403, 404, 409),
+        },
       },
     },
     async (request) => {
@@ -190,22 +214,34 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     },
   );
 
+  const updated = '2025-06-03T08:00:00.000Z';
   const transitions = [
-    ['deactivate', 'Deactivate an API key', 'The key stops verifying (`DISABLED`) until activated again.'],
-    ['activate', 'Activate an API key', 'Re-enables a deactivated key. A revoked key cannot be activated (409).'],
-    ['revoke', 'Revoke an API key', 'Permanent: a revoked key never verifies again and cannot be activated.'],
+    [
+      'deactivate',
+      'Deactivate an API key',
+      'The key stops verifying (`DISABLED`) until activated again.',
+      { ...API_KEY_EXAMPLE, is_active: false, status: 'inactive', updated_at: updated },
+    ],
+    ['activate', 'Activate an API key', 'Re-enables a deactivated key. A revoked key cannot be activated (409).', API_KEY_EXAMPLE],
+    [
+      'revoke',
+      'Revoke an API key',
+      'Permanent: a revoked key never verifies again and cannot be activated.',
+      { ...API_KEY_EXAMPLE, is_active: false, status: 'revoked', revoked_at: updated, updated_at: updated },
+    ],
   ] as const;
-  for (const [action, summary, description] of transitions) {
+  for (const [action, summary, description, example] of transitions) {
     app.post(
       `/v1/api-keys/:id/${action}`,
       {
         schema: {
+          operationId: `${action}ApiKey`,
           tags,
           summary,
           description,
           security: SECURED,
           params: IdParams,
-          response: { 200: ApiKeyResponse, ...problems(401, 403, 404, 409) },
+          response: { 200: apiKey('The key as changed', example), ...problems(401, 403, 404, 409) },
         },
       },
       async (request) => apiKeyView(unwrap(await keys[action](callerOf(request), request.params.id))),
@@ -216,6 +252,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys/:id/roll',
     {
       schema: {
+        operationId: 'rollApiKey',
         tags,
         summary: 'Roll an API key',
         description: `Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (\`rolled_from\` names the old key) and returns it once, in \`key\`. The old key keeps working for \`grace_period_seconds\`, then answers \`EXPIRED\`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 \`KEY_LIMIT_REACHED\`); a roll with grace 0 replaces the key and is always allowed. A revoked or expired key cannot be rolled (409 \`KEY_IS_REVOKED\`, \`KEY_IS_EXPIRED\`), nor a key rolled already, in its grace period: the new key would die with it (409 \`KEY_WAS_ROLLED\`, with \`key_id\` its live replacement: roll that one). Rolls of one lineage run one after another, and one that keeps losing that race answers 409 \`KEY_IS_CHANGING\`. ${IDEMPOTENCY_DOC}`,
@@ -245,8 +282,11 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
     '/v1/api-keys/:id',
     {
       schema: {
+        operationId: 'deleteApiKey',
         tags,
         summary: 'Delete an API key',
+        description:
+          'The key stops working at once, on every instance, and its record is removed; the audit log keeps a `key.delete` entry. To keep the record, revoke the key instead.',
         security: SECURED,
         params: IdParams,
         response: { 204: Type.Null({ description: 'Deleted' }), ...problems(401, 403, 404) },

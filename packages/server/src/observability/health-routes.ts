@@ -1,20 +1,27 @@
 import { Type } from '@fastify/type-provider-typebox';
+import { ref } from '../http/schemas.js';
 import type { App } from '../http/types.js';
 import type { HealthService } from './health.js';
 
 const checkState = (description: string) =>
   Type.Union([Type.Literal('ok'), Type.Literal('down'), Type.Literal('disabled')], { description });
 
-const Readiness = Type.Object({
-  status: Type.Union([Type.Literal('ok'), Type.Literal('degraded'), Type.Literal('down')], {
-    description: '`ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached',
-  }),
-  checks: Type.Object({
-    database: checkState('Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS`'),
-    redis: checkState('Whether Redis answers a PING; `disabled` without `REDIS_URL`'),
-    invalidation: checkState('Whether cache invalidation messages from other instances are arriving'),
-  }),
-});
+export const Readiness = Type.Object(
+  {
+    status: Type.Union([Type.Literal('ok'), Type.Literal('degraded'), Type.Literal('down')], {
+      description: '`ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached',
+    }),
+    checks: Type.Object({
+      database: checkState('Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS`'),
+      redis: checkState('Whether Redis answers a PING; `disabled` without `REDIS_URL`'),
+      invalidation: checkState('Whether cache invalidation messages from other instances are arriving'),
+    }),
+  },
+  { $id: 'Readiness', description: 'Whether Keyward can serve, and the state of each dependency' },
+);
+
+const READY_EXAMPLE = { status: 'ok', checks: { database: 'ok', redis: 'disabled', invalidation: 'ok' } };
+const DOWN_EXAMPLE = { status: 'down', checks: { database: 'down', redis: 'disabled', invalidation: 'ok' } };
 
 export function healthRoutes(app: App, deps: { health: HealthService }): void {
   // The app serving /readyz logs each dependency's state changes (and probes between checks): the CLI's
@@ -22,13 +29,23 @@ export function healthRoutes(app: App, deps: { health: HealthService }): void {
   deps.health.watch(app.log);
   app.get(
     '/healthz',
-    { schema: { tags: ['Operations'], summary: 'Liveness', response: { 200: Type.Object({ status: Type.Literal('ok') }) } } },
+    {
+      schema: {
+        operationId: 'getLiveness',
+        tags: ['Operations'],
+        summary: 'Liveness',
+        description: 'Answers while the process serves HTTP; it checks no dependency (see `/readyz`).',
+        security: [],
+        response: { 200: Type.Object({ status: Type.Literal('ok') }, { description: 'The process is up', examples: [{ status: 'ok' }] }) },
+      },
+    },
     async () => ({ status: 'ok' as const }),
   );
   app.get(
     '/readyz',
     {
       schema: {
+        operationId: 'getReadiness',
         tags: ['Operations'],
         summary: 'Readiness: each dependency, and whether Keyward can serve',
         description:
@@ -36,7 +53,11 @@ export function healthRoutes(app: App, deps: { health: HealthService }): void {
           'Answers 503 only when the database cannot be reached: then only cached keys verify. With Redis or invalidation ' +
           'down Keyward still serves (`degraded`, 200): rate limits follow `RATE_LIMIT_FAIL_MODE`, and verifications read the ' +
           'database instead of trusting the cache. A probe waits at most `DATABASE_TIMEOUT_MS`.',
-        response: { 200: Readiness, 503: Readiness },
+        security: [],
+        response: {
+          200: ref(Readiness, { description: 'Serving (`ok` or `degraded`)', examples: [READY_EXAMPLE] }),
+          503: ref(Readiness, { description: 'The database cannot be reached', examples: [DOWN_EXAMPLE] }),
+        },
       },
     },
     async (_request, reply) => {

@@ -20,6 +20,7 @@ export function metricsRoutes(app: App, deps: { metrics: Metrics; health?: Healt
     '/metrics',
     {
       schema: {
+        operationId: 'getMetrics',
         tags: ['Operations'],
         summary: 'Prometheus metrics',
         description:
@@ -28,8 +29,16 @@ export function metricsRoutes(app: App, deps: { metrics: Metrics; health?: Healt
           '(`keyward_dependency_up{dependency="database|redis|invalidation"}`, probed at each scrape), HTTP requests and their ' +
           'duration by method, route pattern and status (`keyward_http_requests_total`, `keyward_http_request_duration_seconds`), ' +
           'and the Node.js process metrics. Unauthenticated, like `/healthz`: expose it only to your monitoring network.',
+        security: [],
         produces: ['text/plain'],
-        response: { 200: Type.String({ description: 'Prometheus text format 0.0.4' }) },
+        response: {
+          200: Type.String({
+            description: 'Prometheus text format 0.0.4',
+            examples: [
+              '# HELP keyward_verifications_total Key verifications, by verification code\n# TYPE keyward_verifications_total counter\nkeyward_verifications_total{code="VALID"} 4102\n',
+            ],
+          }),
+        },
       },
     },
     async (_request, reply) => {

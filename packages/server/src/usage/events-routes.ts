@@ -31,12 +31,31 @@ export const UsageEvent = Type.Object(
     response_time_ms: Type.Optional(Nullable(Type.Number({ minimum: 0, maximum: 86_400_000 }))),
     occurred_at: Type.Optional(Nullable(Type.String({ format: 'date-time', description: 'When the request was seen; default now' }))),
   },
-  { additionalProperties: false },
+  { $id: 'UsageEvent', additionalProperties: false, description: 'One request a host application saw, and what its key came to' },
 );
 
 export const UsageEventsBody = Type.Object(
   { events: Type.Array(UsageEvent, { minItems: 1, maxItems: MAX_USAGE_EVENTS }) },
-  { additionalProperties: false },
+  {
+    additionalProperties: false,
+    examples: [
+      {
+        events: [
+          {
+            key_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
+            outcome: 'VALID',
+            endpoint: '/invoices',
+            method: 'GET',
+            status_code: 200,
+            ip_address: '203.0.113.7',
+            user_agent: 'curl/8.7.1',
+            response_time_ms: 12.5,
+            occurred_at: '2025-06-02T13:59:58.120Z',
+          },
+        ],
+      },
+    ],
+  },
 );
 export type UsageEventsBody = Static<typeof UsageEventsBody>;
 
@@ -46,12 +65,19 @@ export function usageEventRoutes(app: App, deps: { usageIngest: UsageIngest }): 
     {
       bodyLimit: REPORT_BODY_LIMIT,
       schema: {
+        operationId: 'reportUsageEvents',
         tags: ['Usage and analytics'],
         summary: 'Report requests seen by a host application',
         description: `For the SDK middleware and the gateway: one usage row per request they saw (endpoint, method, status, IP, user agent, response time, outcome), in batches of up to ${MAX_USAGE_EVENTS}. Rows are written in batches off the request path; 202 means taken, not yet written (a full buffer drops rows and counts them in \`/metrics\`). The caller needs an admin key or \`keyward:verify\`.`,
         security: SECURED,
         body: UsageEventsBody,
-        response: { 202: Type.Object({ accepted: Type.Integer() }), ...bodyProblems(400, 401, 403) },
+        response: {
+          202: Type.Object(
+            { accepted: Type.Integer({ description: 'How many events were taken' }) },
+            { description: 'Taken, to be written shortly', examples: [{ accepted: 1 }] },
+          ),
+          ...bodyProblems(400, 401, 403),
+        },
       },
     },
     async (request, reply) => {

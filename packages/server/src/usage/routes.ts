@@ -1,7 +1,7 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
-import { IdParams, iso, msOrNull, problems } from '../http/schemas.js';
+import { IdParams, iso, msOrNull, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
 import { MAX_BUCKETS, type UsageAnalytics, type UsageCounts } from './analytics.js';
 
@@ -39,32 +39,62 @@ const Outcomes = Type.Record(Type.String(), Type.Integer(), {
   description: 'Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out',
 });
 
-export const KeyUsageResponse = Type.Object({
-  key_id: Type.String(),
-  granularity: Type.String(),
-  from: Type.String({ format: 'date-time' }),
-  to: Type.String({ format: 'date-time' }),
-  buckets: Type.Array(Type.Object({ start: Type.String({ format: 'date-time' }), total: Type.Integer(), outcomes: Outcomes }), {
-    description: 'Every bucket in the range, oldest first, including empty ones',
-  }),
-  totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes }),
-});
-
-export const VerificationAnalyticsResponse = Type.Object({
-  from: Type.String({ format: 'date-time' }),
-  to: Type.String({ format: 'date-time' }),
-  totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes }),
-  top_keys: Type.Array(
-    Type.Object({
-      key_id: Type.String(),
-      name: Nullable(Type.String({ description: 'Null when the key was deleted since' })),
-      key_prefix: Nullable(Type.String()),
-      total: Type.Integer(),
-      outcomes: Outcomes,
+export const KeyUsageResponse = Type.Object(
+  {
+    key_id: Type.String(),
+    granularity: Type.String(),
+    from: Type.String({ format: 'date-time' }),
+    to: Type.String({ format: 'date-time' }),
+    buckets: Type.Array(Type.Object({ start: Type.String({ format: 'date-time' }), total: Type.Integer(), outcomes: Outcomes }), {
+      description: 'Every bucket in the range, oldest first, including empty ones',
     }),
-    { description: 'The keys with the most verifications in the range, most first' },
-  ),
-});
+    totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes }),
+  },
+  { $id: 'KeyUsage', description: 'A key’s verifications and requests over time, by outcome' },
+);
+
+export const VerificationAnalyticsResponse = Type.Object(
+  {
+    from: Type.String({ format: 'date-time' }),
+    to: Type.String({ format: 'date-time' }),
+    totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes }),
+    top_keys: Type.Array(
+      Type.Object({
+        key_id: Type.String(),
+        name: Nullable(Type.String({ description: 'Null when the key was deleted since' })),
+        key_prefix: Nullable(Type.String()),
+        total: Type.Integer(),
+        outcomes: Outcomes,
+      }),
+      { description: 'The keys with the most verifications in the range, most first' },
+    ),
+  },
+  { $id: 'VerificationAnalytics', description: 'All verifications in a range: totals by outcome and the busiest keys' },
+);
+
+/** The usage wing's named components of the OpenAPI document (registered by the app). */
+export const USAGE_SCHEMAS = [KeyUsageResponse, VerificationAnalyticsResponse];
+
+const KEY_ID = '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90';
+const KEY_USAGE_EXAMPLE = {
+  key_id: KEY_ID,
+  granularity: 'hour',
+  from: '2025-06-02T12:00:00.000Z',
+  to: '2025-06-02T14:00:00.000Z',
+  buckets: [
+    { start: '2025-06-02T12:00:00.000Z', total: 120, outcomes: { VALID: 118, RATE_LIMITED: 2 } },
+    { start: '2025-06-02T13:00:00.000Z', total: 95, outcomes: { VALID: 95 } },
+  ],
+  totals: { total: 215, outcomes: { VALID: 213, RATE_LIMITED: 2 } },
+};
+const ANALYTICS_EXAMPLE = {
+  from: '2025-06-01T14:00:00.000Z',
+  to: '2025-06-02T14:00:00.000Z',
+  totals: { total: 4210, outcomes: { VALID: 4102, NOT_FOUND: 61, RATE_LIMITED: 47 } },
+  top_keys: [
+    { key_id: KEY_ID, name: 'Billing service', key_prefix: 'kw_3xYkAb12', total: 2870, outcomes: { VALID: 2823, RATE_LIMITED: 47 } },
+  ],
+};
 
 const counts = (c: UsageCounts) => ({ total: c.total, outcomes: c.outcomes });
 
@@ -73,6 +103,7 @@ export function usageRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }):
     '/v1/api-keys/:id/usage',
     {
       schema: {
+        operationId: 'getApiKeyUsage',
         tags: ['Usage and analytics'],
         summary: "A key's usage over time",
         description:
@@ -80,7 +111,10 @@ export function usageRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }):
         security: SECURED,
         params: IdParams,
         querystring: KeyUsageQuery,
-        response: { 200: KeyUsageResponse, ...problems(400, 401, 403, 404) },
+        response: {
+          200: ref(KeyUsageResponse, { description: 'The key’s usage, bucket by bucket', examples: [KEY_USAGE_EXAMPLE] }),
+          ...problems(400, 401, 403, 404),
+        },
       },
     },
     async (request) => {
@@ -107,13 +141,17 @@ export function usageRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }):
     '/v1/analytics/verifications',
     {
       schema: {
+        operationId: 'getVerificationAnalytics',
         tags: ['Usage and analytics'],
         summary: 'Verification analytics',
         description:
           'Admin only. All verifications in [`from`, `to`) (default: the last 24 hours): totals by outcome, unknown keys included, and the busiest keys with their own breakdown.',
         security: SECURED,
         querystring: AnalyticsQuery,
-        response: { 200: VerificationAnalyticsResponse, ...problems(400, 401, 403) },
+        response: {
+          200: ref(VerificationAnalyticsResponse, { description: 'Totals and the busiest keys', examples: [ANALYTICS_EXAMPLE] }),
+          ...problems(400, 401, 403),
+        },
       },
     },
     async (request) => {

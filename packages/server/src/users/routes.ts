@@ -3,7 +3,7 @@ import type { User } from '../domain.js';
 import { MAX_EXTERNAL_ID_LENGTH } from '../domain.js';
 import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
-import { bodyProblems, IdParams, iso, problems } from '../http/schemas.js';
+import { bodyProblems, IdParams, iso, NextCursor, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
 import { MAX_EMAIL_LENGTH, type UserService } from './service.js';
 
@@ -17,23 +17,35 @@ const ExternalId = Type.String({
 const Email = Type.Union([Type.String({ format: 'email', maxLength: MAX_EMAIL_LENGTH }), Type.Null()]);
 const Tier = Type.String({ minLength: 1, maxLength: 32, description: 'A tier named in `TIERS` (default: free, pro, enterprise)' });
 
-export const UserResponse = Type.Object({
-  id: Type.String({ description: 'Keyward user id (UUIDv7)' }),
-  external_id: Type.String({ description: "The user's id in the host product (JWT `sub`)" }),
-  email: Type.Union([Type.String(), Type.Null()]),
-  tier: Type.String(),
-  created_at: Type.String({ format: 'date-time' }),
-  updated_at: Type.String({ format: 'date-time' }),
-});
+const USER_EXAMPLE = {
+  id: '0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d',
+  external_id: 'auth0|64f1c2a9e8b7d6c5b4a39281',
+  email: 'ada@example.com',
+  tier: 'pro',
+  created_at: '2025-05-20T11:00:00.000Z',
+  updated_at: '2025-05-20T11:00:00.000Z',
+};
+
+export const UserResponse = Type.Object(
+  {
+    id: Type.String({ description: 'Keyward user id (UUIDv7)' }),
+    external_id: Type.String({ description: "The user's id in the host product (JWT `sub`)" }),
+    email: Type.Union([Type.String(), Type.Null()]),
+    tier: Type.String(),
+    created_at: Type.String({ format: 'date-time' }),
+    updated_at: Type.String({ format: 'date-time' }),
+  },
+  { $id: 'User', description: 'An end user of the host product', examples: [USER_EXAMPLE] },
+);
 export type UserResponse = Static<typeof UserResponse>;
 
 const CreateUserBody = Type.Object(
   { external_id: ExternalId, email: Type.Optional(Email), tier: Type.Optional(Tier) },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ external_id: USER_EXAMPLE.external_id, email: USER_EXAMPLE.email, tier: 'pro' }] },
 );
 const UpdateUserBody = Type.Object(
   { email: Type.Optional(Email), tier: Type.Optional(Tier) },
-  { additionalProperties: false, minProperties: 1 },
+  { additionalProperties: false, minProperties: 1, examples: [{ tier: 'enterprise' }] },
 );
 const ListUsersQuery = Type.Object(
   {
@@ -43,10 +55,16 @@ const ListUsersQuery = Type.Object(
   },
   { additionalProperties: false },
 );
-const UserListResponse = Type.Object({
-  data: Type.Array(UserResponse),
-  next_cursor: Type.Union([Type.String(), Type.Null()], { description: 'Pass as `cursor` for the next page; null on the last page' }),
-});
+const UserListResponse = Type.Object(
+  { data: Type.Array(ref(UserResponse)), next_cursor: NextCursor },
+  { $id: 'UserPage', description: 'A page of users, newest first' },
+);
+
+/** The users wing's named components of the OpenAPI document (registered by the app). */
+export const USER_SCHEMAS = [UserResponse, UserListResponse];
+
+/** A user as an answer, with an example. */
+export const user = (description: string, example: object = USER_EXAMPLE) => ref(UserResponse, { description, examples: [example] });
 
 export function userView(user: User): UserResponse {
   return {
@@ -67,13 +85,14 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
     '/v1/users',
     {
       schema: {
+        operationId: 'createUser',
         tags,
         summary: 'Create a user',
         description:
           'Admin only. Registers an end user of the host product by `external_id` (their JWT `sub`), with a tier (default from `DEFAULT_TIER`). Users signing in with a JWT for the first time are also created automatically. 409 `USER_EXISTS` when the external id is taken.',
         security: SECURED,
         body: CreateUserBody,
-        response: { 201: UserResponse, ...bodyProblems(400, 401, 403, 409) },
+        response: { 201: user('The user created'), ...bodyProblems(400, 401, 403, 409) },
       },
     },
     async (request, reply) => {
@@ -93,12 +112,16 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
     '/v1/users',
     {
       schema: {
+        operationId: 'listUsers',
         tags,
         summary: 'List users',
         description: 'Admin only. Newest first, paginated with `limit` and `cursor`; `external_id` finds one user by their host id.',
         security: SECURED,
         querystring: ListUsersQuery,
-        response: { 200: UserListResponse, ...problems(400, 401, 403) },
+        response: {
+          200: ref(UserListResponse, { description: 'A page of users', examples: [{ data: [USER_EXAMPLE], next_cursor: null }] }),
+          ...problems(400, 401, 403),
+        },
       },
     },
     async (request) => {
@@ -118,12 +141,13 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
     '/v1/users/:id',
     {
       schema: {
+        operationId: 'getUser',
         tags,
         summary: 'Get a user',
         description: 'Admin only.',
         security: SECURED,
         params: IdParams,
-        response: { 200: UserResponse, ...problems(401, 403, 404) },
+        response: { 200: user('The user'), ...problems(401, 403, 404) },
       },
     },
     async (request) => userView(unwrap(await users.get(callerOf(request), request.params.id))),
@@ -133,6 +157,7 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
     '/v1/users/:id',
     {
       schema: {
+        operationId: 'updateUser',
         tags,
         summary: 'Update a user',
         description:
@@ -140,7 +165,10 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
         security: SECURED,
         params: IdParams,
         body: UpdateUserBody,
-        response: { 200: UserResponse, ...bodyProblems(400, 401, 403, 404) },
+        response: {
+          200: user('The user as changed', { ...USER_EXAMPLE, tier: 'enterprise', updated_at: '2025-06-03T08:00:00.000Z' }),
+          ...bodyProblems(400, 401, 403, 404),
+        },
       },
     },
     async (request) => {
@@ -159,6 +187,7 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
     '/v1/users/:id',
     {
       schema: {
+        operationId: 'deleteUser',
         tags,
         summary: 'Delete a user and their keys',
         description:

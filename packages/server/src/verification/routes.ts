@@ -2,7 +2,7 @@ import { type Static, Type } from '@fastify/type-provider-typebox';
 import { VERIFY_CODES, type VerifyCode } from '../domain.js';
 import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
-import { bodyProblems, iso, Scope } from '../http/schemas.js';
+import { bodyProblems, iso, ref, Scope } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
 import type { Verification, VerificationResult } from './service.js';
 import type { VerifyOutcome } from './verifier.js';
@@ -35,7 +35,7 @@ export const VerifyKeyBody = Type.Object(
       }),
     ),
   },
-  { additionalProperties: false },
+  { additionalProperties: false, examples: [{ key: 'kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7', scopes: ['invoices:read'], cost: 1 }] },
 );
 export type VerifyKeyBody = Static<typeof VerifyKeyBody>;
 
@@ -74,7 +74,10 @@ export const VerifyKeyResponse = Type.Object(
           reset: Type.Integer({ description: 'When the current window ends, in unix seconds' }),
           window_seconds: Type.Optional(Type.Integer({ description: 'The length of the window, in seconds' })),
         },
-        { description: 'The key’s rate-limit window after this request, when the key has a rate limit' },
+        {
+          description:
+            'The key’s rate-limit window after this request, when the key has a rate limit. The SDK middleware and the gateway send it to clients as the `RateLimit` and `RateLimit-Policy` headers.',
+        },
       ),
     ),
     remaining: Type.Optional(Type.Integer({ description: 'Quota left after this request, when the key has a quota' })),
@@ -84,8 +87,22 @@ export const VerifyKeyResponse = Type.Object(
       }),
     ),
   },
-  { description: 'Always 200 for a well-formed request: `valid` and `code` say whether the key may be used' },
+  { $id: 'VerifyResult', description: 'Always 200 for a well-formed request: `valid` and `code` say whether the key may be used' },
 );
+
+const VERIFY_RESULT_EXAMPLE = {
+  valid: true,
+  code: 'VALID',
+  key_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
+  name: 'Billing service',
+  user_id: null,
+  is_admin: false,
+  scopes: ['invoices:read'],
+  metadata: { team: 'billing' },
+  expires_at: null,
+  ratelimit: { limit: 100, remaining: 99, reset: 1748870760, window_seconds: 60 },
+  remaining: 9875,
+};
 export type VerifyKeyResponse = Static<typeof VerifyKeyResponse>;
 
 /** The answer for an outcome: no key fields when no key was found. */
@@ -119,13 +136,17 @@ export function verifyRoutes(app: App, deps: { verification: Verification }): vo
     '/v1/keys/verify',
     {
       schema: {
+        operationId: 'verifyKey',
         tags: ['Verification'],
         summary: 'Verify an API key',
         description:
           'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).',
         security: SECURED,
         body: VerifyKeyBody,
-        response: { 200: VerifyKeyResponse, ...bodyProblems(400, 401, 403) },
+        response: {
+          200: ref(VerifyKeyResponse, { description: 'Whether the key may be used, and why', examples: [VERIFY_RESULT_EXAMPLE] }),
+          ...bodyProblems(400, 401, 403),
+        },
       },
     },
     // Not `async`: a cached key is answered synchronously (no promise, no extra microtask turn).
