@@ -12,17 +12,12 @@ beforeAll(buildCli, 120_000);
 
 const SLOW = 90_000;
 
-/** The lines of `keys list` output: [id, prefix, status, admin, name]. */
-const rows = (stdout: string) =>
-  stdout
-    .trim()
-    .split('\n')
-    .filter((line) => line !== '')
-    .map((line) => line.split('\t'));
+/** The keys of `keys list --json`. */
+const listed = (stdout: string) => (JSON.parse(stdout) as { data: { id: string; name: string; is_admin: boolean }[] }).data;
 
 describe.concurrent('keyward keys list (built CLI)', () => {
   it(
-    'refuses a --limit that is not a positive integer, with exit 1 and no SQL error',
+    'refuses a --limit that is not a positive integer: a usage error (exit 2), no SQL error',
     async () => {
       const folder = tempFolder();
       try {
@@ -31,7 +26,7 @@ describe.concurrent('keyward keys list (built CLI)', () => {
         const results = await Promise.all(limits.map((limit) => runCli(['keys', 'list', '--limit', limit], env, folder.dir)));
         results.forEach((result, i) => {
           const limit = limits[i];
-          expect(result.code, limit).toBe(1);
+          expect(result.code, limit).toBe(2);
           expect(result.stderr, limit).toContain("option '--limit <n>' argument");
           expect(result.stderr, limit).toContain('expected a positive integer');
           expect(result.stderr, limit).not.toMatch(/datatype mismatch|Sqlite/i);
@@ -45,7 +40,7 @@ describe.concurrent('keyward keys list (built CLI)', () => {
   );
 
   it(
-    'says on stderr when --limit cut the list, takes --user as id or external id, and shows the admin column',
+    'prints a table, pages with --cursor (the next cursor on stderr), takes --user as id or external id',
     async () => {
       const folder = tempFolder();
       try {
@@ -65,25 +60,32 @@ describe.concurrent('keyward keys list (built CLI)', () => {
         );
         expect((await runCli(['import', file, '--scheme', 'plaintext'], env, folder.dir)).code).toBe(0);
 
-        const all = await runCli(['keys', 'list'], env, folder.dir);
-        expect(all).toMatchObject({ code: 0, stderr: '' });
-        expect(rows(all.stdout).map((row) => [row[3], row[4]])).toEqual([
-          ['-', 'user key 1'],
-          ['-', 'user key 0'],
-          ['admin', 'ops'],
+        const table = await runCli(['keys', 'list'], env, folder.dir);
+        expect(table).toMatchObject({ code: 0, stderr: '' });
+        const [header, ...lines] = table.stdout.trimEnd().split('\n');
+        expect(header).toMatch(/^ID +PREFIX +STATUS +ADMIN +CREATED +NAME$/);
+        expect(lines.map((line) => line.slice(header?.indexOf('ADMIN')).split(/ {2,}/))).toEqual([
+          ['-', expect.any(String), 'user key 1'],
+          ['-', expect.any(String), 'user key 0'],
+          ['admin', expect.any(String), 'ops'],
         ]);
 
-        const cut = await runCli(['keys', 'list', '--limit', '2'], env, folder.dir);
+        const cut = await runCli(['keys', 'list', '--limit', '2', '--json'], env, folder.dir);
         expect(cut.code).toBe(0);
-        expect(rows(cut.stdout)).toHaveLength(2);
-        expect(cut.stderr).toBe('keyward: showing the first 2 keys; there are more (raise --limit to see them)\n');
+        const page = JSON.parse(cut.stdout) as { data: unknown[]; next_cursor: string };
+        expect(page.data).toHaveLength(2);
+        expect(cut.stderr).toBe('');
+        const cutTable = await runCli(['keys', 'list', '--limit', '2'], env, folder.dir);
+        expect(cutTable.stderr).toBe(`keyward: more keys: next page with --cursor ${page.next_cursor}\n`);
+        const next = await runCli(['keys', 'list', '--limit', '2', '--cursor', page.next_cursor, '--json'], env, folder.dir);
+        expect(listed(next.stdout).map((key) => key.name)).toEqual(['ops']);
         // A limit the list fits in exactly is no cut.
         expect(await runCli(['keys', 'list', '--limit', '3'], env, folder.dir)).toMatchObject({ code: 0, stderr: '' });
 
-        const byExternal = await runCli(['keys', 'list', '--user', 'acme-42'], env, folder.dir);
-        const byId = await runCli(['keys', 'list', '--user', userId], env, folder.dir);
+        const byExternal = await runCli(['keys', 'list', '--user', 'acme-42', '--json'], env, folder.dir);
+        const byId = await runCli(['keys', 'list', '--user', userId, '--json'], env, folder.dir);
         expect(byExternal).toMatchObject({ code: 0, stderr: '' });
-        expect(rows(byExternal.stdout).map((row) => row[4])).toEqual(['user key 1', 'user key 0']);
+        expect(listed(byExternal.stdout).map((key) => key.name)).toEqual(['user key 1', 'user key 0']);
         expect(byId.stdout).toBe(byExternal.stdout);
 
         const unknown = await runCli(['keys', 'list', '--user', 'nobody'], env, folder.dir);
@@ -188,6 +190,48 @@ describe.concurrent('keyward import (built CLI)', () => {
     SLOW,
   );
 
+  it(
+    'reads CSV (guessed from the extension, or --format csv): quoted fields, scopes, metadata, bad rows by line',
+    async () => {
+      const folder = tempFolder();
+      try {
+        const keys = [generateKey(), generateKey()];
+        const rows = ['name,key,scopes,is_admin', `"Smith, Jones",${keys[0]},"a:read,b:write",false`, `x,${keys[1]},,maybe`, 'y,short'];
+        const csv = join(folder.dir, 'keys.csv');
+        writeFileSync(csv, `${rows.join('\r\n')}\r\n`);
+        const env = { DATABASE_URL: folder.databaseUrl };
+        const result = await runCli(['import', csv, '--scheme', 'plaintext', '--json'], env, folder.dir);
+        expect(result.code).toBe(1);
+        expect(JSON.parse(result.stdout)).toEqual({
+          imported: 1,
+          skipped: 0,
+          rejected: 2,
+          errors: [
+            { line: 3, message: 'is_admin must be true or false' },
+            { line: 4, message: 'has 2 fields; the header has 4' },
+          ],
+        });
+        const list = await runCli(['keys', 'list', '--json'], env, folder.dir);
+        expect(listed(list.stdout)).toEqual([expect.objectContaining({ name: 'Smith, Jones', scopes: ['a:read', 'b:write'] })]);
+
+        // The same rows under another extension, with --format; an unknown column refuses the file.
+        const other = join(folder.dir, 'keys.txt');
+        writeFileSync(other, rows.slice(0, 2).join('\n'));
+        expect((await runCli(['import', other, '--scheme', 'plaintext', '--format', 'csv'], env, folder.dir)).stdout).toBe(
+          'imported 0, skipped 1 already present, 0 rejected\n',
+        );
+        writeFileSync(other, `name,secret\nx,${keys[1]}\n`);
+        const unknown = await runCli(['import', other, '--scheme', 'plaintext', '--format', 'csv'], env, folder.dir);
+        expect(unknown.code).toBe(2);
+        expect(unknown.stderr).toContain('unknown CSV column secret');
+        for (const key of keys) expect(result.stdout + result.stderr + unknown.stderr).not.toContain(key);
+      } finally {
+        folder.cleanup();
+      }
+    },
+    SLOW,
+  );
+
   it.skipIf(!hasScript)(
     'draws the progress bar on a terminal (needs util-linux `script`)',
     async () => {
@@ -196,7 +240,7 @@ describe.concurrent('keyward import (built CLI)', () => {
         const { file } = importFile(folder.dir);
         const result = await runCliOnTerminal(['import', file, '--scheme', 'plaintext'], { DATABASE_URL: folder.databaseUrl }, folder.dir);
         expect(result.code).toBe(1);
-        expect(result.stdout).toMatch(/\r\[#{30}\] 4\/4 lines/);
+        expect(result.stdout).toMatch(/\r\[#{30}\] 4\/4 lines {2}\d+\/s {2}ETA 0s/);
         expect(result.stdout).toContain('imported 2, skipped 0 already present, 2 rejected');
       } finally {
         folder.cleanup();

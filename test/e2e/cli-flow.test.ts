@@ -200,15 +200,15 @@ describe.concurrent('keyward serve and the CLI', () => {
         expect(me.json).toMatchObject({ name: 'CI admin', is_admin: true, expires_at: '2031-01-01T00:00:00.000Z', created_by: 'cli' });
         expect(await server.stop()).toBe(0);
 
-        // Bad input: an error on stderr, exit code 1, no key printed.
-        const bad = [
-          ['admin', 'create', '--name', 'late', '--expires', '2020-01-01T00:00:00Z'],
-          ['admin', 'create', '--name', 'bad', '--expires', 'next tuesday'],
-          ['admin', 'create'],
+        // Bad input: an error on stderr, no key printed; exit code 1 when Keyward refused, 2 for a usage error.
+        const bad: [string[], number][] = [
+          [['admin', 'create', '--name', 'late', '--expires', '2020-01-01T00:00:00Z'], 1],
+          [['admin', 'create', '--name', 'bad', '--expires', 'next tuesday'], 2],
+          [['admin', 'create'], 2],
         ];
-        const failures = await Promise.all(bad.map((args) => runCli(args, { DATABASE_URL: folder.databaseUrl }, folder.dir)));
+        const failures = await Promise.all(bad.map(([args]) => runCli(args, { DATABASE_URL: folder.databaseUrl }, folder.dir)));
         failures.forEach((failed, i) => {
-          expect(failed.code, bad[i]?.join(' ')).toBe(1);
+          expect(failed.code, bad[i]?.[0].join(' ')).toBe(bad[i]?.[1]);
           expect(failed.stdout).not.toMatch(/kw_[A-Za-z0-9]{49}/);
           expect(failed.stderr).not.toBe('');
         });

@@ -131,11 +131,11 @@ describe.concurrent('keyward gateway (built CLI)', () => {
         );
 
         const badUpstream = await runCli(['gateway', '--upstream', 'ftp://example.com'], vars, folder.dir);
-        expect(badUpstream.code).toBe(1);
+        expect(badUpstream.code).toBe(2);
         expect(badUpstream.stderr).toContain('expected an http:// or https:// URL');
         // An upstream URL may carry a password: it is refused without being shown past its scheme.
         const withPassword = await runCli(['gateway', '--upstream', 'ftp://u:s3cret@h'], vars, folder.dir);
-        expect(withPassword.code).toBe(1);
+        expect(withPassword.code).toBe(2);
         expect(withPassword.stderr).toContain('expected an http:// or https:// URL (got "ftp://…")');
         expect(withPassword.stderr).not.toContain('s3cret');
 

@@ -180,3 +180,22 @@ export async function call(
   }
   return { status: response.status, headers: response.headers, text, json };
 }
+
+export interface RemoteServer {
+  serve: ServeProcess;
+  /** The environment of a CLI that talks to this server: KEYWARD_URL and an admin KEYWARD_API_KEY, no database. */
+  env: Record<string, string>;
+  adminKey: string;
+}
+
+/**
+ * Creates an admin key with `keyward admin create --json` on a fresh database, then starts `keyward serve` on it.
+ * `stop()` the server in `afterAll`.
+ */
+export async function startServerWithAdmin(databaseUrl: string, cwd: string): Promise<RemoteServer> {
+  const created = await runCli(['admin', 'create', '--name', 'cli tests', '--json'], { DATABASE_URL: databaseUrl }, cwd);
+  if (created.code !== 0) throw new Error(`admin create failed: ${created.stderr}`);
+  const adminKey = (JSON.parse(created.stdout) as { key: string }).key;
+  const serve = await startServe({ DATABASE_URL: databaseUrl }, cwd);
+  return { serve, adminKey, env: { KEYWARD_URL: serve.url, KEYWARD_API_KEY: adminKey } };
+}

@@ -92,7 +92,7 @@ describe('keyward import (built CLI)', () => {
       expect(stderr).toBe(''); // the progress bar is drawn only on a terminal
       for (const key of keys) expect(stdout + stderr).not.toContain(key);
       const listed = await promisify(execFile)('node', [cli, 'keys', 'list'], { env });
-      expect(listed.stdout.trim().split('\n')).toHaveLength(3);
+      expect(listed.stdout.trim().split('\n')).toHaveLength(4); // a header and three keys
     } finally {
       await db.cleanup();
     }

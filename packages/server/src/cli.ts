@@ -1,63 +1,36 @@
 #!/usr/bin/env node
-import { createReadStream } from 'node:fs';
-import { createInterface } from 'node:readline';
-import { Command, Help, InvalidArgumentError } from 'commander';
-import { mintDevToken } from './callers/jwt.js';
-import type { Caller } from './callers/principal.js';
-import { type Config, ConfigError, loadConfig, loadDotEnv, redactUrl } from './config.js';
-import { createContainer } from './container.js';
-import { INSTANT_RANGE, isBoundedInstant } from './domain.js';
-import { parseUpstream } from './gateway/app.js';
-import { type GatewayRules, loadRulesFile, RulesError } from './gateway/rules.js';
-import { startGateway } from './gateway/start.js';
-import { apiKeyView } from './http/schemas.js';
-import type { ImportScheme } from './keys/import.js';
-import { startServer } from './server.js';
-import { migrateDown, migrateUpAt, migrationStatus } from './store/migrator.js';
+import { readFileSync } from 'node:fs';
+import { Command, CommanderError, Help, InvalidArgumentError } from 'commander';
+import { activityCommands } from './cli/activity.js';
+import {
+  CliFailure,
+  config,
+  duration,
+  EXIT,
+  isoDate,
+  operator,
+  out,
+  printJson,
+  report,
+  UsageError,
+  unwrapResult,
+  withContainer,
+} from './cli/common.js';
+import { importCommand } from './cli/import.js';
+import { keyCommands } from './cli/keys.js';
+import { userCommands } from './cli/users.js';
+import { redactUrl } from './config.js';
+import type { GatewayRules } from './gateway/rules.js';
 
-const operator: Caller = { principal: { kind: 'system', name: 'cli' }, ip: null };
+// The entry point; what only some commands need (the server, the database, the gateway) is loaded by them, so
+// that a command talking to a server starts quickly. `serve`, `migrate`, `admin create`, `gateway` and `token` work on this machine's
+// configuration; the key, user, usage and audit commands talk to a running server when KEYWARD_URL is set
+// (cli/*.ts). Exit codes: 0 done, 1 failed, 2 used wrongly.
 
-function out(line: string): void {
-  process.stdout.write(`${line}\n`);
-}
+const { version } = JSON.parse(readFileSync(new URL('../package.json', import.meta.url), 'utf8')) as { version: string };
 
 function fail(message: string): never {
-  process.stderr.write(`keyward: ${message}\n`);
-  process.exit(1);
-}
-
-function config(): Config {
-  loadDotEnv();
-  try {
-    return loadConfig();
-  } catch (error) {
-    if (error instanceof ConfigError) fail(`invalid configuration: ${error.message}`);
-    throw error;
-  }
-}
-
-/** Runs `work` against a migrated database, then closes it. */
-async function withContainer<T>(work: (c: ReturnType<typeof createContainer>) => Promise<T>, migrate = true): Promise<T> {
-  const container = createContainer(config());
-  try {
-    if (migrate) await migrateUpAt(container.db, container.config.databaseUrl);
-    return await work(container);
-  } finally {
-    await container.close();
-  }
-}
-
-function positiveInteger(value: string): number {
-  const n = /^\d+$/.test(value) ? Number(value) : Number.NaN;
-  if (!(Number.isSafeInteger(n) && n >= 1)) throw new InvalidArgumentError('expected a positive integer');
-  return n;
-}
-
-function isoDate(value: string): string {
-  if (!isBoundedInstant(Date.parse(value))) {
-    throw new InvalidArgumentError(`expected an ISO 8601 date between ${INSTANT_RANGE}, e.g. 2027-01-01T00:00:00Z`);
-  }
-  return value;
+  throw new CliFailure(message);
 }
 
 const program = new Command()
@@ -70,13 +43,17 @@ const program = new Command()
       return option.mandatory ? `${text} (required)` : text;
     },
   })
-  .showHelpAfterError();
+  .version(version, '-V, --version', 'print the version')
+  .showHelpAfterError()
+  // Commander's own exits (help, version, a usage error) become errors handled below: subcommands inherit it.
+  .exitOverride();
 
 program
   .command('serve')
   .description('Migrate the database, create the first admin key if none exists, and serve the HTTP API (PORT, HOST)')
   .action(async () => {
     const cfg = config();
+    const { startServer } = await import('./server.js');
     const server = await startServer(cfg);
     out(`Keyward listening on ${server.url}  (docs: ${server.url}/docs)`);
     let stopping = false;
@@ -96,6 +73,7 @@ migrate
   .command('up')
   .description('Apply every pending migration')
   .action(async () => {
+    const { migrateUpAt } = await import('./store/migrator.js');
     const applied = await withContainer((c) => migrateUpAt(c.db, c.config.databaseUrl), false);
     out(applied.length ? `applied: ${applied.join(', ')}` : 'already up to date');
   });
@@ -103,6 +81,7 @@ migrate
   .command('down')
   .description('Revert the most recent migration')
   .action(async () => {
+    const { migrateDown } = await import('./store/migrator.js');
     const reverted = await withContainer((c) => migrateDown(c.db.db), false);
     out(reverted.length ? `reverted: ${reverted.join(', ')}` : 'nothing to revert');
   });
@@ -110,6 +89,7 @@ migrate
   .command('status')
   .description('List migrations and whether each is applied')
   .action(async () => {
+    const { migrationStatus } = await import('./store/migrator.js');
     const list = await withContainer((c) => migrationStatus(c.db.db), false);
     for (const m of list) out(`${m.executedAt ? 'applied' : 'pending'}  ${m.name}${m.executedAt ? `  ${m.executedAt.toISOString()}` : ''}`);
   });
@@ -121,148 +101,25 @@ program
   .description('Create an admin key and print it once')
   .requiredOption('--name <name>', 'a name for the key')
   .option('--expires <iso>', 'expiry date (ISO 8601)', isoDate)
-  .action(async (opts: { name: string; expires?: string }) => {
-    const created = await withContainer((c) =>
-      c.keys.create(operator, { name: opts.name, isAdmin: true, expiresAt: opts.expires ? Date.parse(opts.expires) : null }),
-    );
-    if (!created.ok) fail(`${created.code}${created.detail ? `: ${created.detail}` : ''}`);
-    out(`Admin key "${created.value.record.name}" (id ${created.value.record.id}). Save it now: it will not be shown again.`);
-    out(created.value.key);
-  });
-
-const keys = program.command('keys').description('List and revoke keys');
-keys
-  .command('list')
-  .description(
-    'List keys, newest first (never the key itself), one per line, tab-separated: id, prefix, status, ' +
-      '"admin" or "-", name. A notice on stderr says when --limit cut the list short.',
-  )
-  .option('--include-inactive', 'include deactivated and revoked keys')
-  .option('--user <user>', 'only this user’s keys: the Keyward user id or the external id')
-  .option('--limit <n>', 'list at most this many keys', positiveInteger, 100)
-  .action(async (opts: { includeInactive?: boolean; user?: string; limit: number }) => {
-    const page = await withContainer(async (c) => {
-      let userId: string | undefined;
-      if (opts.user !== undefined) {
-        const user = await c.users.find(operator, opts.user);
-        if (!user.ok) return user;
-        userId = user.value.id;
-      }
-      return c.keys.list(operator, {
-        includeInactive: opts.includeInactive ?? false,
-        limit: opts.limit,
-        ...(userId === undefined ? {} : { userId }),
-      });
-    });
-    if (!page.ok) fail(`${page.code}${page.detail ? `: ${page.detail}` : ''}`);
-    for (const key of page.value.items) {
-      const v = apiKeyView(key);
-      out([v.id, v.key_prefix, v.status, v.is_admin ? 'admin' : '-', v.name].join('\t'));
-    }
-    if (page.value.nextCursor !== null) {
-      process.stderr.write(`keyward: showing the first ${opts.limit} keys; there are more (raise --limit to see them)\n`);
-    }
-  });
-keys
-  .command('revoke')
-  .description('Revoke a key permanently')
-  .argument('<id>', 'key id')
-  .action(async (id: string) => {
-    const revoked = await withContainer((c) => c.keys.revoke(operator, id));
-    if (!revoked.ok) fail(revoked.code);
-    out(`revoked ${revoked.value.id} (${revoked.value.keyPrefix}…)`);
-  });
-
-program
-  .command('import')
-  .description(
-    'Import existing keys from a JSON Lines file, one key per line: {"key": …} (plaintext: hashed on import), ' +
-      '{"key_hash": sha256-hex, "key_prefix"?: display prefix, default "imported"} or {"key_hash": bcrypt, ' +
-      '"lookup_prefix": "amos_1a2b3c4d"}; optional name, description, scopes, metadata, expires_at, is_admin, ' +
-      'user_external_id (the user must exist already: `keyward users create`). Imported keys verify at once and are ' +
-      'upgraded to SHA-256 on first use; re-running skips keys already present. Rejected lines are listed on stderr ' +
-      'and make the exit code 1 (the other lines are still imported). A progress bar shows on a terminal.',
-  )
-  .argument('<file>', 'JSON Lines file')
-  .requiredOption('--scheme <scheme>', 'plaintext | sha256 | bcrypt', (v) => {
-    if (v !== 'plaintext' && v !== 'sha256' && v !== 'bcrypt') throw new InvalidArgumentError('expected plaintext, sha256 or bcrypt');
-    return v;
-  })
-  .action(async (file: string, opts: { scheme: ImportScheme }) => {
-    const bar = process.stderr.isTTY ? progressBar(await countLines(file)) : undefined;
-    const outcome = await withContainer((c) =>
-      c.importer.importRecords(
-        operator,
-        createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY }),
-        opts.scheme,
-        bar,
+  .option('--json', 'print JSON on stdout (nothing else goes there)')
+  .action(async (opts: { name: string; expires?: string; json?: boolean }) => {
+    const created = unwrapResult(
+      await withContainer((c) =>
+        c.keys.create(operator, { name: opts.name, isAdmin: true, expiresAt: opts.expires ? Date.parse(opts.expires) : null }),
       ),
     );
-    if (bar) process.stderr.write('\n');
-    for (const e of outcome.errors.slice(0, 20)) process.stderr.write(`line ${e.line}: ${e.message}\n`);
-    if (outcome.errors.length > 20) process.stderr.write(`… and ${outcome.errors.length - 20} more\n`);
-    out(`imported ${outcome.imported}, skipped ${outcome.skipped} already present, ${outcome.errors.length} rejected`);
-    if (outcome.errors.length > 0) process.exitCode = 1;
+    if (opts.json) {
+      const { apiKeyView } = await import('./http/schemas.js');
+      return printJson({ key: created.key, ...apiKeyView(created.record) });
+    }
+    out(`Admin key "${created.record.name}" (id ${created.record.id}). Save it now: it will not be shown again.`);
+    out(created.key);
   });
 
-async function countLines(file: string): Promise<number> {
-  let n = 0;
-  for await (const _ of createInterface({ input: createReadStream(file), crlfDelay: Number.POSITIVE_INFINITY })) n += 1;
-  return n;
-}
-
-// A one-line progress bar for stderr, used only when it is a terminal (in a log, `\r` redraws are noise); small
-// enough not to need a library.
-function progressBar(total: number): (done: number) => void {
-  return (done) => {
-    const width = 30;
-    const filled = total === 0 ? width : Math.round((done / total) * width);
-    process.stderr.write(`\r[${'#'.repeat(filled)}${'.'.repeat(width - filled)}] ${done}/${total} lines`);
-  };
-}
-
-const usersCommand = program
-  .command('users')
-  .description('Manage end users of the host product: they sign in with a JWT whose `sub` is their external id');
-usersCommand
-  .command('create')
-  .description('Create a user and print its id (an unknown JWT sub is also created on first sign-in, with the default tier)')
-  .requiredOption('--external-id <id>', "the user's id in your product: the `sub` claim of their JWT")
-  .option('--email <email>', 'contact email')
-  .option('--tier <tier>', 'a tier named in TIERS (default: DEFAULT_TIER, normally free)')
-  .action(async (opts: { externalId: string; email?: string; tier?: string }) => {
-    const created = await withContainer((c) =>
-      c.users.create(operator, {
-        externalId: opts.externalId,
-        ...(opts.email === undefined ? {} : { email: opts.email }),
-        ...(opts.tier === undefined ? {} : { tier: opts.tier }),
-      }),
-    );
-    if (!created.ok) fail(`${created.code}${created.detail ? `: ${created.detail}` : ''}`);
-    out(`created user ${created.value.id} (external id ${created.value.externalId}, tier ${created.value.tier})`);
-  });
-usersCommand
-  .command('set-tier')
-  .description("Change a user's tier; its key limit applies from their next key on (existing keys are kept)")
-  .argument('<user>', 'the Keyward user id or the external id')
-  .argument('<tier>', 'a tier named in TIERS (default tiers: free, pro, enterprise)')
-  .action(async (ref: string, tier: string) => {
-    const updated = await withContainer(async (c) => {
-      const found = await c.users.find(operator, ref);
-      return found.ok ? c.users.update(operator, found.value.id, { tier }) : found;
-    });
-    if (!updated.ok) fail(`${updated.code}${updated.detail ? `: ${updated.detail}` : ''}`);
-    out(`user ${updated.value.id} (external id ${updated.value.externalId}) is now on the ${updated.value.tier} tier`);
-  });
-
-const DURATION_UNITS: Record<string, number> = { '': 1, s: 1, m: 60, h: 3600, d: 86_400 };
-
-function duration(value: string): number {
-  const match = /^(\d+)\s*([smhd]?)$/.exec(value.trim());
-  const seconds = match ? Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? Number.NaN) : Number.NaN;
-  if (!Number.isSafeInteger(seconds) || seconds < 1) throw new InvalidArgumentError('expected a duration such as 90s, 15m, 1h or 7d');
-  return seconds;
-}
+keyCommands(program);
+userCommands(program);
+activityCommands(program);
+importCommand(program);
 
 program
   .command('token')
@@ -271,12 +128,13 @@ program
       'Use it as `Authorization: Bearer <token>` on /v1/users/me routes. Creates nothing: an unknown user is provisioned on first use.',
   )
   .requiredOption('--user <external-id>', "the user's external id (the JWT `sub`), not the Keyward user id")
-  .option('--ttl <duration>', 'lifetime of the token: 90s, 15m, 1h, 7d (default: 1h)', duration)
+  .option('--ttl <duration>', 'lifetime of the token: 90s, 15m, 1h, 7d (default: 1h)', (v) => duration(v))
   .action(async (opts: { user: string; ttl?: number }) => {
     const cfg = config();
     if (cfg.jwtSecret === null) {
       fail('JWT_SECRET is not set; `keyward token` signs with it. Set JWT_SECRET (32+ characters) to the value the server uses.');
     }
+    const { mintDevToken } = await import('./callers/jwt.js');
     const token = await mintDevToken(
       { jwtSecret: cfg.jwtSecret, jwtIssuer: cfg.jwtIssuer, jwtAudience: cfg.jwtAudience },
       opts.user,
@@ -287,11 +145,12 @@ program
 
 // Checked in the action, not by a commander argument parser: commander's error would repeat the value as given,
 // and an upstream URL may carry a password. It is refused here without being shown past its scheme.
-function checkUpstream(value: string): void {
+async function checkUpstream(value: string): Promise<void> {
+  const { parseUpstream } = await import('./gateway/app.js');
   try {
     parseUpstream(value);
   } catch (error) {
-    fail(`option '--upstream <url>' is invalid: ${(error as Error).message.replaceAll(value, redactUrl(value))}`);
+    throw new UsageError(`option '--upstream <url>' is invalid: ${(error as Error).message.replaceAll(value, redactUrl(value))}`);
   }
 }
 
@@ -326,8 +185,12 @@ program
       '  curl -H "Authorization: Bearer kw_…" http://127.0.0.1:8081/v1/companies/42',
   )
   .action(async (opts: { upstream: string; config?: string; port?: number }) => {
-    checkUpstream(opts.upstream);
+    await checkUpstream(opts.upstream);
     const cfg = config();
+    const [{ loadRulesFile, RulesError }, { startGateway }] = await Promise.all([
+      import('./gateway/rules.js'),
+      import('./gateway/start.js'),
+    ]);
     let rules: GatewayRules | undefined;
     if (opts.config !== undefined) {
       try {
@@ -356,5 +219,10 @@ program
   });
 
 program.parseAsync().catch((error: unknown) => {
-  fail(error instanceof Error ? error.message : String(error));
+  if (error instanceof CommanderError) {
+    // Help and --version exit 0; anything else commander refuses is a usage error, already printed.
+    process.exitCode = error.exitCode === 0 ? EXIT.ok : EXIT.usage;
+    return;
+  }
+  report(error);
 });

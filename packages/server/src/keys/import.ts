@@ -1,8 +1,9 @@
 import { classifyKey, displayPrefix, hashApiKey } from '@keyward/sdk';
 import { v7 as uuidv7 } from 'uuid';
 import { audit } from '../audit/audit.js';
-import type { Caller } from '../callers/principal.js';
+import { type Caller, isAdmin } from '../callers/principal.js';
 import { type ApiKey, INSTANT_RANGE, isBoundedInstant } from '../domain.js';
+import { err, ok, type Result } from '../errors.js';
 import { metadataProblem } from '../input-bounds.js';
 import type { Db } from '../store/database.js';
 import { unstorableTextIn } from '../text.js';
@@ -114,83 +115,161 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
   };
 }
 
+/** One record to import, numbered as in its file; `error` when the file's line could not be read as a record. */
+export type ImportEntry = { line: number; record: ImportRecord } | { line: number; error: string };
+
+/** What became of one record: the id of the key imported or already present, or why it was rejected. */
+export type ImportResult =
+  | { line: number; status: 'imported' | 'skipped'; id: string }
+  | { line: number; status: 'rejected'; message: string };
+
+export interface ImportOptions {
+  /** Called after each batch with the line number reached. */
+  onProgress?: (line: number) => void;
+  /** Called for each record (the HTTP route answers them); no key or hash is in it. */
+  onResult?: (result: ImportResult) => void;
+  batchSize?: number;
+}
+
+/** The most records one `POST /v1/api-keys/import` takes. */
+export const MAX_IMPORT_BATCH = 1000;
+
 export type ImportService = ReturnType<typeof createImportService>;
 
 export function createImportService({ db: { db }, onKeyChanged = () => {} }: { db: Db; onKeyChanged?: (key: ApiKey) => void }) {
+  /**
+   * Imports records in transactions of `batchSize`, each key audited as `key.create` with `source: import`.
+   * Keys already present (same hash) are skipped, so an import can be re-run.
+   */
+  async function importEntries(
+    caller: Caller,
+    entries: AsyncIterable<ImportEntry> | Iterable<ImportEntry>,
+    scheme: ImportScheme,
+    { onProgress = () => {}, onResult = () => {}, batchSize = 500 }: ImportOptions = {},
+  ): Promise<ImportOutcome> {
+    const outcome: ImportOutcome = { imported: 0, skipped: 0, errors: [] };
+    const reject = (line: number, message: string) => {
+      outcome.errors.push({ line, message });
+      onResult({ line, status: 'rejected', message });
+    };
+    let batch: ImportEntry[] = [];
+    let lastLine = 0;
+    const flush = async () => {
+      const current = batch;
+      batch = [];
+      const inserted: ApiKey[] = [];
+      const results: ImportResult[] = [];
+      await db.transaction().execute(async (trx) => {
+        for (const entry of current) {
+          const { line } = entry;
+          if ('error' in entry) {
+            results.push({ line, status: 'rejected', message: entry.error });
+            continue;
+          }
+          const at = Date.now();
+          const parsed = parseImportRecord(entry.record, scheme);
+          if (!parsed.ok) {
+            results.push({ line, status: 'rejected', message: parsed.message });
+            continue;
+          }
+          const present = await findKeyByHash(trx, parsed.key.keyHash);
+          if (present) {
+            results.push({ line, status: 'skipped', id: present.id });
+            continue;
+          }
+          let userId: string | null = null;
+          if (parsed.userExternalId !== null) {
+            const user = await findUserByExternalId(trx, parsed.userExternalId);
+            if (!user) {
+              results.push({ line, status: 'rejected', message: `no user with external id ${parsed.userExternalId}` });
+              continue;
+            }
+            userId = user.id;
+          }
+          const id = uuidv7();
+          const key: ApiKey = { ...parsed.key, id, userId, createdAt: at, updatedAt: at };
+          await insertKey(trx, key);
+          inserted.push(key);
+          await audit(
+            trx,
+            caller,
+            'key.create',
+            { type: 'api_key', id },
+            { source: 'import', scheme, key_prefix: parsed.key.keyPrefix },
+            at,
+          );
+          results.push({ line, status: 'imported', id });
+        }
+      });
+      // Counted after commit: a batch that failed to commit imported nothing.
+      for (const result of results) {
+        if (result.status === 'rejected') reject(result.line, result.message);
+        else {
+          if (result.status === 'imported') outcome.imported += 1;
+          else outcome.skipped += 1;
+          onResult(result);
+        }
+      }
+      // After commit: drops any remembered "unknown key" for these hashes, here and on other instances.
+      for (const key of inserted) onKeyChanged(key);
+      onProgress(lastLine);
+    };
+    for await (const entry of entries) {
+      lastLine = entry.line;
+      batch.push(entry);
+      if (batch.length >= batchSize) await flush();
+    }
+    await flush();
+    return outcome;
+  }
+
   return {
-    /**
-     * Imports keys from parsed JSON Lines, in transactions of `batchSize`, each key audited as `key.create`
-     * with `source: import`. Keys already present (same hash) are skipped, so an import can be re-run.
-     */
-    async importRecords(
+    importEntries,
+
+    /** Imports keys from the lines of a JSON Lines file (blank lines are skipped); see {@link importEntries}. */
+    importRecords(
       caller: Caller,
       lines: AsyncIterable<string> | Iterable<string>,
       scheme: ImportScheme,
       onProgress: (done: number) => void = () => {},
       batchSize = 500,
     ): Promise<ImportOutcome> {
-      const outcome: ImportOutcome = { imported: 0, skipped: 0, errors: [] };
-      let batch: { line: number; text: string }[] = [];
-      let lineNo = 0;
-      const flush = async () => {
-        const current = batch;
-        batch = [];
-        const inserted: ApiKey[] = [];
-        await db.transaction().execute(async (trx) => {
-          for (const { line, text } of current) {
-            let record: ImportRecord;
-            try {
-              record = JSON.parse(text) as ImportRecord;
-            } catch {
-              outcome.errors.push({ line, message: 'not valid JSON' });
-              continue;
-            }
-            const at = Date.now();
-            const parsed = parseImportRecord(record, scheme);
-            if (!parsed.ok) {
-              outcome.errors.push({ line, message: parsed.message });
-              continue;
-            }
-            if (await findKeyByHash(trx, parsed.key.keyHash)) {
-              outcome.skipped += 1;
-              continue;
-            }
-            let userId: string | null = null;
-            if (parsed.userExternalId !== null) {
-              const user = await findUserByExternalId(trx, parsed.userExternalId);
-              if (!user) {
-                outcome.errors.push({ line, message: `no user with external id ${parsed.userExternalId}` });
-                continue;
-              }
-              userId = user.id;
-            }
-            const id = uuidv7();
-            const key: ApiKey = { ...parsed.key, id, userId, createdAt: at, updatedAt: at };
-            await insertKey(trx, key);
-            inserted.push(key);
-            await audit(
-              trx,
-              caller,
-              'key.create',
-              { type: 'api_key', id },
-              { source: 'import', scheme, key_prefix: parsed.key.keyPrefix },
-              at,
-            );
-            outcome.imported += 1;
-          }
-        });
-        // After commit: drops any remembered "unknown key" for these hashes, here and on other instances.
-        for (const key of inserted) onKeyChanged(key);
-        onProgress(lineNo);
-      };
-      for await (const text of lines) {
-        lineNo += 1;
-        if (text.trim() === '') continue;
-        batch.push({ line: lineNo, text });
-        if (batch.length >= batchSize) await flush();
-      }
-      await flush();
-      return outcome;
+      return importEntries(caller, jsonLinesEntries(lines), scheme, { onProgress, batchSize });
+    },
+
+    /**
+     * Imports one batch sent over HTTP (admin only), in one transaction. Each record is answered on its own,
+     * numbered from 1 in the order sent: a bad record is rejected, the others are imported.
+     */
+    async importBatch(caller: Caller, scheme: ImportScheme, records: ImportRecord[]): Promise<Result<ImportResult[]>> {
+      if (!isAdmin(caller.principal)) return err('FORBIDDEN', 'only an admin may import keys');
+      if (records.length > MAX_IMPORT_BATCH) return err('INVALID_REQUEST', `at most ${MAX_IMPORT_BATCH} records per request`);
+      const results: ImportResult[] = [];
+      await importEntries(
+        caller,
+        records.map((record, i) => ({ line: i + 1, record })),
+        scheme,
+        { onResult: (result) => results.push(result), batchSize: MAX_IMPORT_BATCH },
+      );
+      return ok(results);
     },
   };
+}
+
+/** Numbered entries from the lines of a JSON Lines file; blank lines are skipped but counted. */
+export async function* jsonLinesEntries(lines: AsyncIterable<string> | Iterable<string>): AsyncGenerator<ImportEntry> {
+  let line = 0;
+  for await (const text of lines) {
+    line += 1;
+    if (text.trim() === '') continue;
+    let record: unknown;
+    try {
+      record = JSON.parse(text);
+    } catch {
+      yield { line, error: 'not valid JSON' };
+      continue;
+    }
+    if (typeof record !== 'object' || record === null || Array.isArray(record)) yield { line, error: 'not a JSON object' };
+    else yield { line, record: record as ImportRecord };
+  }
 }
