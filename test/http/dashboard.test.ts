@@ -57,7 +57,7 @@ describe('the dashboard at /', () => {
     expect(missing.headers['content-type']).toMatch(/application\/problem\+json/);
   });
 
-  it('sends the page for client-side routes, never for the API, docs or operational paths', async () => {
+  it('sends the page for its client-side routes, never for the API, docs, operational or unknown paths', async () => {
     t = await createTestApp({ env: { DASHBOARD_DIR: build } });
     const route = await t.app.inject({
       method: 'GET',
@@ -66,7 +66,10 @@ describe('the dashboard at /', () => {
     });
     expect(route.statusCode).toBe(200);
     expect(route.body).toContain('<div id="root">');
-    for (const url of ['/v1/nope', '/readyz/x', '/metrics/x']) {
+    // An over-long id is still the API's 414 (no catch-all route takes it).
+    const long = await t.app.inject({ method: 'GET', url: `/v1/api-keys/${'a'.repeat(500)}`, headers: { accept: 'text/html' } });
+    expect(long.statusCode).toBe(414);
+    for (const url of ['/v1/nope', '/readyz/x', '/metrics/x', '/elsewhere']) {
       const response = await t.app.inject({ method: 'GET', url, headers: { accept: 'text/html' } });
       expect(response.statusCode, url).toBe(404);
       expect(response.headers['content-type'], url).toMatch(/application\/problem\+json/);

@@ -41,6 +41,13 @@ export type KeyUsageQuery = QueryOf<'/v1/api-keys/{id}/usage', 'get'>;
 export type KeyUsage = ResponseBody<'/v1/api-keys/{id}/usage', 'get'>;
 export type VerificationAnalyticsQuery = QueryOf<'/v1/analytics/verifications', 'get'>;
 export type VerificationAnalytics = ResponseBody<'/v1/analytics/verifications', 'get'>;
+export type VerificationSeriesQuery = QueryOf<'/v1/analytics/verifications/series', 'get'>;
+/** Verifications by outcome per minute, hour or day: every bucket of the range, oldest first, and the totals. */
+export type VerificationSeries = ResponseBody<'/v1/analytics/verifications/series', 'get'>;
+/** The last 24 hours of several keys, each in 24 hourly counts. */
+export type KeysActivity = ResponseBody<'/v1/analytics/keys/activity', 'get'>;
+/** One key's last 24 hours: `total` and 24 hourly `buckets`, oldest first. */
+export type KeyActivity = KeysActivity['data'][number];
 /** One request a host application saw, as `reportUsage` sends it. */
 export type UsageEvent = RequestBody<'/v1/usage/events', 'post'>['events'][number];
 export type AuditLogQuery = QueryOf<'/v1/audit-logs', 'get'>;
@@ -50,6 +57,12 @@ export type CreateUserInput = RequestBody<'/v1/users', 'post'>;
 export type UpdateUserInput = RequestBody<'/v1/users/{id}', 'patch'>;
 export type ListUsersQuery = QueryOf<'/v1/users', 'get'>;
 export type UserPage = ResponseBody<'/v1/users', 'get'>;
+// `POST /v1/api-keys/import` is newer than the generated types: these follow its schema until they are
+// regenerated (then: RequestBody<'/v1/api-keys/import', 'post'> and ResponseBody<'/v1/api-keys/import', 'post'>).
+/** A batch of existing keys to import (`POST /v1/api-keys/import`, admin only). */
+export type ImportKeysInput = RequestBody<'/v1/api-keys/import', 'post'>;
+/** What became of each record of an import batch. */
+export type ImportKeysResult = ResponseBody<'/v1/api-keys/import', 'post'>;
 export type CreateMyKeyInput = RequestBody<'/v1/users/me/api-keys', 'post'>;
 export type ListMyKeysQuery = QueryOf<'/v1/users/me/api-keys', 'get'>;
 
@@ -139,6 +152,17 @@ export class KeywardClient {
     await send(this.raw.DELETE('/v1/api-keys/{id}', { params: { path: { id } } }));
   }
 
+  /**
+   * `POST /v1/api-keys/import` (admin): imports up to 1,000 existing keys in one transaction. Each record is
+   * answered on its own: imported, skipped (already present) or rejected with a message.
+   *
+   * @example
+   * const { results } = await keyward.importKeys({ scheme: 'plaintext', records: [{ key: legacyKey, name: 'acme' }] });
+   */
+  importKeys(body: ImportKeysInput): Promise<ImportKeysResult> {
+    return send(this.raw.POST('/v1/api-keys/import', { body }));
+  }
+
   /** `GET /v1/api-keys/verify/current`: the record of the key this client authenticates with. */
   currentKey(): Promise<ApiKey> {
     return send(this.raw.GET('/v1/api-keys/verify/current'));
@@ -171,6 +195,30 @@ export class KeywardClient {
   /** `GET /v1/analytics/verifications`: totals by outcome and the busiest keys. */
   getVerificationAnalytics(query: VerificationAnalyticsQuery = {}): Promise<VerificationAnalytics> {
     return send(this.raw.GET('/v1/analytics/verifications', { params: { query } }));
+  }
+
+  /**
+   * `GET /v1/analytics/verifications/series`: verifications by outcome per minute, hour or day (UTC buckets,
+   * every bucket present; default the last 24 hours by hour). `key_id` narrows it to one key.
+   *
+   * @example
+   * const day = await keyward.getVerificationSeries({ granularity: 'hour', from: new Date(Date.now() - 86_400_000).toISOString() });
+   * for (const b of day.buckets) console.log(b.start, b.total, b.outcomes.VALID ?? 0);
+   */
+  getVerificationSeries(query: VerificationSeriesQuery = {}): Promise<VerificationSeries> {
+    return send(this.raw.GET('/v1/analytics/verifications/series', { params: { query } }));
+  }
+
+  /**
+   * `GET /v1/analytics/keys/activity`: each key's verifications per hour over the last 24 hours, for up to 100
+   * keys in one request (a key list's sparklines). Keys the caller may not read, and unknown ids, are left out.
+   *
+   * @example
+   * const { data } = await keyward.getKeysActivity(page.data.map((k) => k.id));
+   * for (const k of data) console.log(k.key_id, k.total, k.buckets); // 24 counts, oldest first
+   */
+  getKeysActivity(keyIds: readonly string[]): Promise<KeysActivity> {
+    return send(this.raw.GET('/v1/analytics/keys/activity', { params: { query: { key_ids: keyIds.join(',') } } }));
   }
 
   /** `GET /v1/audit-logs`: who changed what, newest first (admin). */

@@ -8,21 +8,24 @@ import type { Container } from './container.js';
 import { requireAuthentication } from './http/auth.js';
 import { logController, loggerOptions } from './logger.js';
 import './http/formats.js';
-import { auditLogRoutes } from './audit/routes.js';
+import { AUDIT_SCHEMAS, auditLogRoutes } from './audit/routes.js';
 import { dashboardRoutes } from './http/dashboard.js';
 import { docsRoutes } from './http/docs.js';
 import { installInputGuards } from './http/input-guards.js';
+import { documentedSchema, finishOpenapiDocument, OPENAPI_HEADERS, OPENAPI_TAGS } from './http/openapi.js';
 import { installProblemHandlers, PROBLEM_SERVER_OPTIONS } from './http/problem.js';
-import { OPTIONAL_BODIES, ProblemResponse } from './http/schemas.js';
-import type { App } from './http/types.js';
+import { HTTP_SCHEMAS } from './http/schemas.js';
+import { type App, SECURED } from './http/types.js';
+import { importRoutes } from './keys/import-routes.js';
 import { meRoutes } from './keys/me-routes.js';
 import { apiKeyRoutes } from './keys/routes.js';
-import { healthRoutes } from './observability/health-routes.js';
+import { healthRoutes, Readiness } from './observability/health-routes.js';
 import { metricsRoutes } from './observability/metrics-routes.js';
-import { usageEventRoutes } from './usage/events-routes.js';
-import { usageRoutes } from './usage/routes.js';
-import { userRoutes } from './users/routes.js';
-import { verifyRoutes } from './verification/routes.js';
+import { UsageEvent, usageEventRoutes } from './usage/events-routes.js';
+import { USAGE_SCHEMAS, usageRoutes } from './usage/routes.js';
+import { usageSeriesRoutes } from './usage/series-routes.js';
+import { USER_SCHEMAS, userRoutes } from './users/routes.js';
+import { VerifyKeyResponse, verifyRoutes } from './verification/routes.js';
 
 /**
  * A request's logger, made on first use. Request lines are off unless LOG_LEVEL is debug or trace, so most
@@ -87,6 +90,9 @@ export interface BuildAppOptions {
   loggerInstance?: FastifyBaseLogger;
 }
 
+/** The schemas that are named components of the OpenAPI document, from every wing: registered once, on the root. */
+const SHARED_SCHEMAS = [...HTTP_SCHEMAS, ...USER_SCHEMAS, ...AUDIT_SCHEMAS, ...USAGE_SCHEMAS, UsageEvent, VerifyKeyResponse, Readiness];
+
 /** While closing, how often connections that have gone idle are closed. */
 const IDLE_SWEEP_MS = 100;
 
@@ -126,7 +132,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   closeConnectionsOnceIdle(app);
   installProblemHandlers(app);
   installInputGuards(app);
-  app.addSchema(ProblemResponse);
+  for (const schema of SHARED_SCHEMAS) app.addSchema(schema);
 
   await app.register(swagger, {
     openapi: {
@@ -136,23 +142,26 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
         version: '0.1.0',
         description:
           'Self-hosted API key service. Authenticate with `Authorization: Bearer <key or JWT>` or `X-API-Key: <key>`. Errors are RFC 9457 problem+json with a stable `code`.',
+        license: { name: 'MIT', identifier: 'MIT' },
+        contact: { name: 'Keyward', url: 'https://keyward.dev' },
       },
+      servers: [{ url: 'http://127.0.0.1:8080', description: 'A Keyward started with the defaults (`npx keyward serve`)' }],
+      tags: OPENAPI_TAGS,
+      security: SECURED,
       components: {
         securitySchemes: {
           bearerAuth: { type: 'http', scheme: 'bearer', description: 'An API key or a user JWT' },
-          apiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key' },
+          apiKeyHeader: { type: 'apiKey', in: 'header', name: 'X-API-Key', description: 'An API key' },
         },
+        headers: OPENAPI_HEADERS,
       },
     },
+    // Components are named by their `$id` (`#/components/schemas/ApiKey`), not `def-0`.
+    refResolver: { buildLocalReference: (json, _baseUri, _fragment, i) => (typeof json.$id === 'string' ? json.$id : `def-${i}`) },
+    transform: ({ schema, url }) => ({ schema: documentedSchema(schema), url }),
     transformObject: (document) => {
       if (!('openapiObject' in document)) return document.swaggerObject;
-      const { openapiObject } = document;
-      for (const [method, path] of OPTIONAL_BODIES) {
-        const operation = openapiObject.paths?.[path] as Record<string, { requestBody?: { required?: boolean } }> | undefined;
-        const body = operation?.[method]?.requestBody;
-        if (body) body.required = false;
-      }
-      return openapiObject;
+      return finishOpenapiDocument(document.openapiObject);
     },
   });
   await docsRoutes(app);
@@ -166,9 +175,11 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
       known: (credential) => looksLikeJwt(credential) || container.keyCache.holds(hashApiKey(credential)),
     });
     usageRoutes(v1, container);
+    usageSeriesRoutes(v1, container);
     usageEventRoutes(v1, container);
     auditLogRoutes(v1, container);
     apiKeyRoutes(v1, container);
+    importRoutes(v1, container);
     verifyRoutes(v1, container);
     userRoutes(v1, container);
     meRoutes(v1, container);

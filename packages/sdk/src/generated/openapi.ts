@@ -8,30 +8,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Liveness */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @enum {string} */
-                            status: "ok";
-                        };
-                    };
-                };
-            };
-        };
+        /**
+         * Liveness
+         * @description Answers while the process serves HTTP; it checks no dependency (see `/readyz`).
+         */
+        get: operations["getLiveness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -51,57 +32,7 @@ export interface paths {
          * Readiness: each dependency, and whether Keyward can serve
          * @description Probes the database, Redis and the cache invalidation channel, each `ok` or `down` (`disabled`: not configured). Answers 503 only when the database cannot be reached: then only cached keys verify. With Redis or invalidation down Keyward still serves (`degraded`, 200): rate limits follow `RATE_LIMIT_FAIL_MODE`, and verifications read the database instead of trusting the cache. A probe waits at most `DATABASE_TIMEOUT_MS`.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description `ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached */
-                            status: "ok" | "degraded" | "down";
-                            checks: {
-                                /** @description Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS` */
-                                database: "ok" | "down" | "disabled";
-                                /** @description Whether Redis answers a PING; `disabled` without `REDIS_URL` */
-                                redis: "ok" | "down" | "disabled";
-                                /** @description Whether cache invalidation messages from other instances are arriving */
-                                invalidation: "ok" | "down" | "disabled";
-                            };
-                        };
-                    };
-                };
-                /** @description Default Response */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description `ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached */
-                            status: "ok" | "degraded" | "down";
-                            checks: {
-                                /** @description Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS` */
-                                database: "ok" | "down" | "disabled";
-                                /** @description Whether Redis answers a PING; `disabled` without `REDIS_URL` */
-                                redis: "ok" | "down" | "disabled";
-                                /** @description Whether cache invalidation messages from other instances are arriving */
-                                invalidation: "ok" | "down" | "disabled";
-                            };
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getReadiness"];
         put?: never;
         post?: never;
         delete?: never;
@@ -121,26 +52,7 @@ export interface paths {
          * Prometheus metrics
          * @description Prometheus text exposition: verifications by code, verification latency, cache hits and misses, rate-limit decisions, usage rows written and dropped, Redis errors, brute-force blocks, whether each dependency is up (`keyward_dependency_up{dependency="database|redis|invalidation"}`, probed at each scrape), HTTP requests and their duration by method, route pattern and status (`keyward_http_requests_total`, `keyward_http_request_duration_seconds`), and the Node.js process metrics. Unauthenticated, like `/healthz`: expose it only to your monitoring network.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Prometheus text format 0.0.4 */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "text/plain": string;
-                    };
-                };
-            };
-        };
+        get: operations["getMetrics"];
         put?: never;
         post?: never;
         delete?: never;
@@ -160,228 +72,7 @@ export interface paths {
          * A key's usage over time
          * @description Verifications and requests recorded for the key in [`from`, `to`), counted by outcome per minute, hour or day. Anyone who may read the key may read its usage. Rows are written in batches, so the last second or so may not be counted yet.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description Start of the range (inclusive) */
-                    from?: string;
-                    /** @description End of the range (exclusive); default the end of the current minute */
-                    to?: string;
-                    /** @description Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively. A range may hold at most 10,000 buckets (400 `INVALID_REQUEST` otherwise: use a coarser granularity) */
-                    granularity?: "minute" | "hour" | "day";
-                };
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            key_id: string;
-                            granularity: string;
-                            /** Format: date-time */
-                            from: string;
-                            /** Format: date-time */
-                            to: string;
-                            /** @description Every bucket in the range, oldest first, including empty ones */
-                            buckets: {
-                                /** Format: date-time */
-                                start: string;
-                                total: number;
-                                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
-                                outcomes: {
-                                    [key: string]: number;
-                                };
-                            }[];
-                            totals: {
-                                total: number;
-                                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
-                                outcomes: {
-                                    [key: string]: number;
-                                };
-                            };
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getApiKeyUsage"];
         put?: never;
         post?: never;
         delete?: never;
@@ -401,196 +92,47 @@ export interface paths {
          * Verification analytics
          * @description Admin only. All verifications in [`from`, `to`) (default: the last 24 hours): totals by outcome, unknown keys included, and the busiest keys with their own breakdown.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description Start of the range (inclusive); default 24 hours before `to` */
-                    from?: string;
-                    /** @description End of the range (exclusive); default the end of the current minute */
-                    to?: string;
-                    /** @description How many top keys */
-                    limit?: number;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** Format: date-time */
-                            from: string;
-                            /** Format: date-time */
-                            to: string;
-                            totals: {
-                                total: number;
-                                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
-                                outcomes: {
-                                    [key: string]: number;
-                                };
-                            };
-                            /** @description The keys with the most verifications in the range, most first */
-                            top_keys: {
-                                key_id: string;
-                                name: string | null;
-                                key_prefix: string | null;
-                                total: number;
-                                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
-                                outcomes: {
-                                    [key: string]: number;
-                                };
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
+        get: operations["getVerificationAnalytics"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/analytics/verifications/series": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        /**
+         * Verifications over time
+         * @description Verifications in [`from`, `to`) by outcome per minute, hour or day (UTC buckets; default the last 24 hours by hour), every bucket present. Admins see every verification, those of unknown keys included; a key holding `keyward:keys:read` or `keyward:keys:write` sees its keys’ (its user’s keys only, when it belongs to a user); a signed-in user sees their own keys’. `key_id` narrows it to one key. Rows are written in batches, so the last second or so may not be counted yet.
+         */
+        get: operations["getVerificationSeries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/analytics/keys/activity": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Recent activity of several keys
+         * @description Each key’s verifications per hour over the last 24 hours (every outcome), for up to 100 keys at once: the sparklines of a key list. The hours run back from the end of the current minute. Keys you may not read, and unknown ids, are left out; a credential that may not read keys gets 403.
+         */
+        get: operations["getKeysActivity"];
         put?: never;
         post?: never;
         delete?: never;
@@ -612,244 +154,7 @@ export interface paths {
          * Report requests seen by a host application
          * @description For the SDK middleware and the gateway: one usage row per request they saw (endpoint, method, status, IP, user agent, response time, outcome), in batches of up to 500. Rows are written in batches off the request path; 202 means taken, not yet written (a full buffer drops rows and counts them in `/metrics`). The caller needs an admin key or `keyward:verify`.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        events: {
-                            key_id: string | null;
-                            /**
-                             * @description What the key came to for this request: a verification code (`VALID`, `NOT_FOUND`, `RATE_LIMITED`, …)
-                             * @enum {string}
-                             */
-                            outcome: "VALID" | "INVALID_FORMAT" | "NOT_FOUND" | "REVOKED" | "DISABLED" | "EXPIRED" | "INSUFFICIENT_SCOPES" | "RATE_LIMITED" | "USAGE_EXCEEDED";
-                            endpoint?: string | null;
-                            method?: string | null;
-                            status_code?: number | null;
-                            ip_address?: string | null;
-                            user_agent?: string | null;
-                            response_time_ms?: number | null;
-                            occurred_at?: string | null;
-                        }[];
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                202: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            accepted: number;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["reportUsageEvents"];
         delete?: never;
         options?: never;
         head?: never;
@@ -867,199 +172,7 @@ export interface paths {
          * List audit log entries
          * @description Admin only. Every management change (key create/update/deactivate/activate/revoke/roll/delete, user changes, bootstrap), newest first, naming the actor and what changed. Filter by `actor_id`, `target_id`, `action` and time range [`from`, `to`); page with `cursor`.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description Only entries by this actor (key id, user id, or e.g. `cli`) */
-                    actor_id?: string;
-                    /** @description Only entries about this key or user */
-                    target_id?: string;
-                    /** @description Only this action, e.g. `key.revoke` */
-                    action?: string;
-                    /** @description Only entries at or after this instant */
-                    from?: string;
-                    /** @description Only entries before this instant */
-                    to?: string;
-                    limit?: number;
-                    /** @description `next_cursor` from the previous page */
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                id: string;
-                                /** @description `api_key`, `user` or `system` */
-                                actor_type: string;
-                                actor_id: string | null;
-                                /** @description e.g. `key.create`, `key.revoke`, `user.update` */
-                                action: string;
-                                target_type: string;
-                                target_id: string | null;
-                                /** @description What changed (field names and non-secret values; never a key or hash) */
-                                changes: {
-                                    [key: string]: unknown;
-                                };
-                                ip: string | null;
-                                /** Format: date-time */
-                                created_at: string;
-                            }[];
-                            next_cursor: string | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listAuditLogs"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1079,563 +192,13 @@ export interface paths {
          * List API keys
          * @description Newest first. Deactivated and revoked keys are left out unless `include_inactive=true`.
          */
-        get: {
-            parameters: {
-                query?: {
-                    include_inactive?: boolean;
-                    /** @description Resource id (UUIDv7) */
-                    user_id?: string;
-                    limit?: number;
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                id: string;
-                                name: string;
-                                description: string | null;
-                                /** @description The prefix and first characters of the key, safe to display */
-                                key_prefix: string;
-                                hash_scheme: string;
-                                user_id: string | null;
-                                is_admin: boolean;
-                                scopes: string[];
-                                metadata: {
-                                    [key: string]: unknown;
-                                };
-                                is_active: boolean;
-                                status: "active" | "inactive" | "revoked" | "expired";
-                                /** Format: date-time */
-                                created_at: string;
-                                created_by: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                                last_used_at: string | null;
-                                expires_at: string | null;
-                                revoked_at: string | null;
-                                rolled_from: string | null;
-                                rate_limit: {
-                                    limit: number;
-                                    window_seconds: number;
-                                } | null;
-                                quota: {
-                                    remaining: number;
-                                    refill: {
-                                        amount: number;
-                                        interval: string;
-                                    } | null;
-                                    last_refill_at: string | null;
-                                } | null;
-                            }[];
-                            next_cursor: string | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listApiKeys"];
         put?: never;
         /**
          * Create an API key
          * @description Creates a key and returns it once, in `key`. `name` is optional: by default `Key` and the key's display prefix (`Key kw_3xYkAb12`). Only an admin may create admin keys; a key holding `keyward:keys:write` may grant only scopes it holds, and on a user-owned key only for that user. Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
-                    "idempotency-key"?: string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        name?: string;
-                        description?: string | null;
-                        is_admin?: boolean;
-                        scopes?: string[];
-                        expires_at?: string | null;
-                        /** @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields. */
-                        metadata?: {
-                            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
-                            rate_limit?: unknown;
-                            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
-                            quota?: unknown;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                        user_id?: string | null;
-                        /** @description Key prefix, e.g. `sk_live` */
-                        prefix?: string;
-                        rate_limit?: {
-                            limit: number;
-                            window_seconds: number;
-                        } | null;
-                        quota?: {
-                            remaining: number;
-                            refill?: {
-                                amount: number;
-                                interval: "day" | "month";
-                            } | null;
-                        } | null;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description The API key. Shown once: store it now, it cannot be retrieved again */
-                            key: string;
-                        } & {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["createApiKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -1653,174 +216,7 @@ export interface paths {
          * The calling key
          * @description Any valid key may read its own record (never its hash).
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getCurrentApiKey"];
         put?: never;
         post?: never;
         delete?: never;
@@ -1836,716 +232,25 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        /** Get an API key */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        /**
+         * Get an API key
+         * @description Every stored field but the hash; the key itself is shown only when it is created or rolled.
+         */
+        get: operations["getApiKey"];
         put?: never;
         post?: never;
-        /** Delete an API key */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Deleted */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        /**
+         * Delete an API key
+         * @description The key stops working at once, on every instance, and its record is removed; the audit log keeps a `key.delete` entry. To keep the record, revoke the key instead.
+         */
+        delete: operations["deleteApiKey"];
         options?: never;
         head?: never;
         /**
          * Update an API key
          * @description Changes name, description, scopes, metadata, expiry, rate limit or quota. `null` clears an optional field. Giving a key a longer life, for a caller other than an admin: a key that was rolled cannot be extended (409 `KEY_WAS_ROLLED`: its replacement is the live key), and a user’s expired key brought back counts again, so it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`).
          */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        name?: string;
-                        description?: string | null;
-                        scopes?: string[];
-                        /** @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields. */
-                        metadata?: {
-                            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
-                            rate_limit?: unknown;
-                            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
-                            quota?: unknown;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                        expires_at?: string | null;
-                        rate_limit?: {
-                            limit: number;
-                            window_seconds: number;
-                        } | null;
-                        quota?: {
-                            remaining: number;
-                            refill?: {
-                                amount: number;
-                                interval: "day" | "month";
-                            } | null;
-                        } | null;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        patch: operations["updateApiKey"];
         trace?: never;
     };
     "/v1/api-keys/{id}/deactivate": {
@@ -2561,233 +266,7 @@ export interface paths {
          * Deactivate an API key
          * @description The key stops verifying (`DISABLED`) until activated again.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["deactivateApiKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -2807,233 +286,7 @@ export interface paths {
          * Activate an API key
          * @description Re-enables a deactivated key. A revoked key cannot be activated (409).
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["activateApiKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3053,233 +306,7 @@ export interface paths {
          * Revoke an API key
          * @description Permanent: a revoked key never verifies again and cannot be activated.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["revokeApiKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3299,361 +326,27 @@ export interface paths {
          * Roll an API key
          * @description Issues a new key with the same name, description, owner, scopes, metadata, rate limit and quota (`rolled_from` names the old key) and returns it once, in `key`. The old key keeps working for `grace_period_seconds`, then answers `EXPIRED`; a key that already expires sooner is not extended. The quota moves to the new key (the old one shows 0), and during its grace the old key spends that quota and counts against the new key’s rate limit: it keeps working, and a roll never adds budget. A roll with a grace period holds two live keys, so for a user’s key (unless an admin rolls it) it must fit the tier’s key limit (400 `KEY_LIMIT_REACHED`); a roll with grace 0 replaces the key and is always allowed. A revoked or expired key cannot be rolled (409 `KEY_IS_REVOKED`, `KEY_IS_EXPIRED`), nor a key rolled already, in its grace period: the new key would die with it (409 `KEY_WAS_ROLLED`, with `key_id` its live replacement: roll that one). Rolls of one lineage run one after another, and one that keeps losing that race answers 409 `KEY_IS_CHANGING`. Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
-                    "idempotency-key"?: string;
-                };
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": {
-                        /**
-                         * @description How long the old key keeps working, in seconds (at most 30 days; default 0: it stops at once)
-                         * @default 0
-                         */
-                        grace_period_seconds?: number;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description The API key. Shown once: store it now, it cannot be retrieved again */
-                            key: string;
-                        } & {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
+        post: operations["rollApiKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/api-keys/import": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
         };
+        get?: never;
+        put?: never;
+        /**
+         * Import API keys
+         * @description Admin only. Brings existing keys into Keyward (see `keyward import`): up to 1,000 records and 4 MiB per request, imported in one transaction. Each record is checked on its own and answered in `results`: imported, skipped (a key with the same hash is present, so a batch can be re-sent) or rejected with a message. Each imported key is audited as `key.create` with `source: import`, and verifies at once.
+         */
+        post: operations["importApiKeys"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3673,279 +366,7 @@ export interface paths {
          * Verify an API key
          * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @description The API key your service received, exactly as presented. Never stored or logged by Keyward; a malformed key answers `INVALID_FORMAT`. */
-                        key: string;
-                        /** @description Scopes the request needs; the key must hold all of them (a granted `inventory:*` or `*` covers them). */
-                        scopes?: string[];
-                        /**
-                         * @description Units of the key’s quota this request spends: a non-negative integer up to 2^53−1, default 1 (0 checks without spending). A negative, fractional or larger number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).
-                         * @example 1
-                         */
-                        cost?: number;
-                        /**
-                         * @description Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: the SDK’s Express and Hono `authenticate()` guard sends it (with `cost` 0) to identify a key before the route’s own guard spends, and a route guard behind a spending global guard sends it when the route costs more quota than was spent.
-                         * @example 0
-                         */
-                        ratelimit_cost?: number;
-                    };
-                };
-            };
-            responses: {
-                /** @description Always 200 for a well-formed request: `valid` and `code` say whether the key may be used */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description `true` exactly when `code` is `VALID` */
-                            valid: boolean;
-                            /**
-                             * @description Why the key is or is not valid. Checks run in this order and the first failure decides: `INVALID_FORMAT` (malformed or bad checksum), `NOT_FOUND`, `REVOKED`, `DISABLED` (deactivated), `EXPIRED`, `INSUFFICIENT_SCOPES`, `RATE_LIMITED`, `USAGE_EXCEEDED` (quota spent).
-                             * @enum {string}
-                             */
-                            code: "VALID" | "INVALID_FORMAT" | "NOT_FOUND" | "REVOKED" | "DISABLED" | "EXPIRED" | "INSUFFICIENT_SCOPES" | "RATE_LIMITED" | "USAGE_EXCEEDED";
-                            /** @description The key’s id. This and the other key fields are absent when no key was found */
-                            key_id?: string;
-                            name?: string;
-                            /** @description The user who owns the key; null for admin and service keys */
-                            user_id?: string | null;
-                            is_admin?: boolean;
-                            /** @description Scopes the key holds */
-                            scopes?: string[];
-                            /** @description The free-form JSON object stored with the key */
-                            metadata?: {
-                                [key: string]: unknown;
-                            };
-                            /**
-                             * Format: date-time
-                             * @description When the key stops working; null for never
-                             */
-                            expires_at?: string | null;
-                            /** @description The key’s rate-limit window after this request, when the key has a rate limit */
-                            ratelimit?: {
-                                limit: number;
-                                remaining: number;
-                                /** @description When the current window ends, in unix seconds */
-                                reset: number;
-                                /** @description The length of the window, in seconds */
-                                window_seconds?: number;
-                            };
-                            /** @description Quota left after this request, when the key has a quota */
-                            remaining?: number;
-                            /** @description With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (what `Retry-After` can say) */
-                            quota_reset?: number;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["verifyKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -3963,456 +384,13 @@ export interface paths {
          * List users
          * @description Admin only. Newest first, paginated with `limit` and `cursor`; `external_id` finds one user by their host id.
          */
-        get: {
-            parameters: {
-                query?: {
-                    /** @description The user's id in the host product; the `sub` claim of their JWT */
-                    external_id?: string;
-                    limit?: number;
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                /** @description Keyward user id (UUIDv7) */
-                                id: string;
-                                /** @description The user's id in the host product (JWT `sub`) */
-                                external_id: string;
-                                email: string | null;
-                                tier: string;
-                                /** Format: date-time */
-                                created_at: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                            }[];
-                            /** @description Pass as `cursor` for the next page; null on the last page */
-                            next_cursor: string | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listUsers"];
         put?: never;
         /**
          * Create a user
          * @description Admin only. Registers an end user of the host product by `external_id` (their JWT `sub`), with a tier (default from `DEFAULT_TIER`). Users signing in with a JWT for the first time are also created automatically. 409 `USER_EXISTS` when the external id is taken.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        /** @description The user's id in the host product; the `sub` claim of their JWT */
-                        external_id: string;
-                        email?: string | null;
-                        /** @description A tier named in `TIERS` (default: free, pro, enterprise) */
-                        tier?: string;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description Keyward user id (UUIDv7) */
-                            id: string;
-                            /** @description The user's id in the host product (JWT `sub`) */
-                            external_id: string;
-                            email: string | null;
-                            tier: string;
-                            /** Format: date-time */
-                            created_at: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["createUser"];
         delete?: never;
         options?: never;
         head?: never;
@@ -4430,619 +408,21 @@ export interface paths {
          * Get a user
          * @description Admin only.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description Keyward user id (UUIDv7) */
-                            id: string;
-                            /** @description The user's id in the host product (JWT `sub`) */
-                            external_id: string;
-                            email: string | null;
-                            tier: string;
-                            /** Format: date-time */
-                            created_at: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getUser"];
         put?: never;
         post?: never;
         /**
          * Delete a user and their keys
          * @description Admin only. Deletes the user and every key they own; those keys stop verifying at once. Audited (`user.delete`, and `key.delete` per key). A later sign-in with the same JWT `sub` creates a new user.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Deleted */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        delete: operations["deleteUser"];
         options?: never;
         head?: never;
         /**
          * Update a user
          * @description Admin only. Changes the email or the tier. A new tier takes effect at once: its key limit applies to the next key the user creates (existing keys are kept even above a lower limit).
          */
-        patch: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody: {
-                content: {
-                    "application/json": {
-                        email?: string | null;
-                        /** @description A tier named in `TIERS` (default: free, pro, enterprise) */
-                        tier?: string;
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description Keyward user id (UUIDv7) */
-                            id: string;
-                            /** @description The user's id in the host product (JWT `sub`) */
-                            external_id: string;
-                            email: string | null;
-                            tier: string;
-                            /** Format: date-time */
-                            created_at: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        patch: operations["updateUser"];
         trace?: never;
     };
     "/v1/users/me": {
@@ -5056,149 +436,7 @@ export interface paths {
          * The signed-in user
          * @description Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
          */
-        get: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description Keyward user id (UUIDv7) */
-                            id: string;
-                            /** @description The user's id in the host product (JWT `sub`) */
-                            external_id: string;
-                            email: string | null;
-                            tier: string;
-                            /** Format: date-time */
-                            created_at: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["getCurrentUser"];
         put?: never;
         post?: never;
         delete?: never;
@@ -5218,546 +456,13 @@ export interface paths {
          * List my API keys
          * @description Newest first; never a key or its hash. Deactivated and revoked keys only with `include_inactive=true`. Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
          */
-        get: {
-            parameters: {
-                query?: {
-                    include_inactive?: boolean;
-                    limit?: number;
-                    cursor?: string;
-                };
-                header?: never;
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Default Response */
-                200: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            data: {
-                                id: string;
-                                name: string;
-                                description: string | null;
-                                /** @description The prefix and first characters of the key, safe to display */
-                                key_prefix: string;
-                                hash_scheme: string;
-                                user_id: string | null;
-                                is_admin: boolean;
-                                scopes: string[];
-                                metadata: {
-                                    [key: string]: unknown;
-                                };
-                                is_active: boolean;
-                                status: "active" | "inactive" | "revoked" | "expired";
-                                /** Format: date-time */
-                                created_at: string;
-                                created_by: string;
-                                /** Format: date-time */
-                                updated_at: string;
-                                last_used_at: string | null;
-                                expires_at: string | null;
-                                revoked_at: string | null;
-                                rolled_from: string | null;
-                                rate_limit: {
-                                    limit: number;
-                                    window_seconds: number;
-                                } | null;
-                                quota: {
-                                    remaining: number;
-                                    refill: {
-                                        amount: number;
-                                        interval: string;
-                                    } | null;
-                                    last_refill_at: string | null;
-                                } | null;
-                            }[];
-                            next_cursor: string | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        get: operations["listMyApiKeys"];
         put?: never;
         /**
          * Create one of my API keys
          * @description Returns the key once, in `key`. The body is optional: every field has a default, and `name` is `Key` and the key's display prefix (`Key kw_3xYkAb12`). The key is never admin, may hold only scopes the user's tier allows (by default any scope outside `keyward:`, plus `keyward:keys:read`/`:write`), and counts against the tier's key limit (400 `KEY_LIMIT_REACHED`). Send an `Idempotency-Key` header to make a retry safe: a repeat within 24 h by the same caller creates nothing and answers 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key the first request created (the plaintext is never kept, so it cannot be sent again: roll that key if the answer was lost); the same idempotency key with a different request answers 422 `IDEMPOTENCY_KEY_MISMATCH`. Of concurrent repeats exactly one creates a key. A refused request (4xx) does not use the idempotency key up. Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
          */
-        post: {
-            parameters: {
-                query?: never;
-                header?: {
-                    /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
-                    "idempotency-key"?: string;
-                };
-                path?: never;
-                cookie?: never;
-            };
-            requestBody?: {
-                content: {
-                    "application/json": {
-                        name?: string;
-                        description?: string | null;
-                        scopes?: string[];
-                        expires_at?: string | null;
-                        /** @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields. */
-                        metadata?: {
-                            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
-                            rate_limit?: unknown;
-                            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
-                            quota?: unknown;
-                        } & {
-                            [key: string]: unknown;
-                        };
-                    };
-                };
-            };
-            responses: {
-                /** @description Default Response */
-                201: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            /** @description The API key. Shown once: store it now, it cannot be retrieved again */
-                            key: string;
-                        } & {
-                            id: string;
-                            name: string;
-                            description: string | null;
-                            /** @description The prefix and first characters of the key, safe to display */
-                            key_prefix: string;
-                            hash_scheme: string;
-                            user_id: string | null;
-                            is_admin: boolean;
-                            scopes: string[];
-                            metadata: {
-                                [key: string]: unknown;
-                            };
-                            is_active: boolean;
-                            status: "active" | "inactive" | "revoked" | "expired";
-                            /** Format: date-time */
-                            created_at: string;
-                            created_by: string;
-                            /** Format: date-time */
-                            updated_at: string;
-                            last_used_at: string | null;
-                            expires_at: string | null;
-                            revoked_at: string | null;
-                            rolled_from: string | null;
-                            rate_limit: {
-                                limit: number;
-                                window_seconds: number;
-                            } | null;
-                            quota: {
-                                remaining: number;
-                                refill: {
-                                    amount: number;
-                                    interval: string;
-                                } | null;
-                                last_refill_at: string | null;
-                            } | null;
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                400: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                409: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                413: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                415: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                422: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        post: operations["createMyApiKey"];
         delete?: never;
         options?: never;
         head?: never;
@@ -5778,167 +483,7 @@ export interface paths {
          * Delete one of my API keys
          * @description The key stops working at once. 404 for an unknown id, 403 for another user's key. Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
          */
-        delete: {
-            parameters: {
-                query?: never;
-                header?: never;
-                path: {
-                    /** @description Resource id (UUIDv7) */
-                    id: string;
-                };
-                cookie?: never;
-            };
-            requestBody?: never;
-            responses: {
-                /** @description Deleted */
-                204: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content?: never;
-                };
-                /** @description RFC 9457 problem details */
-                401: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                403: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                404: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                429: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-                /** @description RFC 9457 problem details */
-                503: {
-                    headers: {
-                        [name: string]: unknown;
-                    };
-                    content: {
-                        "application/json": {
-                            type: string;
-                            title: string;
-                            status: number;
-                            /**
-                             * @description Stable error code, one of the catalogue (`errors.ts`)
-                             * @enum {string}
-                             */
-                            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
-                            detail?: string;
-                            instance?: string;
-                            /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
-                            request_id?: string;
-                            /** @description IDEMPOTENCY_KEY_REUSED: the key created by the first request; KEY_WAS_ROLLED: the live replacement */
-                            key_id?: string;
-                            errors?: {
-                                field: string;
-                                message: string;
-                            }[];
-                        };
-                    };
-                };
-            };
-        };
+        delete: operations["deleteMyApiKey"];
         options?: never;
         head?: never;
         patch?: never;
@@ -5949,10 +494,17 @@ export type webhooks = Record<string, never>;
 export interface components {
     schemas: {
         /**
-         * Problem
          * @description RFC 9457 problem details
+         * @example {
+         *       "type": "https://keyward.dev/problems/key-not-found",
+         *       "title": "No such API key",
+         *       "status": 404,
+         *       "code": "KEY_NOT_FOUND",
+         *       "instance": "/v1/api-keys/0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *       "request_id": "0197a4d3-0b2c-7d4e-8f5a-6b7c8d9e0f1a"
+         *     }
          */
-        "def-0": {
+        Problem: {
             type: string;
             title: string;
             status: number;
@@ -5972,12 +524,3908 @@ export interface components {
                 message: string;
             }[];
         };
+        /**
+         * @description Free-form JSON object stored with the key and shown with it, never enforced (never a secret): at most 50 properties with names of at most 100 characters, 32 levels of nested objects and arrays (the object itself is level 1) and 16384 bytes as UTF-8 JSON. `rate_limit` and `quota` are refused here: they are top-level fields.
+         * @example {
+         *       "plan": "pro",
+         *       "team": "billing"
+         *     }
+         */
+        Metadata: {
+            /** @description Refused: set the top-level `rate_limit` field ({limit, window_seconds}) instead */
+            rate_limit?: unknown;
+            /** @description Refused: set the top-level `quota` field ({remaining, refill}) instead */
+            quota?: unknown;
+        } & {
+            [key: string]: unknown;
+        };
+        /**
+         * @description At most `limit` verifications per `window_seconds`
+         * @example {
+         *       "limit": 100,
+         *       "window_seconds": 60
+         *     }
+         */
+        RateLimit: {
+            limit: number;
+            window_seconds: number;
+        };
+        /**
+         * @description Verifications left; optionally refilled each day or month
+         * @example {
+         *       "remaining": 10000,
+         *       "refill": {
+         *         "amount": 10000,
+         *         "interval": "month"
+         *       }
+         *     }
+         */
+        QuotaInput: {
+            remaining: number;
+            refill?: {
+                amount: number;
+                interval: "day" | "month";
+            } | null;
+        };
+        /** @description The key’s quota: verifications left, refilled each day or month when `refill` is set */
+        Quota: {
+            /** @description Verifications left */
+            remaining: number;
+            refill: {
+                /** @description What `remaining` is set to at each refill */
+                amount: number;
+                interval: "day" | "month";
+            } | null;
+            last_refill_at: string | null;
+        };
+        /**
+         * @description An API key: every stored field but its hash
+         * @example {
+         *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *       "name": "Billing service",
+         *       "description": "Reads invoices for the billing dashboard",
+         *       "key_prefix": "kw_3xYkAb12",
+         *       "hash_scheme": "sha256",
+         *       "user_id": null,
+         *       "is_admin": false,
+         *       "scopes": [
+         *         "invoices:read"
+         *       ],
+         *       "metadata": {
+         *         "team": "billing"
+         *       },
+         *       "is_active": true,
+         *       "status": "active",
+         *       "created_at": "2025-06-01T09:30:00.000Z",
+         *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+         *       "updated_at": "2025-06-01T09:30:00.000Z",
+         *       "last_used_at": "2025-06-02T14:05:12.345Z",
+         *       "expires_at": null,
+         *       "revoked_at": null,
+         *       "rolled_from": null,
+         *       "rate_limit": {
+         *         "limit": 100,
+         *         "window_seconds": 60
+         *       },
+         *       "quota": {
+         *         "remaining": 9876,
+         *         "refill": {
+         *           "amount": 10000,
+         *           "interval": "month"
+         *         },
+         *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+         *       }
+         *     }
+         */
+        ApiKey: {
+            id: string;
+            name: string;
+            description: string | null;
+            /** @description The prefix and first characters of the key, safe to display */
+            key_prefix: string;
+            hash_scheme: string;
+            user_id: string | null;
+            is_admin: boolean;
+            scopes: string[];
+            metadata: components["schemas"]["Metadata"];
+            is_active: boolean;
+            status: "active" | "inactive" | "revoked" | "expired";
+            /** Format: date-time */
+            created_at: string;
+            created_by: string;
+            /** Format: date-time */
+            updated_at: string;
+            last_used_at: string | null;
+            expires_at: string | null;
+            revoked_at: string | null;
+            rolled_from: string | null;
+            rate_limit: components["schemas"]["RateLimit"] | null;
+            quota: components["schemas"]["Quota"] | null;
+        };
+        /** @description A key just created or rolled: its record, and the key itself, shown once */
+        CreatedKey: {
+            /** @description The API key. Shown once: store it now, it cannot be retrieved again */
+            key: string;
+        } & components["schemas"]["ApiKey"];
+        /** @description A page of API keys, newest first */
+        ApiKeyPage: {
+            data: components["schemas"]["ApiKey"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @description An end user of the host product
+         * @example {
+         *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+         *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+         *       "email": "ada@example.com",
+         *       "tier": "pro",
+         *       "created_at": "2025-05-20T11:00:00.000Z",
+         *       "updated_at": "2025-05-20T11:00:00.000Z"
+         *     }
+         */
+        User: {
+            /** @description Keyward user id (UUIDv7) */
+            id: string;
+            /** @description The user's id in the host product (JWT `sub`) */
+            external_id: string;
+            email: string | null;
+            tier: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description A page of users, newest first */
+        UserPage: {
+            data: components["schemas"]["User"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @description One management change: who, what, when
+         * @example {
+         *       "id": "0197a4d5-7e8f-7a0b-8c1d-2e3f4a5b6c7d",
+         *       "actor_type": "api_key",
+         *       "actor_id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+         *       "action": "key.revoke",
+         *       "target_type": "api_key",
+         *       "target_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *       "changes": {
+         *         "is_active": {
+         *           "from": true,
+         *           "to": false
+         *         },
+         *         "revoked_at": {
+         *           "from": null,
+         *           "to": "2025-06-03T08:00:00.000Z"
+         *         }
+         *       },
+         *       "ip": "203.0.113.7",
+         *       "created_at": "2025-06-03T08:00:00.000Z"
+         *     }
+         */
+        AuditEntry: {
+            id: string;
+            /** @description `api_key`, `user` or `system` */
+            actor_type: string;
+            actor_id: string | null;
+            /** @description e.g. `key.create`, `key.revoke`, `user.update` */
+            action: string;
+            target_type: string;
+            target_id: string | null;
+            /** @description What changed (field names and non-secret values; never a key or hash) */
+            changes: {
+                [key: string]: unknown;
+            };
+            ip: string | null;
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** @description A page of audit log entries, newest first */
+        AuditLogPage: {
+            data: components["schemas"]["AuditEntry"][];
+            next_cursor: string | null;
+        };
+        /** @description A key’s verifications and requests over time, by outcome */
+        KeyUsage: {
+            key_id: string;
+            granularity: string;
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            /** @description Every bucket in the range, oldest first, including empty ones */
+            buckets: {
+                /** Format: date-time */
+                start: string;
+                total: number;
+                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
+                outcomes: {
+                    [key: string]: number;
+                };
+            }[];
+            totals: {
+                total: number;
+                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
+                outcomes: {
+                    [key: string]: number;
+                };
+            };
+        };
+        /** @description All verifications in a range: totals by outcome and the busiest keys */
+        VerificationAnalytics: {
+            /** Format: date-time */
+            from: string;
+            /** Format: date-time */
+            to: string;
+            totals: {
+                total: number;
+                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
+                outcomes: {
+                    [key: string]: number;
+                };
+            };
+            /** @description The keys with the most verifications in the range, most first */
+            top_keys: {
+                key_id: string;
+                name: string | null;
+                key_prefix: string | null;
+                total: number;
+                /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
+                outcomes: {
+                    [key: string]: number;
+                };
+            }[];
+        };
+        /** @description One request a host application saw, and what its key came to */
+        UsageEvent: {
+            key_id: string | null;
+            /**
+             * @description What the key came to for this request: a verification code (`VALID`, `NOT_FOUND`, `RATE_LIMITED`, …)
+             * @enum {string}
+             */
+            outcome: "VALID" | "INVALID_FORMAT" | "NOT_FOUND" | "REVOKED" | "DISABLED" | "EXPIRED" | "INSUFFICIENT_SCOPES" | "RATE_LIMITED" | "USAGE_EXCEEDED";
+            endpoint?: string | null;
+            method?: string | null;
+            status_code?: number | null;
+            ip_address?: string | null;
+            user_agent?: string | null;
+            response_time_ms?: number | null;
+            occurred_at?: string | null;
+        };
+        /** @description Always 200 for a well-formed request: `valid` and `code` say whether the key may be used */
+        VerifyResult: {
+            /** @description `true` exactly when `code` is `VALID` */
+            valid: boolean;
+            /**
+             * @description Why the key is or is not valid. Checks run in this order and the first failure decides: `INVALID_FORMAT` (malformed or bad checksum), `NOT_FOUND`, `REVOKED`, `DISABLED` (deactivated), `EXPIRED`, `INSUFFICIENT_SCOPES`, `RATE_LIMITED`, `USAGE_EXCEEDED` (quota spent).
+             * @enum {string}
+             */
+            code: "VALID" | "INVALID_FORMAT" | "NOT_FOUND" | "REVOKED" | "DISABLED" | "EXPIRED" | "INSUFFICIENT_SCOPES" | "RATE_LIMITED" | "USAGE_EXCEEDED";
+            /** @description The key’s id. This and the other key fields are absent when no key was found */
+            key_id?: string;
+            name?: string;
+            /** @description The user who owns the key; null for admin and service keys */
+            user_id?: string | null;
+            is_admin?: boolean;
+            /** @description Scopes the key holds */
+            scopes?: string[];
+            /** @description The free-form JSON object stored with the key */
+            metadata?: {
+                [key: string]: unknown;
+            };
+            /**
+             * Format: date-time
+             * @description When the key stops working; null for never
+             */
+            expires_at?: string | null;
+            /** @description The key’s rate-limit window after this request, when the key has a rate limit. The SDK middleware and the gateway send it to clients as the `RateLimit` and `RateLimit-Policy` headers. */
+            ratelimit?: {
+                limit: number;
+                remaining: number;
+                /** @description When the current window ends, in unix seconds */
+                reset: number;
+                /** @description The length of the window, in seconds */
+                window_seconds?: number;
+            };
+            /** @description Quota left after this request, when the key has a quota */
+            remaining?: number;
+            /** @description With `USAGE_EXCEEDED`, when a quota that refills next does, in unix seconds (what `Retry-After` can say) */
+            quota_reset?: number;
+        };
+        /** @description Whether Keyward can serve, and the state of each dependency */
+        Readiness: {
+            /** @description `ok`; `degraded`: serving without Redis or without cache invalidation; `down`: the database cannot be reached */
+            status: "ok" | "degraded" | "down";
+            checks: {
+                /** @description Whether the database answers a trivial query within `DATABASE_TIMEOUT_MS` */
+                database: "ok" | "down" | "disabled";
+                /** @description Whether Redis answers a PING; `disabled` without `REDIS_URL` */
+                redis: "ok" | "down" | "disabled";
+                /** @description Whether cache invalidation messages from other instances are arriving */
+                invalidation: "ok" | "down" | "disabled";
+            };
+        };
     };
     responses: never;
     parameters: never;
     requestBodies: never;
-    headers: never;
+    headers: {
+        /**
+         * @description This request’s id: the `X-Request-Id` the request came with when it is 1–128 characters of `[A-Za-z0-9._:-]`, a new UUID otherwise. Quote it when reporting a problem.
+         * @example 0197a4d3-0b2c-7d4e-8f5a-6b7c8d9e0f1a
+         */
+        "X-Request-Id": string;
+        /**
+         * @description The authentication scheme to use, and why the credential was refused (RFC 6750)
+         * @example Bearer realm="keyward", error="invalid_token"
+         */
+        "WWW-Authenticate": string;
+        /**
+         * @description Seconds to wait before trying again
+         * @example 5
+         */
+        "Retry-After": number;
+    };
     pathItems: never;
 }
 export type $defs = Record<string, never>;
-export type operations = Record<string, never>;
+export interface operations {
+    getLiveness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The process is up */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ok"
+                     *     }
+                     */
+                    "application/json": {
+                        /** @enum {string} */
+                        status: "ok";
+                    };
+                };
+            };
+        };
+    };
+    getReadiness: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Serving (`ok` or `degraded`) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "ok",
+                     *       "checks": {
+                     *         "database": "ok",
+                     *         "redis": "disabled",
+                     *         "invalidation": "ok"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+            /** @description The database cannot be reached */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "status": "down",
+                     *       "checks": {
+                     *         "database": "down",
+                     *         "redis": "disabled",
+                     *         "invalidation": "ok"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Readiness"];
+                };
+            };
+        };
+    };
+    getMetrics: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Prometheus text format 0.0.4 */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example # HELP keyward_verifications_total Key verifications, by verification code
+                     *     # TYPE keyward_verifications_total counter
+                     *     keyward_verifications_total{code="VALID"} 4102
+                     */
+                    "text/plain": string;
+                };
+            };
+        };
+    };
+    getApiKeyUsage: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (inclusive) */
+                from?: string;
+                /** @description End of the range (exclusive); default the end of the current minute */
+                to?: string;
+                /** @description Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively. A range may hold at most 10,000 buckets (400 `INVALID_REQUEST` otherwise: use a coarser granularity) */
+                granularity?: "minute" | "hour" | "day";
+            };
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key’s usage, bucket by bucket */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "granularity": "hour",
+                     *       "from": "2025-06-02T12:00:00.000Z",
+                     *       "to": "2025-06-02T14:00:00.000Z",
+                     *       "buckets": [
+                     *         {
+                     *           "start": "2025-06-02T12:00:00.000Z",
+                     *           "total": 120,
+                     *           "outcomes": {
+                     *             "VALID": 118,
+                     *             "RATE_LIMITED": 2
+                     *           }
+                     *         },
+                     *         {
+                     *           "start": "2025-06-02T13:00:00.000Z",
+                     *           "total": 95,
+                     *           "outcomes": {
+                     *             "VALID": 95
+                     *           }
+                     *         }
+                     *       ],
+                     *       "totals": {
+                     *         "total": 215,
+                     *         "outcomes": {
+                     *           "VALID": 213,
+                     *           "RATE_LIMITED": 2
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["KeyUsage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getVerificationAnalytics: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (inclusive); default 24 hours before `to` */
+                from?: string;
+                /** @description End of the range (exclusive); default the end of the current minute */
+                to?: string;
+                /** @description How many top keys */
+                limit?: number;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Totals and the busiest keys */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "from": "2025-06-01T14:00:00.000Z",
+                     *       "to": "2025-06-02T14:00:00.000Z",
+                     *       "totals": {
+                     *         "total": 4210,
+                     *         "outcomes": {
+                     *           "VALID": 4102,
+                     *           "NOT_FOUND": 61,
+                     *           "RATE_LIMITED": 47
+                     *         }
+                     *       },
+                     *       "top_keys": [
+                     *         {
+                     *           "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "name": "Billing service",
+                     *           "key_prefix": "kw_3xYkAb12",
+                     *           "total": 2870,
+                     *           "outcomes": {
+                     *             "VALID": 2823,
+                     *             "RATE_LIMITED": 47
+                     *           }
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["VerificationAnalytics"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getVerificationSeries: {
+        parameters: {
+            query?: {
+                /** @description Start of the range (inclusive); default one hour, day or 30 days before `to`, by `granularity` */
+                from?: string;
+                /** @description End of the range (exclusive); default the end of the current minute */
+                to?: string;
+                /** @description Bucket size (UTC). A range may hold at most 10,000 buckets (400 `INVALID_REQUEST` naming `granularity` otherwise: use a coarser one) */
+                granularity?: "minute" | "hour" | "day";
+                /** @description Count only this key (as `GET /v1/api-keys/{id}` reads it: 404 unknown, 403 not yours) */
+                key_id?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Verifications by outcome per bucket */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key_id": null,
+                     *       "granularity": "hour",
+                     *       "from": "2025-06-02T10:00:00.000Z",
+                     *       "to": "2025-06-02T13:00:00.000Z",
+                     *       "buckets": [
+                     *         {
+                     *           "start": "2025-06-02T10:00:00.000Z",
+                     *           "total": 1225,
+                     *           "outcomes": {
+                     *             "VALID": 1180,
+                     *             "RATE_LIMITED": 42,
+                     *             "INSUFFICIENT_SCOPES": 3
+                     *           }
+                     *         },
+                     *         {
+                     *           "start": "2025-06-02T11:00:00.000Z",
+                     *           "total": 0,
+                     *           "outcomes": {}
+                     *         },
+                     *         {
+                     *           "start": "2025-06-02T12:00:00.000Z",
+                     *           "total": 310,
+                     *           "outcomes": {
+                     *             "VALID": 305,
+                     *             "NOT_FOUND": 5
+                     *           }
+                     *         }
+                     *       ],
+                     *       "totals": {
+                     *         "total": 1535,
+                     *         "outcomes": {
+                     *           "VALID": 1485,
+                     *           "RATE_LIMITED": 42,
+                     *           "INSUFFICIENT_SCOPES": 3,
+                     *           "NOT_FOUND": 5
+                     *         }
+                     *       }
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description The key asked for with `key_id`; null for every key you may read */
+                        key_id: string | null;
+                        granularity: "minute" | "hour" | "day";
+                        /** Format: date-time */
+                        from: string;
+                        /** Format: date-time */
+                        to: string;
+                        /** @description Every bucket in the range, oldest first, including empty ones */
+                        buckets: {
+                            /**
+                             * Format: date-time
+                             * @description Start of the bucket (UTC)
+                             */
+                            start: string;
+                            total: number;
+                            /**
+                             * @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out
+                             * @example {
+                             *       "VALID": 1180,
+                             *       "RATE_LIMITED": 42,
+                             *       "INSUFFICIENT_SCOPES": 3
+                             *     }
+                             */
+                            outcomes: {
+                                [key: string]: number;
+                            };
+                        }[];
+                        /** @description The whole range */
+                        totals: {
+                            total: number;
+                            /**
+                             * @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out
+                             * @example {
+                             *       "VALID": 1180,
+                             *       "RATE_LIMITED": 42,
+                             *       "INSUFFICIENT_SCOPES": 3
+                             *     }
+                             */
+                            outcomes: {
+                                [key: string]: number;
+                            };
+                        };
+                    };
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getKeysActivity: {
+        parameters: {
+            query: {
+                /**
+                 * @description Up to 100 key ids, separated by commas
+                 * @example 0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90,0197a4d3-1f20-7a4b-8c5d-6e7f8091a2b3
+                 */
+                key_ids: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Each key’s verifications per hour over the last 24 hours */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "from": "2025-06-01T14:06:00.000Z",
+                     *       "to": "2025-06-02T14:06:00.000Z",
+                     *       "granularity": "hour",
+                     *       "data": [
+                     *         {
+                     *           "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "total": 1535,
+                     *           "buckets": [
+                     *             40,
+                     *             38,
+                     *             35,
+                     *             20,
+                     *             12,
+                     *             9,
+                     *             8,
+                     *             10,
+                     *             25,
+                     *             60,
+                     *             80,
+                     *             95,
+                     *             110,
+                     *             102,
+                     *             98,
+                     *             90,
+                     *             88,
+                     *             93,
+                     *             101,
+                     *             120,
+                     *             130,
+                     *             96,
+                     *             70,
+                     *             55
+                     *           ]
+                     *         },
+                     *         {
+                     *           "key_id": "0197a4d3-1f20-7a4b-8c5d-6e7f8091a2b3",
+                     *           "total": 0,
+                     *           "buckets": [
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0,
+                     *             0
+                     *           ]
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        /**
+                         * Format: date-time
+                         * @description 24 hours before `to`
+                         */
+                        from: string;
+                        /**
+                         * Format: date-time
+                         * @description The end of the current minute
+                         */
+                        to: string;
+                        /** @enum {string} */
+                        granularity: "hour";
+                        /** @description The keys asked for, in the order asked, each once; those you may not read, or that do not exist, are left out */
+                        data: {
+                            key_id: string;
+                            /** @description Verifications in the 24 hours, every outcome */
+                            total: number;
+                            /** @description Verifications per hour, oldest first: bucket `i` covers [`from` + i h, `from` + (i+1) h) */
+                            buckets: number[];
+                        }[];
+                    };
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reportUsageEvents: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "events": [
+                 *         {
+                 *           "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "outcome": "VALID",
+                 *           "endpoint": "/invoices",
+                 *           "method": "GET",
+                 *           "status_code": 200,
+                 *           "ip_address": "203.0.113.7",
+                 *           "user_agent": "curl/8.7.1",
+                 *           "response_time_ms": 12.5,
+                 *           "occurred_at": "2025-06-02T13:59:58.120Z"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    events: components["schemas"]["UsageEvent"][];
+                };
+            };
+        };
+        responses: {
+            /** @description Taken, to be written shortly */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "accepted": 1
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description How many events were taken */
+                        accepted: number;
+                    };
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listAuditLogs: {
+        parameters: {
+            query?: {
+                /** @description Only entries by this actor (key id, user id, or e.g. `cli`) */
+                actor_id?: string;
+                /** @description Only entries about this key or user */
+                target_id?: string;
+                /** @description Only this action, e.g. `key.revoke` */
+                action?: string;
+                /** @description Only entries at or after this instant */
+                from?: string;
+                /** @description Only entries before this instant */
+                to?: string;
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of entries */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4d5-7e8f-7a0b-8c1d-2e3f4a5b6c7d",
+                     *           "actor_type": "api_key",
+                     *           "actor_id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *           "action": "key.revoke",
+                     *           "target_type": "api_key",
+                     *           "target_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "changes": {
+                     *             "is_active": {
+                     *               "from": true,
+                     *               "to": false
+                     *             },
+                     *             "revoked_at": {
+                     *               "from": null,
+                     *               "to": "2025-06-03T08:00:00.000Z"
+                     *             }
+                     *           },
+                     *           "ip": "203.0.113.7",
+                     *           "created_at": "2025-06-03T08:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["AuditLogPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listApiKeys: {
+        parameters: {
+            query?: {
+                include_inactive?: boolean;
+                /** @description Resource id (UUIDv7) */
+                user_id?: string;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of keys */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "name": "Billing service",
+                     *           "description": "Reads invoices for the billing dashboard",
+                     *           "key_prefix": "kw_3xYkAb12",
+                     *           "hash_scheme": "sha256",
+                     *           "user_id": null,
+                     *           "is_admin": false,
+                     *           "scopes": [
+                     *             "invoices:read"
+                     *           ],
+                     *           "metadata": {
+                     *             "team": "billing"
+                     *           },
+                     *           "is_active": true,
+                     *           "status": "active",
+                     *           "created_at": "2025-06-01T09:30:00.000Z",
+                     *           "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *           "updated_at": "2025-06-01T09:30:00.000Z",
+                     *           "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *           "expires_at": null,
+                     *           "revoked_at": null,
+                     *           "rolled_from": null,
+                     *           "rate_limit": {
+                     *             "limit": 100,
+                     *             "window_seconds": 60
+                     *           },
+                     *           "quota": {
+                     *             "remaining": 9876,
+                     *             "refill": {
+                     *               "amount": 10000,
+                     *               "interval": "month"
+                     *             },
+                     *             "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKeyPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createApiKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "Billing service",
+                 *       "description": "Reads invoices for the billing dashboard",
+                 *       "scopes": [
+                 *         "invoices:read"
+                 *       ],
+                 *       "metadata": {
+                 *         "team": "billing"
+                 *       },
+                 *       "rate_limit": {
+                 *         "limit": 100,
+                 *         "window_seconds": 60
+                 *       },
+                 *       "quota": {
+                 *         "remaining": 10000,
+                 *         "refill": {
+                 *           "amount": 10000,
+                 *           "interval": "month"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": {
+                    name?: string;
+                    description?: string | null;
+                    is_admin?: boolean;
+                    scopes?: string[];
+                    expires_at?: string | null;
+                    metadata?: components["schemas"]["Metadata"];
+                    user_id?: string | null;
+                    /** @description Key prefix, e.g. `sk_live` */
+                    prefix?: string;
+                    rate_limit?: components["schemas"]["RateLimit"] | null;
+                    quota?: components["schemas"]["QuotaInput"] | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, shown once */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key": "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7",
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedKey"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before with a different request */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getCurrentApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The calling key */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "scopes": [
+                 *         "invoices:read",
+                 *         "invoices:write"
+                 *       ],
+                 *       "rate_limit": {
+                 *         "limit": 500,
+                 *         "window_seconds": 60
+                 *       }
+                 *     }
+                 */
+                "application/json": {
+                    name?: string;
+                    description?: string | null;
+                    scopes?: string[];
+                    metadata?: components["schemas"]["Metadata"];
+                    expires_at?: string | null;
+                    rate_limit?: components["schemas"]["RateLimit"] | null;
+                    quota?: components["schemas"]["QuotaInput"] | null;
+                };
+            };
+        };
+        responses: {
+            /** @description The key as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read",
+                     *         "invoices:write"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-03T08:00:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 500,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deactivateApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": false,
+                     *       "status": "inactive",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-03T08:00:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    activateApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    revokeApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The key as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": false,
+                     *       "status": "revoked",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-03T08:00:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": "2025-06-03T08:00:00.000Z",
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKey"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rollApiKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
+                "idempotency-key"?: string;
+            };
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "grace_period_seconds": 3600
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * @description How long the old key keeps working, in seconds (at most 30 days; default 0: it stops at once)
+                     * @default 0
+                     */
+                    grace_period_seconds?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description The key, shown once */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key": "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7",
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedKey"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before with a different request */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    importApiKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "scheme": "sha256",
+                 *       "records": [
+                 *         {
+                 *           "key_hash": "d2b2c5e1a9f0c3b4e5d6a7b8c9d0e1f2a3b4c5d6e7f8a9b0c1d2e3f4a5b6c7d8",
+                 *           "key_prefix": "sk_live_4f3a",
+                 *           "name": "Legacy billing key",
+                 *           "scopes": [
+                 *             "invoices:read"
+                 *           ],
+                 *           "user_external_id": "acme-42"
+                 *         }
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /** @description What each record holds: the key, its SHA-256 or its bcrypt hash */
+                    scheme: "plaintext" | "sha256" | "bcrypt";
+                    records: {
+                        /** @description `plaintext`: the key itself, hashed on arrival and kept nowhere */
+                        key?: unknown;
+                        /** @description `sha256`: the SHA-256 of the key, lower-case hex; `bcrypt`: a bcrypt hash ($2a/$2b/$2y) */
+                        key_hash?: unknown;
+                        /** @description `bcrypt`: the part of the key before its first `.`, by which it is found */
+                        lookup_prefix?: unknown;
+                        /** @description `sha256`: the display prefix (default `imported`) */
+                        key_prefix?: unknown;
+                        /** @description A string of 1–200 characters (default `Imported key`) */
+                        name?: unknown;
+                        /** @description A string of at most 2,000 characters */
+                        description?: unknown;
+                        /** @description A list of scopes */
+                        scopes?: unknown;
+                        /** @description A JSON object within the metadata limits; no `rate_limit` or `quota` */
+                        metadata?: unknown;
+                        /** @description The external id of a user who exists already */
+                        user_external_id?: unknown;
+                        /** @description `true` for an admin key */
+                        is_admin?: unknown;
+                        /** @description An ISO 8601 date */
+                        expires_at?: unknown;
+                    }[];
+                };
+            };
+        };
+        responses: {
+            /** @description What became of each record */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "imported": 1,
+                     *       "skipped": 0,
+                     *       "rejected": 1,
+                     *       "results": [
+                     *         {
+                     *           "index": 0,
+                     *           "status": "imported",
+                     *           "id": "01a2511e-e74a-7010-a8f2-9ddadc80221b"
+                     *         },
+                     *         {
+                     *           "index": 1,
+                     *           "status": "rejected",
+                     *           "message": "key_hash must be 64 lower-case hex characters"
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        imported: number;
+                        skipped: number;
+                        rejected: number;
+                        /** @description One per record, in the order sent */
+                        results: {
+                            /** @description The record’s position in `records`, from 0 */
+                            index: number;
+                            /** @description `skipped`: a key with the same hash is present already */
+                            status: "imported" | "skipped" | "rejected";
+                            /** @description The key imported, or the one already present */
+                            id?: string;
+                            /** @description Why the record was rejected (never the key or its hash) */
+                            message?: string;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    verifyKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "key": "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7",
+                 *       "scopes": [
+                 *         "invoices:read"
+                 *       ],
+                 *       "cost": 1
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The API key your service received, exactly as presented. Never stored or logged by Keyward; a malformed key answers `INVALID_FORMAT`. */
+                    key: string;
+                    /** @description Scopes the request needs; the key must hold all of them (a granted `inventory:*` or `*` covers them). */
+                    scopes?: string[];
+                    /**
+                     * @description Units of the key’s quota this request spends: a non-negative integer up to 2^53−1, default 1 (0 checks without spending). A negative, fractional or larger number is a 400 `INVALID_COST`; a value that is not a number fails validation like any other field (400 `INVALID_REQUEST`).
+                     * @example 1
+                     */
+                    cost?: number;
+                    /**
+                     * @description Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: the SDK’s Express and Hono `authenticate()` guard sends it (with `cost` 0) to identify a key before the route’s own guard spends, and a route guard behind a spending global guard sends it when the route costs more quota than was spent.
+                     * @example 0
+                     */
+                    ratelimit_cost?: number;
+                };
+            };
+        };
+        responses: {
+            /** @description Whether the key may be used, and why */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "valid": true,
+                     *       "code": "VALID",
+                     *       "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "expires_at": null,
+                     *       "ratelimit": {
+                     *         "limit": 100,
+                     *         "remaining": 99,
+                     *         "reset": 1748870760,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "remaining": 9875
+                     *     }
+                     */
+                    "application/json": components["schemas"]["VerifyResult"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listUsers: {
+        parameters: {
+            query?: {
+                /** @description The user's id in the host product; the `sub` claim of their JWT */
+                external_id?: string;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of users */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                     *           "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                     *           "email": "ada@example.com",
+                     *           "tier": "pro",
+                     *           "created_at": "2025-05-20T11:00:00.000Z",
+                     *           "updated_at": "2025-05-20T11:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UserPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                 *       "email": "ada@example.com",
+                 *       "tier": "pro"
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The user's id in the host product; the `sub` claim of their JWT */
+                    external_id: string;
+                    email?: string | null;
+                    /** @description A tier named in `TIERS` (default: free, pro, enterprise) */
+                    tier?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The user created */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                     *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                     *       "email": "ada@example.com",
+                     *       "tier": "pro",
+                     *       "created_at": "2025-05-20T11:00:00.000Z",
+                     *       "updated_at": "2025-05-20T11:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The user */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                     *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                     *       "email": "ada@example.com",
+                     *       "tier": "pro",
+                     *       "created_at": "2025-05-20T11:00:00.000Z",
+                     *       "updated_at": "2025-05-20T11:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "tier": "enterprise"
+                 *     }
+                 */
+                "application/json": {
+                    email?: string | null;
+                    /** @description A tier named in `TIERS` (default: free, pro, enterprise) */
+                    tier?: string;
+                };
+            };
+        };
+        responses: {
+            /** @description The user as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                     *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                     *       "email": "ada@example.com",
+                     *       "tier": "enterprise",
+                     *       "created_at": "2025-05-20T11:00:00.000Z",
+                     *       "updated_at": "2025-06-03T08:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getCurrentUser: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The signed-in user */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                     *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                     *       "email": "ada@example.com",
+                     *       "tier": "pro",
+                     *       "created_at": "2025-05-20T11:00:00.000Z",
+                     *       "updated_at": "2025-05-20T11:00:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["User"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listMyApiKeys: {
+        parameters: {
+            query?: {
+                include_inactive?: boolean;
+                limit?: number;
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of my keys */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "name": "Billing service",
+                     *           "description": "Reads invoices for the billing dashboard",
+                     *           "key_prefix": "kw_3xYkAb12",
+                     *           "hash_scheme": "sha256",
+                     *           "user_id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                     *           "is_admin": false,
+                     *           "scopes": [
+                     *             "invoices:read"
+                     *           ],
+                     *           "metadata": {
+                     *             "team": "billing"
+                     *           },
+                     *           "is_active": true,
+                     *           "status": "active",
+                     *           "created_at": "2025-06-01T09:30:00.000Z",
+                     *           "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *           "updated_at": "2025-06-01T09:30:00.000Z",
+                     *           "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *           "expires_at": null,
+                     *           "revoked_at": null,
+                     *           "rolled_from": null,
+                     *           "rate_limit": {
+                     *             "limit": 100,
+                     *             "window_seconds": 60
+                     *           },
+                     *           "quota": {
+                     *             "remaining": 9876,
+                     *             "refill": {
+                     *               "amount": 10000,
+                     *               "interval": "month"
+                     *             },
+                     *             "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *           }
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["ApiKeyPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createMyApiKey: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Makes a retry safe: 1–255 printable ASCII characters, unique per request (a UUID). Within 24 h, a repeat by the same caller creates nothing: 409 `IDEMPOTENCY_KEY_REUSED` with `key_id`, the key created the first time (its plaintext is never kept: roll it if the answer was lost); with a different request, 422 `IDEMPOTENCY_KEY_MISMATCH`. A request refused (4xx) does not use the key up. */
+                "idempotency-key"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: {
+            content: {
+                /**
+                 * @example {
+                 *       "name": "CI deploys",
+                 *       "scopes": [
+                 *         "deployments:write"
+                 *       ],
+                 *       "expires_at": "2026-01-01T00:00:00.000Z"
+                 *     }
+                 */
+                "application/json": {
+                    name?: string;
+                    description?: string | null;
+                    scopes?: string[];
+                    expires_at?: string | null;
+                    metadata?: components["schemas"]["Metadata"];
+                };
+            };
+        };
+        responses: {
+            /** @description The key, shown once */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "key": "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7",
+                     *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "name": "Billing service",
+                     *       "description": "Reads invoices for the billing dashboard",
+                     *       "key_prefix": "kw_3xYkAb12",
+                     *       "hash_scheme": "sha256",
+                     *       "user_id": null,
+                     *       "is_admin": false,
+                     *       "scopes": [
+                     *         "invoices:read"
+                     *       ],
+                     *       "metadata": {
+                     *         "team": "billing"
+                     *       },
+                     *       "is_active": true,
+                     *       "status": "active",
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "created_by": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z",
+                     *       "last_used_at": "2025-06-02T14:05:12.345Z",
+                     *       "expires_at": null,
+                     *       "revoked_at": null,
+                     *       "rolled_from": null,
+                     *       "rate_limit": {
+                     *         "limit": 100,
+                     *         "window_seconds": 60
+                     *       },
+                     *       "quota": {
+                     *         "remaining": 9876,
+                     *         "refill": {
+                     *           "amount": 10000,
+                     *           "interval": "month"
+                     *         },
+                     *         "last_refill_at": "2025-06-01T00:00:00.000Z"
+                     *       }
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedKey"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The `Idempotency-Key` was used before with a different request */
+            422: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteMyApiKey: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+}

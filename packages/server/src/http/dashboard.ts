@@ -26,6 +26,9 @@ export interface DashboardOptions {
 /** The dashboard build next to this package: `…/packages/dashboard/dist` (from src/http or dist/http). */
 export const DEFAULT_DASHBOARD_ROOT = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
+/** The page's client-side routes (packages/dashboard/app/App.tsx); any other path is the API's or a 404. */
+const CLIENT_ROUTES = ['/keys/:id', '/overview', '/users', '/users/:id', '/audit'];
+
 /** Paths that are never the dashboard's, whatever they accept. */
 const RESERVED = /^\/(v1|docs|redoc|openapi\.json|healthz|readyz|metrics|assets)(\/|$)/;
 
@@ -186,12 +189,11 @@ export async function dashboardRoutes(app: FastifyInstance, options: DashboardOp
     app.get(name, hide, (request, reply) => send(request, reply, file, 'no-cache'));
   }
 
-  // Client-side routes (/keys/…, /users, /audit): the page, for a browser navigating there.
-  app.get('/*', hide, (request, reply) => {
-    const path = request.url.split('?')[0] ?? '/';
-    if (RESERVED.test(path) || !wantsHtml(request)) return reply.callNotFound();
-    return page(request, reply);
-  });
+  // The dashboard's own routes (app/App.tsx), for a browser navigating there. Named, not a `/*` catch-all: a
+  // catch-all would also take the API's refusals (an over-long id is a 414, not the page's 404).
+  for (const route of CLIENT_ROUTES) {
+    app.get(route, hide, (request, reply) => (wantsHtml(request) ? page(request, reply) : reply.callNotFound()));
+  }
 
   return built;
 }

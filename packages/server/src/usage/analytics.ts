@@ -1,8 +1,15 @@
-import { type Caller, isAdmin } from '../callers/principal.js';
+import { type Caller, isAdmin, keyReach } from '../callers/principal.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import type { Db } from '../store/database.js';
-import { countUsageByBucket, countUsageByOutcome, type TopKey, topKeysByUsage } from './repository.js';
+import {
+  countKeysUsageBySlot,
+  countScopedUsageByBucket,
+  countUsageByOutcome,
+  type TopKey,
+  topKeysByUsage,
+  type UsageScope,
+} from './repository.js';
 
 export type Granularity = 'minute' | 'hour' | 'day';
 
@@ -27,6 +34,30 @@ export interface KeyUsage {
   /** Every bucket in the range, oldest first, empty ones included (so charts need no gap filling). */
   buckets: Array<UsageCounts & { start: number }>;
   totals: UsageCounts;
+}
+
+export interface VerificationSeries {
+  /** The one key asked for; null for every key the caller may read. */
+  keyId: string | null;
+  granularity: Granularity;
+  from: number;
+  to: number;
+  /** Every bucket in the range, oldest first, empty ones included. */
+  buckets: Array<UsageCounts & { start: number }>;
+  totals: UsageCounts;
+}
+
+/** How many keys one activity request may ask for. */
+export const MAX_ACTIVITY_KEYS = 100;
+/** Activity covers the last day, in hours. */
+export const ACTIVITY_SLOT_MS = 3_600_000;
+export const ACTIVITY_SLOTS = 24;
+
+export interface KeysActivity {
+  from: number;
+  to: number;
+  /** In the order asked, each key once; keys the caller may not read, or that do not exist, are left out. */
+  keys: Array<{ keyId: string; total: number; buckets: number[] }>;
 }
 
 export interface VerificationAnalytics {
@@ -65,6 +96,35 @@ function add(counts: UsageCounts, outcome: string, n: number): void {
 }
 
 export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: UsageAnalyticsDeps) {
+  /** The usage in `scope` over the asked range, every bucket present (so charts need no gap filling). */
+  async function bucketed(
+    scope: UsageScope,
+    query: { from?: number | undefined; to?: number | undefined; granularity: Granularity },
+  ): Promise<Result<Omit<KeyUsage, 'keyId'>>> {
+    const size = BUCKET_MS[query.granularity];
+    const window = range(query.from, query.to, DEFAULT_SPAN_MS[query.granularity], now());
+    if (!window.ok) return window;
+    const { from, to } = window.value;
+    const first = Math.floor(from / size) * size;
+    if ((to - first) / size > MAX_BUCKETS) {
+      return invalid('querystring.granularity', `the range holds more than ${MAX_BUCKETS} buckets; use a coarser granularity`);
+    }
+    const buckets: KeyUsage['buckets'] = [];
+    const byStart = new Map<number, UsageCounts & { start: number }>();
+    for (let start = first; start < to; start += size) {
+      const bucket = { start, total: 0, outcomes: {} };
+      buckets.push(bucket);
+      byStart.set(start, bucket);
+    }
+    const totals: UsageCounts = { total: 0, outcomes: {} };
+    for (const row of await countScopedUsageByBucket(db, { scope, from, to, bucketMs: size })) {
+      const bucket = byStart.get(row.bucket);
+      if (bucket) add(bucket, row.outcome, row.count);
+      add(totals, row.outcome, row.count);
+    }
+    return ok({ granularity: query.granularity, from, to, buckets, totals });
+  }
+
   return {
     /**
      * A key's usage over [from, to), counted by outcome per minute, hour or day (UTC buckets). Whoever may
@@ -77,28 +137,71 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
     ): Promise<Result<KeyUsage>> {
       const readable = await keys.get(caller, keyId);
       if (!readable.ok) return readable;
-      const size = BUCKET_MS[query.granularity];
-      const window = range(query.from, query.to, DEFAULT_SPAN_MS[query.granularity], now());
-      if (!window.ok) return window;
-      const { from, to } = window.value;
-      const first = Math.floor(from / size) * size;
-      if ((to - first) / size > MAX_BUCKETS) {
-        return invalid('querystring.granularity', `the range holds more than ${MAX_BUCKETS} buckets; use a coarser granularity`);
+      const counted = await bucketed({ kind: 'key', keyId }, query);
+      if (!counted.ok) return counted;
+      return ok({ keyId, ...counted.value });
+    },
+
+    /**
+     * Verifications over [from, to) by outcome per minute, hour or day (UTC buckets), for every key the caller
+     * may read, or for the one key `keyId`. Admins see every verification, those of unknown keys too; a key
+     * with `keyward:keys:read` sees those of the keys it reaches (its user's, when it belongs to one); a user
+     * their own keys'. One key is read as `GET /v1/api-keys/{id}` reads it (404 unknown, 403 another's).
+     */
+    async verificationSeries(
+      caller: Caller,
+      query: { from?: number | undefined; to?: number | undefined; granularity: Granularity; keyId?: string | undefined },
+    ): Promise<Result<VerificationSeries>> {
+      let scope: UsageScope;
+      if (query.keyId !== undefined) {
+        const readable = await keys.get(caller, query.keyId);
+        if (!readable.ok) return readable;
+        scope = { kind: 'key', keyId: query.keyId };
+      } else {
+        const reach = keyReach(caller.principal, 'read');
+        if (reach === null) return err('FORBIDDEN', 'this credential may not read usage');
+        scope = !reach.all ? { kind: 'user', userId: reach.userId } : isAdmin(caller.principal) ? { kind: 'all' } : { kind: 'keys' };
       }
-      const buckets: KeyUsage['buckets'] = [];
-      const byStart = new Map<number, UsageCounts & { start: number }>();
-      for (let start = first; start < to; start += size) {
-        const bucket = { start, total: 0, outcomes: {} };
-        buckets.push(bucket);
-        byStart.set(start, bucket);
+      const counted = await bucketed(scope, query);
+      if (!counted.ok) return counted;
+      return ok({ keyId: query.keyId ?? null, ...counted.value });
+    },
+
+    /**
+     * The last 24 hours of each of `keyIds`, counted per hour (all outcomes), in one query: the keys table's
+     * sparklines. The hours run back from the end of the current minute, so the last one is as full as the
+     * first. Keys the caller may not read, or that do not exist, are left out, as a key list leaves them out.
+     */
+    async keysActivity(caller: Caller, keyIds: readonly string[]): Promise<Result<KeysActivity>> {
+      const reach = keyReach(caller.principal, 'read');
+      if (reach === null) return err('FORBIDDEN', 'this credential may not read usage');
+      if (keyIds.some((id) => id.length === 0 || id.length > 64)) {
+        return invalid('querystring.key_ids', 'must be key ids separated by commas');
       }
-      const totals: UsageCounts = { total: 0, outcomes: {} };
-      for (const row of await countUsageByBucket(db, { keyId, from, to, bucketMs: size })) {
-        const bucket = byStart.get(row.bucket);
-        if (bucket) add(bucket, row.outcome, row.count);
-        add(totals, row.outcome, row.count);
+      const ids = [...new Set(keyIds)];
+      if (ids.length === 0) return invalid('querystring.key_ids', 'must name at least one key');
+      if (ids.length > MAX_ACTIVITY_KEYS) return invalid('querystring.key_ids', `may name at most ${MAX_ACTIVITY_KEYS} keys`);
+      const to = Math.floor(now() / MINUTE_MS) * MINUTE_MS + MINUTE_MS;
+      const from = to - ACTIVITY_SLOTS * ACTIVITY_SLOT_MS;
+      const rows = await countKeysUsageBySlot(db, {
+        keyIds: ids,
+        userId: reach.all ? undefined : reach.userId,
+        from,
+        to,
+        slotMs: ACTIVITY_SLOT_MS,
+      });
+      const byKey = new Map<string, { keyId: string; total: number; buckets: number[] }>();
+      for (const row of rows) {
+        let entry = byKey.get(row.keyId);
+        if (entry === undefined) {
+          entry = { keyId: row.keyId, total: 0, buckets: new Array<number>(ACTIVITY_SLOTS).fill(0) };
+          byKey.set(row.keyId, entry);
+        }
+        if (row.slot === null || row.slot < 0 || row.slot >= ACTIVITY_SLOTS) continue;
+        entry.buckets[row.slot] = (entry.buckets[row.slot] ?? 0) + row.count;
+        entry.total += row.count;
       }
-      return ok({ keyId, granularity: query.granularity, from, to, buckets, totals });
+      return ok({ from, to, keys: ids.flatMap((id) => byKey.get(id) ?? []) });
     },
 
     /** Verifications over [from, to) for all keys (admin): totals by outcome and the busiest keys. */

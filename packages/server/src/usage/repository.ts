@@ -224,13 +224,62 @@ function inRanges(ranges: ReadonlyArray<[number, number]>) {
 }
 
 /**
- * Counts a key's usage rows by outcome per bucket over [from, to). Buckets are `floor(time / size) * size`
- * (`size` a whole number of minutes): times are integer epoch ms in both dialects, so integer division
- * buckets them the same way. Ordered by bucket, then outcome.
+ * Whose usage rows a count reads: one key's, the keys of one user, every key's, or every row (those of unknown
+ * or malformed keys too, which have no key id).
+ */
+export type UsageScope = { kind: 'key'; keyId: string } | { kind: 'user'; userId: string } | { kind: 'keys' } | { kind: 'all' };
+
+/** The per-minute counts in `scope` ('' is the key id of the rows of no key). */
+function minutesIn(scope: UsageScope) {
+  return (eb: ExpressionBuilder<Database, 'api_key_usage_minutes'>) => {
+    switch (scope.kind) {
+      case 'key':
+        return eb('api_key_id', '=', scope.keyId);
+      case 'user':
+        return eb('api_key_id', 'in', eb.selectFrom('api_keys').select('api_keys.id').where('api_keys.user_id', '=', scope.userId));
+      case 'keys':
+        return eb('api_key_id', '<>', '');
+      case 'all':
+        return eb.and([]);
+    }
+  };
+}
+
+/** The raw rows in `scope` (a null key id is the row of no key). */
+function rowsIn(scope: UsageScope) {
+  return (eb: ExpressionBuilder<Database, 'api_key_usage'>) => {
+    switch (scope.kind) {
+      case 'key':
+        return eb('api_key_id', '=', scope.keyId);
+      case 'user':
+        return eb('api_key_id', 'in', eb.selectFrom('api_keys').select('api_keys.id').where('api_keys.user_id', '=', scope.userId));
+      case 'keys':
+        return eb('api_key_id', 'is not', null);
+      case 'all':
+        return eb.and([]);
+    }
+  };
+}
+
+/**
+ * Counts a key's usage rows by outcome per bucket over [from, to): {@link countScopedUsageByBucket} for one key.
  */
 export async function countUsageByBucket(
   db: Executor,
   filter: { keyId: string; from: number; to: number; bucketMs: number },
+): Promise<UsageBucketCount[]> {
+  const { keyId, ...rest } = filter;
+  return countScopedUsageByBucket(db, { scope: { kind: 'key', keyId }, ...rest });
+}
+
+/**
+ * Counts the usage rows in `scope` by outcome per bucket over [from, to). Buckets are `floor(time / size) * size`
+ * (`size` a whole number of minutes): times are integer epoch ms in both dialects, so integer division buckets
+ * them the same way. Ordered by bucket, then outcome.
+ */
+export async function countScopedUsageByBucket(
+  db: Executor,
+  filter: { scope: UsageScope; from: number; to: number; bucketMs: number },
 ): Promise<UsageBucketCount[]> {
   if (filter.bucketMs % MINUTE_MS !== 0) throw new RangeError('usage buckets are whole minutes');
   const size = sql.lit(filter.bucketMs);
@@ -239,7 +288,7 @@ export async function countUsageByBucket(
     db
       .selectFrom('api_key_usage_minutes')
       .select([sql<number>`(minute / ${size}) * ${size}`.as('bucket'), 'outcome', (eb) => eb.fn.sum<number>('count').as('count')])
-      .where('api_key_id', '=', filter.keyId)
+      .where(minutesIn(filter.scope))
       .where('minute', '>=', minutes[0])
       .where('minute', '<', minutes[1])
       .groupBy([sql`(minute / ${size}) * ${size}`, 'outcome'])
@@ -249,7 +298,7 @@ export async function countUsageByBucket(
       : db
           .selectFrom('api_key_usage')
           .select([sql<number>`(created_at / ${size}) * ${size}`.as('bucket'), 'outcome', (eb) => eb.fn.countAll<number>().as('count')])
-          .where('api_key_id', '=', filter.keyId)
+          .where(rowsIn(filter.scope))
           .where(inRanges(raw))
           .groupBy([sql`(created_at / ${size}) * ${size}`, 'outcome'])
           .execute(),
@@ -262,6 +311,46 @@ export async function countUsageByBucket(
     for (const outcome of [...outcomes.keys()].sort()) out.push({ bucket, outcome, count: outcomes.get(outcome) ?? 0 });
   }
   return out;
+}
+
+export interface KeySlotCount {
+  keyId: string;
+  /** Which slot of the range, from 0; null for a key with no usage in the range (it is there, with nothing counted). */
+  slot: number | null;
+  count: number;
+}
+
+/**
+ * Usage of several keys over [from, to), counted per slot of `slotMs` from `from` (slot `i` is
+ * [from + i·slotMs, from + (i+1)·slotMs)), in one query. Only keys that exist are answered, those of `userId`
+ * alone when it is given; a key with no usage in the range gives one row with a null slot. `from` and `to` are
+ * whole minutes: the per-minute counts answer it all.
+ */
+export async function countKeysUsageBySlot(
+  db: Executor,
+  filter: { keyIds: readonly string[]; userId?: string | undefined; from: number; to: number; slotMs: number },
+): Promise<KeySlotCount[]> {
+  if (filter.from % MINUTE_MS !== 0 || filter.to % MINUTE_MS !== 0 || filter.slotMs % MINUTE_MS !== 0) {
+    throw new RangeError('usage slots are whole minutes');
+  }
+  if (filter.keyIds.length === 0) return [];
+  const slot = sql<number | null>`(m.minute - ${sql.lit(filter.from)}) / ${sql.lit(filter.slotMs)}`;
+  const { userId } = filter;
+  const rows = await db
+    .selectFrom('api_keys as k')
+    .leftJoin('api_key_usage_minutes as m', (join) =>
+      join.onRef('m.api_key_id', '=', 'k.id').on('m.minute', '>=', filter.from).on('m.minute', '<', filter.to),
+    )
+    .select(['k.id as key_id', slot.as('slot'), (eb) => eb.fn.sum<number | null>('m.count').as('count')])
+    .where('k.id', 'in', filter.keyIds)
+    .$if(userId !== undefined, (qb) => qb.where('k.user_id', '=', userId ?? ''))
+    .groupBy(['k.id', slot])
+    .execute();
+  return rows.map((row) => ({
+    keyId: row.key_id,
+    slot: row.slot === null ? null : Number(row.slot),
+    count: row.count === null ? 0 : Number(row.count),
+  }));
 }
 
 /** Usage rows over [from, to) by outcome, for all keys (unknown keys included). */

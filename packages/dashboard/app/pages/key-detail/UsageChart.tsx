@@ -35,12 +35,14 @@ export const outcomeSeries = (codes: Iterable<string>) =>
 
 function bucketLabel(iso: string, granularity: Granularity): string {
   const d = new Date(iso);
-  if (granularity === 'day') return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric' });
+  // Days are UTC days: named as such, not as the local date their first instant falls on.
+  if (granularity === 'day') return d.toLocaleDateString(undefined, { month: 'short', day: 'numeric', timeZone: 'UTC' });
   if (granularity === 'hour') return d.toLocaleString(undefined, { weekday: 'short', hour: '2-digit', minute: '2-digit' });
   return d.toLocaleTimeString(undefined, { hour: '2-digit', minute: '2-digit' });
 }
 
-export function chartData(usage: KeyUsage, granularity: Granularity) {
+/** One row per bucket for a stacked chart (a key's usage or the verification series: the same buckets). */
+export function chartData(usage: Pick<KeyUsage, 'buckets'>, granularity: Granularity) {
   return usage.buckets.map((bucket) => ({ bucket: bucketLabel(bucket.start, granularity), ...bucket.outcomes }));
 }
 

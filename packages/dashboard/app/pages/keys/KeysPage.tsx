@@ -12,6 +12,7 @@ import { keyState } from '../../components/keyStatus';
 import { PageHeader } from '../../components/PageHeader';
 import { type RevealedKey, RevealKeyDialog } from '../../components/RevealKeyDialog';
 import { CreateKeyDialog } from './CreateKeyDialog';
+import { useKeysActivity } from './KeyActivity';
 import { KeysTable } from './KeysTable';
 import { Pager, useCursorPager } from './Pager';
 import { useKeyActions } from './useKeyActions';
@@ -83,6 +84,10 @@ export function KeysPage() {
     if (found.length === 0 && byIdQuery.data) return [byIdQuery.data];
     return found;
   }, [keysQuery.data, status, debounced, byIdQuery.data]);
+
+  // The sparklines of the whole loaded page in one request (search and status filter only hide rows of it).
+  const pageIds = useMemo(() => (keysQuery.data?.data ?? []).map((key) => key.id), [keysQuery.data]);
+  const activity = useKeysActivity(pageIds);
 
   const ownerOptions = users.map((u) => ({ value: u.id, label: userLabel(u) }));
   const filtered = debounced.trim() !== '' || status !== 'active' || owner !== null;
@@ -179,7 +184,7 @@ export function KeysPage() {
           )
         ) : (
           <>
-            <KeysTable keys={rows} owners={byId} canWrite={canWrite} onAction={run} />
+            <KeysTable keys={rows} owners={byId} canWrite={canWrite} activity={activity} onAction={run} />
             <Pager
               page={pager.page}
               nextCursor={keysQuery.data?.next_cursor}

@@ -8,6 +8,7 @@ import { isLive } from '../../components/keyStatus';
 import { ScopeList } from '../../components/ScopeList';
 import { StatusBadge } from '../../components/StatusBadge';
 import { TimeText } from '../../components/TimeText';
+import { ActivitySparkline, type KeysActivityState } from './KeyActivity';
 import type { KeyAction } from './useKeyActions';
 
 function RowMenu({
@@ -66,6 +67,7 @@ export function KeysTable({
   canWrite,
   linkRows = true,
   actions = ['roll', 'deactivate', 'activate', 'revoke', 'delete'],
+  activity,
   onAction,
 }: {
   keys: ApiKey[];
@@ -74,6 +76,8 @@ export function KeysTable({
   canWrite: boolean;
   linkRows?: boolean;
   actions?: KeyAction[];
+  /** The keys' last 24 hours (useKeysActivity): a usage sparkline column when given (not in the phone layout). */
+  activity?: KeysActivityState;
   onAction: (action: KeyAction, key: ApiKey) => void;
 }) {
   const navigate = useNavigate();
@@ -111,7 +115,7 @@ export function KeysTable({
     );
   }
   return (
-    <Table.ScrollContainer minWidth={880} type="native">
+    <Table.ScrollContainer minWidth={activity ? 960 : 880} type="native">
       <Table verticalSpacing="sm" horizontalSpacing="md" highlightOnHover={linkRows} className="kw-table">
         <Table.Thead>
           <Table.Tr>
@@ -120,6 +124,7 @@ export function KeysTable({
             <Table.Th>Status</Table.Th>
             {showOwner && <Table.Th>Owner</Table.Th>}
             <Table.Th>Scopes</Table.Th>
+            {activity && <Table.Th>Last 24 h</Table.Th>}
             <Table.Th>Last used</Table.Th>
             <Table.Th>Expires</Table.Th>
             <Table.Th w={48}>
@@ -197,6 +202,11 @@ export function KeysTable({
                 <Table.Td maw={240}>
                   <ScopeList scopes={key.scopes} max={2} />
                 </Table.Td>
+                {activity && (
+                  <Table.Td style={{ whiteSpace: 'nowrap' }}>
+                    <ActivitySparkline activity={activity.byId.get(key.id)} loading={activity.loading} />
+                  </Table.Td>
+                )}
                 <Table.Td style={{ whiteSpace: 'nowrap' }}>
                   <TimeText value={key.last_used_at} empty="Never" size="sm" />
                 </Table.Td>

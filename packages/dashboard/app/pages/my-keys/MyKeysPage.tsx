@@ -9,6 +9,7 @@ import { EmptyState } from '../../components/EmptyState';
 import { PageHeader } from '../../components/PageHeader';
 import { type RevealedKey, RevealKeyDialog } from '../../components/RevealKeyDialog';
 import { CreateKeyDialog } from '../keys/CreateKeyDialog';
+import { useKeysActivity } from '../keys/KeyActivity';
 import { KeysTable } from '../keys/KeysTable';
 import { Pager, useCursorPager } from '../keys/Pager';
 import { useKeyActions } from '../keys/useKeyActions';
@@ -27,6 +28,7 @@ export function MyKeysPage() {
     placeholderData: (p) => p,
   });
   const rows = keys.data?.data ?? [];
+  const activity = useKeysActivity(rows.map((key) => key.id));
   const onCreated = async (created: CreatedKey) => {
     setCreating(false);
     setRevealed({ id: created.id, key: created.key, name: created.name });
@@ -74,7 +76,7 @@ export function MyKeysPage() {
           </EmptyState>
         ) : (
           <>
-            <KeysTable keys={rows} showOwner={false} canWrite linkRows={false} actions={['delete']} onAction={run} />
+            <KeysTable keys={rows} showOwner={false} canWrite linkRows={false} actions={['delete']} activity={activity} onAction={run} />
             <Pager
               page={pager.page}
               nextCursor={keys.data?.next_cursor}

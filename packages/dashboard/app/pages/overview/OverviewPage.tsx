@@ -10,15 +10,7 @@ import { EmptyState } from '../../components/EmptyState';
 import { formatCompact, formatNumber } from '../../components/format';
 import { PageHeader } from '../../components/PageHeader';
 import { OUTCOME_COLORS, outcomeLabel, outcomeSeries } from '../key-detail/UsageChart';
-
-type Range = '1h' | '24h' | '7d' | '30d';
-const RANGE_MS: Record<Range, number> = { '1h': 3600e3, '24h': 86_400e3, '7d': 7 * 86_400e3, '30d': 30 * 86_400e3 };
-const RANGE_LABEL: Record<Range, string> = {
-  '1h': 'the last hour',
-  '24h': 'the last 24 hours',
-  '7d': 'the last 7 days',
-  '30d': 'the last 30 days',
-};
+import { OutcomeTimeline, RANGES, type Range, rangeStart } from './OutcomeTimeline';
 
 const mantineColor = (token: string) => {
   const [name, shade] = token.split('.');
@@ -71,7 +63,8 @@ export function OverviewPage() {
   const [range, setRange] = useState<Range>('24h');
   const analytics = useQuery({
     queryKey: ['analytics', range],
-    queryFn: () => client.getVerificationAnalytics({ from: new Date(Date.now() - RANGE_MS[range]).toISOString(), limit: 10 }),
+    // The same whole buckets as the chart, so the totals here are the sums of its bars.
+    queryFn: () => client.getVerificationAnalytics({ from: rangeStart(range), limit: 10 }),
     placeholderData: (p) => p,
     refetchInterval: 60_000,
   });
@@ -87,18 +80,13 @@ export function OverviewPage() {
     <>
       <PageHeader
         title="Overview"
-        description={`Verifications across every key in ${RANGE_LABEL[range]}.`}
+        description={`Verifications across every key in ${RANGES[range].description}.`}
         actions={
           <SegmentedControl
             aria-label="Range"
             value={range}
             onChange={(v) => setRange(v as Range)}
-            data={[
-              { value: '1h', label: '1 h' },
-              { value: '24h', label: '24 h' },
-              { value: '7d', label: '7 d' },
-              { value: '30d', label: '30 d' },
-            ]}
+            data={(Object.keys(RANGES) as Range[]).map((value) => ({ value, label: RANGES[value].label }))}
           />
         }
       />
@@ -130,6 +118,7 @@ export function OverviewPage() {
               color={limited ? 'orange' : undefined}
             />
           </SimpleGrid>
+          <OutcomeTimeline range={range} />
           <SimpleGrid cols={{ base: 1, md: 3 }} spacing="lg">
             <Card withBorder radius="md" padding="lg">
               <Title order={2} fz="md" fw={600} mb="md">
