@@ -1,9 +1,9 @@
 import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { Caller } from '../../packages/server/dist/callers/principal.js';
 // The benchmark measures the built server (what `keyward serve` runs), not the TypeScript sources.
 import { loadConfig } from '../../packages/server/dist/config.js';
 import { type Container, createContainer } from '../../packages/server/dist/container.js';
-import type { Caller } from '../../packages/server/dist/services/principal.js';
 import { migrateUp } from '../../packages/server/dist/store/migrator.js';
 
 export type { Container };
