@@ -223,7 +223,7 @@ describe.concurrent('keyward import (built CLI)', () => {
         writeFileSync(other, `name,secret\nx,${keys[1]}\n`);
         const unknown = await runCli(['import', other, '--scheme', 'plaintext', '--format', 'csv'], env, folder.dir);
         expect(unknown.code).toBe(2);
-        expect(unknown.stderr).toContain('unknown CSV column secret');
+        expect(unknown.stderr).toContain('column 2 of the first line is not a known column');
         for (const key of keys) expect(result.stdout + result.stderr + unknown.stderr).not.toContain(key);
       } finally {
         folder.cleanup();

@@ -20,6 +20,10 @@ export const REDACT_PATHS = [
   '*.secret',
   'body',
   '*.body',
+  // A database error's detail names the values of the row it refused (`Key (key_hash)=(…) already exists`).
+  'err.detail',
+  'err.parameters',
+  'err.where',
 ];
 
 interface LoggedRequest {

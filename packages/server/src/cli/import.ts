@@ -72,9 +72,12 @@ async function* csvEntries(file: string): AsyncGenerator<ImportEntry> {
   for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
     if (header === undefined) {
       header = record.map((column) => column.toLowerCase());
-      const unknown = header.filter((column) => !CSV_COLUMNS.has(column));
+      // Named by position only: a file without a header row has a key or a hash where the names should be.
+      const unknown = header.flatMap((column, i) => (CSV_COLUMNS.has(column) ? [] : [i + 1]));
       if (unknown.length > 0) {
-        throw new UsageError(`${file}: unknown CSV column ${unknown.join(', ')}; the columns are ${[...CSV_COLUMNS].join(', ')}`);
+        throw new UsageError(
+          `${file}: column ${unknown.join(', ')} of the first line is not a known column (is the header row missing?); the columns are ${[...CSV_COLUMNS].join(', ')}`,
+        );
       }
       continue;
     }
@@ -238,7 +241,8 @@ export function importCommand(program: Command): void {
               c.importer.importEntries(operator, await entriesOf(file, format), opts.scheme, { onProgress }),
             );
       } catch (error) {
-        if (error instanceof CsvError) throw new CliFailure(`${file} is not valid CSV: ${error.message}`);
+        // csv-parse's message quotes the cell, which may be a key: only where and what kind of error.
+        if (error instanceof CsvError) throw new CliFailure(`${file} is not valid CSV: ${csvErrorWhere(error)}`);
         throw error;
       } finally {
         bar?.end();
@@ -251,4 +255,11 @@ export function importCommand(program: Command): void {
       if (tally.errors.length > 20) process.stderr.write(`… and ${tally.errors.length - 20} more\n`);
       out(`imported ${tally.imported}, skipped ${tally.skipped} already present, ${tally.errors.length} rejected`);
     });
+}
+
+/** Where a CSV error is and what kind it is, never the cell it quotes. */
+function csvErrorWhere(error: CsvError): string {
+  const { lines, column } = error as CsvError & { lines?: number; column?: number | string };
+  const where = [lines === undefined ? null : `line ${lines}`, column === undefined ? null : `field ${column}`].filter(Boolean).join(', ');
+  return `${where || 'somewhere'} (${error.code})`;
 }

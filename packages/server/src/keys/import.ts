@@ -8,6 +8,7 @@ import { metadataProblem } from '../input-bounds.js';
 import type { Db } from '../store/database.js';
 import { unstorableTextIn } from '../text.js';
 import { findUserByExternalId } from '../users/repository.js';
+import { lockImports } from './import.repository.js';
 import { findKeyByHash, insertKey } from './repository.js';
 
 export type ImportScheme = 'plaintext' | 'sha256' | 'bcrypt';
@@ -136,7 +137,7 @@ export const MAX_IMPORT_BATCH = 1000;
 
 export type ImportService = ReturnType<typeof createImportService>;
 
-export function createImportService({ db: { db }, onKeyChanged = () => {} }: { db: Db; onKeyChanged?: (key: ApiKey) => void }) {
+export function createImportService({ db: { db, dialect }, onKeyChanged = () => {} }: { db: Db; onKeyChanged?: (key: ApiKey) => void }) {
   /**
    * Imports records in transactions of `batchSize`, each key audited as `key.create` with `source: import`.
    * Keys already present (same hash) are skipped, so an import can be re-run.
@@ -160,6 +161,7 @@ export function createImportService({ db: { db }, onKeyChanged = () => {} }: { d
       const inserted: ApiKey[] = [];
       const results: ImportResult[] = [];
       await db.transaction().execute(async (trx) => {
+        await lockImports(trx, dialect);
         for (const entry of current) {
           const { line } = entry;
           if ('error' in entry) {
