@@ -52,7 +52,10 @@ export type KeyActivity = KeysActivity['data'][number];
 export type UsageEvent = RequestBody<'/v1/usage/events', 'post'>['events'][number];
 export type AuditLogQuery = QueryOf<'/v1/audit-logs', 'get'>;
 export type AuditLogPage = ResponseBody<'/v1/audit-logs', 'get'>;
-export type User = ResponseBody<'/v1/users/{id}', 'get'>;
+/** An end user of the host product. */
+export type User = ResponseBody<'/v1/users/me', 'get'>;
+/** A user as `getUser` and `listUsers` return them: with `key_count`, the keys they own in every state. */
+export type UserWithKeyCount = ResponseBody<'/v1/users/{id}', 'get'>;
 export type CreateUserInput = RequestBody<'/v1/users', 'post'>;
 export type UpdateUserInput = RequestBody<'/v1/users/{id}', 'patch'>;
 export type ListUsersQuery = QueryOf<'/v1/users', 'get'>;
@@ -241,13 +244,13 @@ export class KeywardClient {
     return send(this.raw.POST('/v1/users', { body }));
   }
 
-  /** `GET /v1/users`: one page of users. */
+  /** `GET /v1/users`: one page of users, newest first, each with `key_count`. */
   listUsers(query: ListUsersQuery = {}): Promise<UserPage> {
     return send(this.raw.GET('/v1/users', { params: { query } }));
   }
 
-  /** `GET /v1/users/{id}`. */
-  getUser(id: string): Promise<User> {
+  /** `GET /v1/users/{id}`: the user, with `key_count`. */
+  getUser(id: string): Promise<UserWithKeyCount> {
     return send(this.raw.GET('/v1/users/{id}', { params: { path: { id } } }));
   }
 

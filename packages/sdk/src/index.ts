@@ -25,6 +25,7 @@ export {
   type UsageEvent,
   type User,
   type UserPage,
+  type UserWithKeyCount,
   type VerificationAnalytics,
   type VerificationAnalyticsQuery,
   type VerificationSeries,

@@ -9,6 +9,8 @@ export const MAX_METADATA_BYTES = 16 * 1024;
 export const MAX_METADATA_PROPERTIES = 50;
 /** Characters in a top-level property name of `metadata`. */
 export const MAX_METADATA_KEY_LENGTH = 100;
+/** Characters in a key search (`q` of the key lists). */
+export const MAX_KEY_SEARCH_LENGTH = 200;
 
 /**
  * Metadata keys that read like settings Keyward enforces, with where the setting really lives: metadata is stored

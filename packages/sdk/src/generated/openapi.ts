@@ -190,7 +190,7 @@ export interface paths {
         };
         /**
          * List API keys
-         * @description Newest first. Deactivated and revoked keys are left out unless `include_inactive=true`.
+         * @description Newest first. Deactivated and revoked keys are left out unless `include_inactive=true`. `q` searches: `?q=billing` finds keys named `Billing service` or `old-billing`, `?q=kw_3xYk` a display prefix, a full id that one key; `%` and `_` are matched literally. It combines with the other filters and with `cursor`.
          */
         get: operations["listApiKeys"];
         put?: never;
@@ -382,7 +382,7 @@ export interface paths {
         };
         /**
          * List users
-         * @description Admin only. Newest first, paginated with `limit` and `cursor`; `external_id` finds one user by their host id.
+         * @description Admin only. Newest first, paginated with `limit` and `cursor`; `external_id` finds one user by their host id. Each user carries `key_count`, the keys they own in every state.
          */
         get: operations["listUsers"];
         put?: never;
@@ -406,7 +406,7 @@ export interface paths {
         };
         /**
          * Get a user
-         * @description Admin only.
+         * @description Admin only. With `key_count`, the keys the user owns in every state.
          */
         get: operations["getUser"];
         put?: never;
@@ -454,7 +454,7 @@ export interface paths {
         };
         /**
          * List my API keys
-         * @description Newest first; never a key or its hash. Deactivated and revoked keys only with `include_inactive=true`. Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
+         * @description Newest first; never a key or its hash. Deactivated and revoked keys only with `include_inactive=true`. `q` searches: `?q=billing` finds keys named `Billing service` or `old-billing`, `?q=kw_3xYk` a display prefix, a full id that one key; `%` and `_` are matched literally. It combines with the other filters and with `cursor`. Call with a user JWT, or with a key that belongs to the user and holds `keyward:keys:write` (`keyward:keys:read` suffices for reading). Admin keys and keys without an owner get 403.
          */
         get: operations["listMyApiKeys"];
         put?: never;
@@ -675,9 +675,35 @@ export interface components {
             /** Format: date-time */
             updated_at: string;
         };
+        /**
+         * @description An end user of the host product, with how many keys they own
+         * @example {
+         *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+         *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+         *       "email": "ada@example.com",
+         *       "tier": "pro",
+         *       "created_at": "2025-05-20T11:00:00.000Z",
+         *       "updated_at": "2025-05-20T11:00:00.000Z",
+         *       "key_count": 3
+         *     }
+         */
+        UserWithKeyCount: {
+            /** @description Keyward user id (UUIDv7) */
+            id: string;
+            /** @description The user's id in the host product (JWT `sub`) */
+            external_id: string;
+            email: string | null;
+            tier: string;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description Keys the user owns, in every state (active, deactivated, revoked, expired) */
+            key_count: number;
+        };
         /** @description A page of users, newest first */
         UserPage: {
-            data: components["schemas"]["User"][];
+            data: components["schemas"]["UserWithKeyCount"][];
             next_cursor: string | null;
         };
         /**
@@ -1799,6 +1825,11 @@ export interface operations {
     listApiKeys: {
         parameters: {
             query?: {
+                /**
+                 * @description Only keys whose name or display prefix (`key_prefix`) contains this text, in any case, or whose id is exactly it
+                 * @example billing
+                 */
+                q?: string;
                 include_inactive?: boolean;
                 /** @description Resource id (UUIDv7) */
                 user_id?: string;
@@ -3496,7 +3527,8 @@ export interface operations {
                      *           "email": "ada@example.com",
                      *           "tier": "pro",
                      *           "created_at": "2025-05-20T11:00:00.000Z",
-                     *           "updated_at": "2025-05-20T11:00:00.000Z"
+                     *           "updated_at": "2025-05-20T11:00:00.000Z",
+                     *           "key_count": 3
                      *         }
                      *       ],
                      *       "next_cursor": null
@@ -3717,10 +3749,11 @@ export interface operations {
                      *       "email": "ada@example.com",
                      *       "tier": "pro",
                      *       "created_at": "2025-05-20T11:00:00.000Z",
-                     *       "updated_at": "2025-05-20T11:00:00.000Z"
+                     *       "updated_at": "2025-05-20T11:00:00.000Z",
+                     *       "key_count": 3
                      *     }
                      */
-                    "application/json": components["schemas"]["User"];
+                    "application/json": components["schemas"]["UserWithKeyCount"];
                 };
             };
             /** @description No credential, or one that is not valid */
@@ -4060,6 +4093,11 @@ export interface operations {
     listMyApiKeys: {
         parameters: {
             query?: {
+                /**
+                 * @description Only keys whose name or display prefix (`key_prefix`) contains this text, in any case, or whose id is exactly it
+                 * @example billing
+                 */
+                q?: string;
                 include_inactive?: boolean;
                 limit?: number;
                 cursor?: string;

@@ -5,6 +5,7 @@ import { ERRORS } from '../errors.js';
 import {
   ENFORCED_ELSEWHERE,
   enforcedElsewhere,
+  MAX_KEY_SEARCH_LENGTH,
   MAX_METADATA_BYTES,
   MAX_METADATA_DEPTH,
   MAX_METADATA_KEY_LENGTH,
@@ -187,8 +188,21 @@ export const RollKeyBody = Type.Object(
   { additionalProperties: false, examples: [{ grace_period_seconds: 3600 }] },
 );
 
+/** `q` of the key lists: a search by name, display prefix or id. */
+export const KeySearch = Type.String({
+  minLength: 1,
+  maxLength: MAX_KEY_SEARCH_LENGTH,
+  description: 'Only keys whose name or display prefix (`key_prefix`) contains this text, in any case, or whose id is exactly it',
+  examples: ['billing'],
+});
+
+/** What the key lists' descriptions say of `q`. */
+export const KEY_SEARCH_DOC =
+  '`q` searches: `?q=billing` finds keys named `Billing service` or `old-billing`, `?q=kw_3xYk` a display prefix, a full id that one key; `%` and `_` are matched literally. It combines with the other filters and with `cursor`.';
+
 export const ListKeysQuery = Type.Object(
   {
+    q: Type.Optional(KeySearch),
     include_inactive: Type.Optional(Type.Boolean({ default: false })),
     user_id: Type.Optional(Id),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),

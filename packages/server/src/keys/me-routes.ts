@@ -6,7 +6,9 @@ import {
   apiKeyView,
   Description,
   IdParams,
+  KEY_SEARCH_DOC,
   KeyListResponse,
+  KeySearch,
   Metadata,
   msOrNull,
   Name,
@@ -41,6 +43,7 @@ const SelfCreateKeyBody = Type.Object(
 
 const SelfListKeysQuery = Type.Object(
   {
+    q: Type.Optional(KeySearch),
     include_inactive: Type.Optional(Type.Boolean({ default: false })),
     limit: Type.Optional(Type.Integer({ minimum: 1, maximum: 100, default: 20 })),
     cursor: Type.Optional(Type.String({ maxLength: 200 })),
@@ -109,7 +112,7 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
         operationId: 'listMyApiKeys',
         tags,
         summary: 'List my API keys',
-        description: `Newest first; never a key or its hash. Deactivated and revoked keys only with \`include_inactive=true\`. ${WHO}`,
+        description: `Newest first; never a key or its hash. Deactivated and revoked keys only with \`include_inactive=true\`. ${KEY_SEARCH_DOC} ${WHO}`,
         security: SECURED,
         querystring: SelfListKeysQuery,
         response: {
@@ -126,6 +129,7 @@ export function meRoutes(app: App, deps: { selfService: SelfService }): void {
       const page = unwrap(
         await selfService.listKeys(callerOf(request), {
           includeInactive: q.include_inactive ?? false,
+          ...(q.q === undefined ? {} : { q: q.q }),
           ...(q.limit === undefined ? {} : { limit: q.limit }),
           ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
         }),

@@ -125,6 +125,13 @@ export interface KeyListFilter {
   limit: number;
   /** Return keys older than this id (ids are UUIDv7, so they sort by creation). */
   before?: string | undefined;
+  /** Only keys whose name or display prefix contains this text (any case), or whose id is exactly it. */
+  search?: string | undefined;
+}
+
+/** `text` as a LIKE pattern matching it anywhere, its `%`, `_` and `\` taken literally (escaped with `\`). */
+export function containsPattern(text: string): string {
+  return `%${text.replace(/[\\%_]/g, (c) => `\\${c}`)}%`;
 }
 
 /** Newest first; fetches `limit + 1` rows so the caller can tell whether a next page exists. */
@@ -138,6 +145,18 @@ export async function listKeys(db: Executor, filter: KeyListFilter): Promise<Api
   if (filter.userId !== undefined) query = query.where('user_id', '=', filter.userId);
   if (filter.ownerless) query = query.where('user_id', 'is', null);
   if (filter.before !== undefined) query = query.where('id', '<', filter.before);
+  const search = filter.search;
+  if (search !== undefined) {
+    // lower() on both sides, not ILIKE: one statement for SQLite and PostgreSQL (SQLite's lower() folds ASCII only).
+    const pattern = containsPattern(search);
+    query = query.where((eb) =>
+      eb.or([
+        sql<boolean>`lower(${eb.ref('name')}) like lower(${pattern}) escape '\\'`,
+        sql<boolean>`lower(${eb.ref('key_prefix')}) like lower(${pattern}) escape '\\'`,
+        eb('id', '=', search),
+      ]),
+    );
+  }
   return (await query.execute()).map(toApiKey);
 }
 

@@ -11,6 +11,7 @@ import {
   CreatedKeyResponse,
   CreateKeyBody,
   IdParams,
+  KEY_SEARCH_DOC,
   KeyListResponse,
   ListKeysQuery,
   msOrNull,
@@ -113,7 +114,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
         operationId: 'listApiKeys',
         tags,
         summary: 'List API keys',
-        description: 'Newest first. Deactivated and revoked keys are left out unless `include_inactive=true`.',
+        description: `Newest first. Deactivated and revoked keys are left out unless \`include_inactive=true\`. ${KEY_SEARCH_DOC}`,
         security: SECURED,
         querystring: ListKeysQuery,
         response: {
@@ -127,6 +128,7 @@ export function apiKeyRoutes(app: App, deps: { keys: KeyService }): void {
       const page = unwrap(
         await keys.list(callerOf(request), {
           includeInactive: q.include_inactive ?? false,
+          ...(q.q === undefined ? {} : { q: q.q }),
           ...(q.user_id === undefined ? {} : { userId: q.user_id }),
           ...(q.limit === undefined ? {} : { limit: q.limit }),
           ...(q.cursor === undefined ? {} : { cursor: q.cursor }),

@@ -20,6 +20,8 @@ export interface SelfListKeysInput {
   includeInactive?: boolean;
   limit?: number;
   cursor?: string;
+  /** As for `KeyService.list`: name or display prefix containing this (any case), or the exact id. */
+  q?: string;
 }
 
 export type SelfService = ReturnType<typeof createSelfService>;

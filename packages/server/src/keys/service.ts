@@ -11,9 +11,9 @@ import {
   type Quota,
   type QuotaInput,
   type RateLimit,
-  type RefillInterval,
 } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
+import { MAX_KEY_SEARCH_LENGTH } from '../input-bounds.js';
 import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
@@ -72,6 +72,8 @@ export interface ListKeysInput {
   userId?: string;
   limit?: number;
   cursor?: string;
+  /** Name or display prefix containing this (any case), or the exact id: 1–200 characters. */
+  q?: string;
 }
 
 /** A key just created or rolled: the plaintext, which is returned exactly once and never stored. */
@@ -492,12 +494,17 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       }
       const before = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
       if (before === null) return invalid('querystring.cursor', 'is not a cursor from a previous page');
+      // The HTTP schema checks this too; the CLI reaches the service without it.
+      if (input.q !== undefined && (input.q.length === 0 || input.q.length > MAX_KEY_SEARCH_LENGTH)) {
+        return invalid('querystring.q', `must be 1 to ${MAX_KEY_SEARCH_LENGTH} characters`);
+      }
       const limit = input.limit ?? 20;
       const rows = await listKeys(db, {
         includeInactive: input.includeInactive ?? false,
         userId: reach.all ? input.userId : reach.userId,
         limit,
         before,
+        search: input.q,
       });
       const items = rows.slice(0, limit);
       const last = items.at(-1);

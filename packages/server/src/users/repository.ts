@@ -1,6 +1,7 @@
+import type { ExpressionBuilder } from 'kysely';
 import type { ApiKey, User } from '../domain.js';
 import type { Dialect } from '../store/database.js';
-import type { Executor, UserRow, UserUpdate } from '../store/schema.js';
+import type { Database, Executor, UserRow, UserUpdate } from '../store/schema.js';
 
 export function toUser(row: UserRow): User {
   return {
@@ -11,6 +12,31 @@ export function toUser(row: UserRow): User {
     createdAt: row.created_at,
     updatedAt: row.updated_at,
   };
+}
+
+/** A user with the number of keys they own, all states (the users API shows it). */
+export interface UserWithKeyCount extends User {
+  keyCount: number;
+}
+
+// The keys a user owns, counted in the statement that reads the user (a correlated subquery on the
+// `api_keys.user_id` index): a page of users is one query, not one per user.
+const withKeyCount = (eb: ExpressionBuilder<Database, 'users'>) =>
+  eb
+    .selectFrom('api_keys')
+    .select((k) => k.fn.countAll<number | string>().as('n'))
+    .whereRef('api_keys.user_id', '=', 'users.id')
+    .as('key_count');
+
+const toUserWithKeyCount = (row: UserRow & { key_count: number | string | null }): UserWithKeyCount => ({
+  ...toUser(row),
+  keyCount: Number(row.key_count ?? 0),
+});
+
+/** A user and how many keys they own. */
+export async function findUserWithKeyCount(db: Executor, id: string): Promise<UserWithKeyCount | undefined> {
+  const row = await db.selectFrom('users').selectAll('users').select(withKeyCount).where('users.id', '=', id).executeTakeFirst();
+  return row && toUserWithKeyCount(row);
 }
 
 export async function findUserById(db: Executor, id: string): Promise<User | undefined> {
@@ -63,16 +89,17 @@ export interface UserListFilter {
   before?: string | undefined;
 }
 
-/** Newest first; fetches `limit + 1` rows so the caller can tell whether a next page exists. */
-export async function listUsers(db: Executor, filter: UserListFilter): Promise<User[]> {
+/** Newest first, each with their key count; fetches `limit + 1` rows so the caller can tell whether a next page exists. */
+export async function listUsers(db: Executor, filter: UserListFilter): Promise<UserWithKeyCount[]> {
   let query = db
     .selectFrom('users')
-    .selectAll()
-    .orderBy('id', 'desc')
+    .selectAll('users')
+    .select(withKeyCount)
+    .orderBy('users.id', 'desc')
     .limit(filter.limit + 1);
-  if (filter.externalId !== undefined) query = query.where('external_id', '=', filter.externalId);
-  if (filter.before !== undefined) query = query.where('id', '<', filter.before);
-  return (await query.execute()).map(toUser);
+  if (filter.externalId !== undefined) query = query.where('users.external_id', '=', filter.externalId);
+  if (filter.before !== undefined) query = query.where('users.id', '<', filter.before);
+  return (await query.execute()).map(toUserWithKeyCount);
 }
 
 export async function updateUser(

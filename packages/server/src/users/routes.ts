@@ -5,6 +5,7 @@ import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
 import { bodyProblems, IdParams, iso, NextCursor, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
+import type { UserWithKeyCount } from './repository.js';
 import { MAX_EMAIL_LENGTH, type UserService } from './service.js';
 
 const tags = ['Users'];
@@ -39,6 +40,22 @@ export const UserResponse = Type.Object(
 );
 export type UserResponse = Static<typeof UserResponse>;
 
+const USER_WITH_KEY_COUNT_EXAMPLE = { ...USER_EXAMPLE, key_count: 3 };
+
+/** A user as the users API lists and gets them: with the number of keys they own. */
+export const UserWithKeyCountResponse = Type.Object(
+  {
+    ...UserResponse.properties,
+    key_count: Type.Integer({ minimum: 0, description: 'Keys the user owns, in every state (active, deactivated, revoked, expired)' }),
+  },
+  {
+    $id: 'UserWithKeyCount',
+    description: 'An end user of the host product, with how many keys they own',
+    examples: [USER_WITH_KEY_COUNT_EXAMPLE],
+  },
+);
+export type UserWithKeyCountResponse = Static<typeof UserWithKeyCountResponse>;
+
 const CreateUserBody = Type.Object(
   { external_id: ExternalId, email: Type.Optional(Email), tier: Type.Optional(Tier) },
   { additionalProperties: false, examples: [{ external_id: USER_EXAMPLE.external_id, email: USER_EXAMPLE.email, tier: 'pro' }] },
@@ -56,12 +73,12 @@ const ListUsersQuery = Type.Object(
   { additionalProperties: false },
 );
 const UserListResponse = Type.Object(
-  { data: Type.Array(ref(UserResponse)), next_cursor: NextCursor },
+  { data: Type.Array(ref(UserWithKeyCountResponse)), next_cursor: NextCursor },
   { $id: 'UserPage', description: 'A page of users, newest first' },
 );
 
 /** The users wing's named components of the OpenAPI document (registered by the app). */
-export const USER_SCHEMAS = [UserResponse, UserListResponse];
+export const USER_SCHEMAS = [UserResponse, UserWithKeyCountResponse, UserListResponse];
 
 /** A user as an answer, with an example. */
 export const user = (description: string, example: object = USER_EXAMPLE) => ref(UserResponse, { description, examples: [example] });
@@ -75,6 +92,10 @@ export function userView(user: User): UserResponse {
     created_at: iso(user.createdAt),
     updated_at: iso(user.updatedAt),
   };
+}
+
+export function userWithKeyCountView(user: UserWithKeyCount): UserWithKeyCountResponse {
+  return { ...userView(user), key_count: user.keyCount };
 }
 
 /** The users API (admin only): the end users of the host product, their tiers, and deleting them with their keys. */
@@ -115,11 +136,15 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
         operationId: 'listUsers',
         tags,
         summary: 'List users',
-        description: 'Admin only. Newest first, paginated with `limit` and `cursor`; `external_id` finds one user by their host id.',
+        description:
+          'Admin only. Newest first, paginated with `limit` and `cursor`; `external_id` finds one user by their host id. Each user carries `key_count`, the keys they own in every state.',
         security: SECURED,
         querystring: ListUsersQuery,
         response: {
-          200: ref(UserListResponse, { description: 'A page of users', examples: [{ data: [USER_EXAMPLE], next_cursor: null }] }),
+          200: ref(UserListResponse, {
+            description: 'A page of users',
+            examples: [{ data: [USER_WITH_KEY_COUNT_EXAMPLE], next_cursor: null }],
+          }),
           ...problems(400, 401, 403),
         },
       },
@@ -133,7 +158,7 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
           ...(q.cursor === undefined ? {} : { cursor: q.cursor }),
         }),
       );
-      return { data: page.items.map(userView), next_cursor: page.nextCursor };
+      return { data: page.items.map(userWithKeyCountView), next_cursor: page.nextCursor };
     },
   );
 
@@ -144,13 +169,16 @@ export function userRoutes(app: App, deps: { users: UserService }): void {
         operationId: 'getUser',
         tags,
         summary: 'Get a user',
-        description: 'Admin only.',
+        description: 'Admin only. With `key_count`, the keys the user owns in every state.',
         security: SECURED,
         params: IdParams,
-        response: { 200: user('The user'), ...problems(401, 403, 404) },
+        response: {
+          200: ref(UserWithKeyCountResponse, { description: 'The user', examples: [USER_WITH_KEY_COUNT_EXAMPLE] }),
+          ...problems(401, 403, 404),
+        },
       },
     },
-    async (request) => userView(unwrap(await users.get(callerOf(request), request.params.id))),
+    async (request) => userWithKeyCountView(unwrap(await users.get(callerOf(request), request.params.id))),
   );
 
   app.patch(

@@ -13,9 +13,11 @@ import {
   findUserByExternalId,
   findUserById,
   findUserForUpdate,
+  findUserWithKeyCount,
   insertUserIfAbsent,
   listUsers,
   type OwnedKey,
+  type UserWithKeyCount,
   updateUser,
 } from './repository.js';
 
@@ -134,7 +136,8 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
       throw new Error('user provisioning did not settle');
     },
 
-    async list(caller: Caller, input: ListUsersInput): Promise<Result<Page<User>>> {
+    /** A page of users, each with how many keys they own. */
+    async list(caller: Caller, input: ListUsersInput): Promise<Result<Page<UserWithKeyCount>>> {
       if (!isAdmin(caller.principal)) return forbidden();
       const before = input.cursor === undefined ? undefined : decodeCursor(input.cursor);
       if (before === null) return invalid('querystring.cursor', 'is not a cursor from a previous page');
@@ -145,9 +148,10 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
       return ok({ items, nextCursor: rows.length > limit && last ? encodeCursor(last.id) : null });
     },
 
-    async get(caller: Caller, id: string): Promise<Result<User>> {
+    /** A user and how many keys they own. */
+    async get(caller: Caller, id: string): Promise<Result<UserWithKeyCount>> {
       if (!isAdmin(caller.principal)) return forbidden();
-      const user = await findUserById(db, id);
+      const user = await findUserWithKeyCount(db, id);
       return user ? ok(user) : err('USER_NOT_FOUND');
     },
 

@@ -84,16 +84,23 @@ describe('keys table usage sparklines', () => {
     expect(client.getKeysActivity).toHaveBeenCalledWith(['k1', 'k2', 'k3']);
   });
 
-  it('does not ask again when a search hides rows of the page', async () => {
+  it('sends the search to the server once typing pauses, and shows its page', async () => {
     const user = userEvent.setup();
     const client = clientFor([activity('k1', hours({ 0: 5 })), activity('k2', hours({})), activity('k3', hours({}))]);
+    client.listKeys.mockImplementation(async (query: { q?: string }) => ({
+      data: query.q ? KEYS.filter((k) => k.name.includes(query.q ?? '')) : KEYS,
+      next_cursor: null,
+    }));
     renderSignedIn(<KeysPage />, client);
     await screen.findByRole('img', { name: '5 verifications in the last 24 hours' });
 
-    await user.type(screen.getByRole('searchbox', { name: 'Search keys' }), 'search');
+    await user.type(screen.getByRole('searchbox', { name: 'Search keys' }), ' search ');
     await waitFor(() => expect(screen.queryByRole('row', { name: /billing/ })).not.toBeInTheDocument());
-    expect(screen.getByRole('img', { name: '0 verifications in the last 24 hours' })).toBeInTheDocument();
-    expect(client.getKeysActivity).toHaveBeenCalledTimes(1);
+    expect(screen.getByRole('row', { name: /search/ })).toBeInTheDocument();
+    // Debounced and trimmed: one request for the search, not one per keystroke.
+    const searches = client.listKeys.mock.calls.filter(([query]) => (query as { q?: string }).q !== undefined);
+    expect(searches).toEqual([[expect.objectContaining({ q: 'search' })]]);
+    await waitFor(() => expect(client.getKeysActivity).toHaveBeenLastCalledWith(['k2']));
   });
 
   it('shows a placeholder while loading and a dash when the request fails', async () => {

@@ -26,7 +26,8 @@ const STATUS_OPTIONS = [
   { value: 'revoked', label: 'Revoked' },
   { value: 'expired', label: 'Expired' },
 ];
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** How long typing must pause before the search goes to the server. */
+export const SEARCH_DEBOUNCE_MS = 250;
 
 function matchesStatus(key: ApiKey, filter: StatusFilter): boolean {
   if (filter === 'all') return true;
@@ -35,20 +36,15 @@ function matchesStatus(key: ApiKey, filter: StatusFilter): boolean {
   return state === filter;
 }
 
-/** Search on the loaded page: name, display prefix, id or description. */
-export function matchesSearch(key: ApiKey, search: string): boolean {
-  const q = search.trim().toLowerCase();
-  if (q === '') return true;
-  return [key.name, key.key_prefix, key.id, key.description ?? ''].some((field) => field.toLowerCase().includes(q));
-}
-
 /** The home page: every key, searchable and filterable, with Create key and the lifecycle actions. */
 export function KeysPage() {
   const { client, role, canWrite } = useSession();
   const queryClient = useQueryClient();
   const { users, byId } = useUserIndex();
   const [search, setSearch] = useState('');
-  const [debounced] = useDebouncedValue(search, 150);
+  const [debounced] = useDebouncedValue(search, SEARCH_DEBOUNCE_MS);
+  // The server searches name, display prefix and id (`q`), across every page.
+  const q = debounced.trim().slice(0, 200);
   const [status, setStatus] = useState<StatusFilter>('active');
   const [owner, setOwner] = useState<string | null>(null);
   const pager = useCursorPager();
@@ -58,39 +54,26 @@ export function KeysPage() {
 
   const includeInactive = status !== 'active';
   const keysQuery = useQuery({
-    queryKey: ['keys', 'list', { includeInactive, owner, cursor: pager.cursor }],
+    queryKey: ['keys', 'list', { q, includeInactive, owner, cursor: pager.cursor }],
     queryFn: () =>
       client.listKeys({
         limit: PAGE_SIZE,
         include_inactive: includeInactive,
+        ...(q ? { q } : {}),
         ...(owner ? { user_id: owner } : {}),
         ...(pager.cursor ? { cursor: pager.cursor } : {}),
       }),
     placeholderData: (previous) => previous,
   });
 
-  // A full id that is not on this page: look it up directly.
-  const idSearch = debounced.trim();
-  const byIdQuery = useQuery({
-    queryKey: ['key', idSearch],
-    queryFn: () => client.getKey(idSearch),
-    enabled: UUID.test(idSearch) && !keysQuery.data?.data.some((k) => k.id === idSearch),
-    retry: false,
-  });
+  const rows = useMemo(() => (keysQuery.data?.data ?? []).filter((key) => matchesStatus(key, status)), [keysQuery.data, status]);
 
-  const rows = useMemo(() => {
-    const page = keysQuery.data?.data ?? [];
-    const found = page.filter((key) => matchesStatus(key, status) && matchesSearch(key, debounced));
-    if (found.length === 0 && byIdQuery.data) return [byIdQuery.data];
-    return found;
-  }, [keysQuery.data, status, debounced, byIdQuery.data]);
-
-  // The sparklines of the whole loaded page in one request (search and status filter only hide rows of it).
+  // The sparklines of the whole loaded page in one request (the status filter only hides rows of it).
   const pageIds = useMemo(() => (keysQuery.data?.data ?? []).map((key) => key.id), [keysQuery.data]);
   const activity = useKeysActivity(pageIds);
 
   const ownerOptions = users.map((u) => ({ value: u.id, label: userLabel(u) }));
-  const filtered = debounced.trim() !== '' || status !== 'active' || owner !== null;
+  const filtered = q !== '' || status !== 'active' || owner !== null;
 
   const onCreated = async (created: CreatedKey) => {
     setCreating(false);
@@ -119,7 +102,11 @@ export function KeysPage() {
             placeholder="Search by name, prefix or id"
             leftSection={<IconSearch size={16} aria-hidden />}
             value={search}
-            onChange={(event) => setSearch(event.currentTarget.value)}
+            onChange={(event) => {
+              setSearch(event.currentTarget.value);
+              // A new search starts from its first page: another search's cursor means nothing to it.
+              pager.reset();
+            }}
             style={{ flex: '1 1 260px' }}
             type="search"
           />
@@ -164,7 +151,7 @@ export function KeysPage() {
           filtered ? (
             <EmptyState icon={<IconSearch size={22} />} title="No key matches">
               {keysQuery.data?.next_cursor
-                ? 'Search looks at the keys on this page and at full ids. Try the next page, or clear the filters.'
+                ? 'None on this page has this status. Try the next page, or clear the filters.'
                 : 'Try another name, prefix or id, or clear the filters.'}
             </EmptyState>
           ) : (

@@ -1,4 +1,4 @@
-import type { CreatedKey, CreateKeyInput } from '@keyward/sdk';
+import type { CreatedKey, CreateKeyInput, UserWithKeyCount } from '@keyward/sdk';
 import { Anchor, Autocomplete, Badge, Breadcrumbs, Button, Card, Group, Loader, SimpleGrid, Stack, Text, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
 import { IconKey, IconPlus, IconTrash, IconUserOff } from '@tabler/icons-react';
@@ -41,7 +41,8 @@ export function UserDetailPage() {
   const changeTier = useMutation({
     mutationFn: () => client.updateUser(id, { tier: tier.trim() }),
     onSuccess: async (updated) => {
-      queryClient.setQueryData(['users', id], updated);
+      // The answer to a change carries no `key_count`: keep the one read with the user.
+      queryClient.setQueryData<UserWithKeyCount>(['users', id], (previous) => previous && { ...previous, ...updated });
       await queryClient.invalidateQueries({ queryKey: ['users', 'list'] });
       await queryClient.invalidateQueries({ queryKey: ['audit'] });
       notifications.show({ color: 'teal', message: `Tier changed to ${updated.tier}` });
@@ -83,6 +84,7 @@ export function UserDetailPage() {
   const u = user.data;
   const keyList = keys.data?.data ?? [];
   const keyCount = keys.data ? `${keyList.length}${keys.data.next_cursor ? '+' : ''}` : '…';
+  const deleted = u.key_count === 1 ? '1 key' : `${u.key_count} keys`;
   const onCreated = async (created: CreatedKey) => {
     setCreating(false);
     setRevealed({ id: created.id, key: created.key, name: created.name });
@@ -108,7 +110,16 @@ export function UserDetailPage() {
         }
         description={u.email ?? 'No email'}
         actions={
-          <Button variant="light" color="red" leftSection={<IconTrash size={16} aria-hidden />} onClick={() => setDeleting(true)}>
+          <Button
+            variant="light"
+            color="red"
+            leftSection={<IconTrash size={16} aria-hidden />}
+            onClick={() => {
+              setDeleting(true);
+              // Keys may have come or gone on this page since the user was read: the dialog names the current count.
+              void user.refetch();
+            }}
+          >
             Delete
           </Button>
         }
@@ -179,8 +190,8 @@ export function UserDetailPage() {
         onClose={() => setDeleting(false)}
         onConfirm={() => remove.mutate()}
       >
-        The user and <b>{keyCount === '1' ? '1 key' : `${keyCount} keys`}</b> that belong to them are deleted. Requests with those keys are
-        refused from now on. This cannot be undone.
+        The user and <b>{deleted}</b> that belong to them are deleted. Requests with those keys are refused from now on. This cannot be
+        undone.
       </ConfirmDialog>
       <CreateKeyDialog
         opened={creating}

@@ -87,6 +87,7 @@ export function UsersPage() {
                     <Table.Th>User</Table.Th>
                     <Table.Th>Email</Table.Th>
                     <Table.Th>Tier</Table.Th>
+                    <Table.Th style={{ textAlign: 'right' }}>Keys</Table.Th>
                     <Table.Th>Created</Table.Th>
                   </Table.Tr>
                 </Table.Thead>
@@ -113,6 +114,11 @@ export function UsersPage() {
                         <Badge variant="light" color={TIER_COLOR[user.tier] ?? 'blue'} radius="sm" size="sm">
                           {user.tier}
                         </Badge>
+                      </Table.Td>
+                      <Table.Td style={{ textAlign: 'right' }}>
+                        <Text size="sm" c={user.key_count === 0 ? 'dimmed' : undefined} style={{ fontVariantNumeric: 'tabular-nums' }}>
+                          {user.key_count}
+                        </Text>
                       </Table.Td>
                       <Table.Td>
                         <TimeText value={user.created_at} size="sm" />
