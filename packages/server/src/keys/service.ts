@@ -3,15 +3,7 @@ import { v7 as uuidv7 } from 'uuid';
 import { type AuditedFields, audit, diff, facts } from '../audit/audit.js';
 import { type Caller, hasScopes, isAdmin, keyReach, type Principal } from '../callers/principal.js';
 import { type Config, type TierSetting, tierSettingOf } from '../config.js';
-import {
-  type ApiKey,
-  INSTANT_RANGE,
-  isBoundedInstant,
-  isoOrNull,
-  type Quota,
-  type QuotaInput,
-  type RateLimit,
-} from '../domain.js';
+import { type ApiKey, INSTANT_RANGE, isBoundedInstant, isoOrNull, type Quota, type QuotaInput, type RateLimit } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import { MAX_KEY_SEARCH_LENGTH } from '../input-bounds.js';
 import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
