@@ -32,6 +32,8 @@ export function useKeyActions(options: { afterDelete?: string; followRoll?: bool
     await queryClient.invalidateQueries({ queryKey: ['keys'] });
     await queryClient.invalidateQueries({ queryKey: ['key'] });
     await queryClient.invalidateQueries({ queryKey: ['audit'] });
+    // A roll or a delete changes the owner's key_count.
+    await queryClient.invalidateQueries({ queryKey: ['users'] });
   };
 
   const simple = useMutation({

@@ -83,12 +83,13 @@ export function UserDetailPage() {
   }
   const u = user.data;
   const keyList = keys.data?.data ?? [];
-  const keyCount = keys.data ? `${keyList.length}${keys.data.next_cursor ? '+' : ''}` : '…';
   const deleted = u.key_count === 1 ? '1 key' : `${u.key_count} keys`;
   const onCreated = async (created: CreatedKey) => {
     setCreating(false);
     setRevealed({ id: created.id, key: created.key, name: created.name });
+    // The user's key_count changes too.
     await queryClient.invalidateQueries({ queryKey: ['keys'] });
+    await queryClient.invalidateQueries({ queryKey: ['users'] });
   };
 
   return (
@@ -161,7 +162,7 @@ export function UserDetailPage() {
             <Title order={2} fz="md" fw={600}>
               Keys{' '}
               <Text span c="dimmed" fw={400}>
-                {keyCount}
+                {u.key_count}
               </Text>
             </Title>
             <Button size="xs" variant="default" leftSection={<IconPlus size={14} aria-hidden />} onClick={() => setCreating(true)}>
