@@ -61,6 +61,8 @@ interface Passage {
   keyId: string | null;
   /** The key the request is forwarded as; `null` for an anonymous request. */
   key: ApiKey | null;
+  /** The matched rule's path pattern, for the usage row's `route:` tag. */
+  route?: string | undefined;
 }
 
 /** `RateLimit-Policy` and `RateLimit` (IETF httpapi ratelimit-headers draft), exactly as the SDK middleware sends them. */
@@ -243,6 +245,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
     const passage: Passage = { path: target.path, outcome: null, keyId: null, key: null };
     passages.set(request, passage);
     const access = ruleFor(rules, request.method, target.segments);
+    passage.route = access.route;
     if (access.public) return;
 
     const credential = credentialOf(request);
@@ -315,6 +318,7 @@ export async function buildGateway(container: Container, options: GatewayOptions
       ipAddress: request.ip,
       userAgent: request.headers['user-agent'] ?? null,
       responseTimeMs: reply.elapsedTime,
+      tags: passage.route === undefined ? null : [`route:${passage.route}`],
     });
   });
 

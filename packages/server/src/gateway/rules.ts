@@ -48,6 +48,8 @@ export interface RouteAccess {
   public: boolean;
   scopes: readonly string[];
   cost: number;
+  /** The matched route's path pattern, as the rules file writes it (the usage row's `route:` tag); none for the default. */
+  route?: string;
 }
 
 type SegmentMatcher = ((segment: string) => boolean) | typeof GLOBSTAR;
@@ -160,7 +162,7 @@ export function parseRules(value: unknown): GatewayRules {
     const methods = route.method === undefined ? null : new Set([route.method].flat().map((m) => m.toUpperCase()));
     // A GET rule covers HEAD, which answers the same headers: it must not fall through to a laxer rule.
     if (methods?.has('GET')) methods.add('HEAD');
-    return { methods, pattern: compilePath(route.path, `${where}.path`), ...accessOf(route, where) };
+    return { methods, pattern: compilePath(route.path, `${where}.path`), ...accessOf(route, where), route: route.path };
   });
   return { routes, default: file.default ? accessOf(file.default, 'default') : DEFAULT_RULES.default };
 }

@@ -2,12 +2,15 @@ import { type Caller, isAdmin, keyReach } from '../callers/principal.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import type { Db } from '../store/database.js';
+import { createUsageEvents } from './events.js';
 import {
   countKeysUsageBySlot,
   countScopedUsageByBucket,
+  countScopedUsageByGroup,
   countUsageByOutcome,
   type TopKey,
   topKeysByUsage,
+  type UsageDimension,
   type UsageScope,
 } from './repository.js';
 
@@ -24,11 +27,28 @@ export const MAX_BUCKETS = 10_000;
 export interface UsageCounts {
   total: number;
   outcomes: Record<string, number>;
+  /** With a `groupBy` other than the outcome: counts by that dimension ('' for rows with none). */
+  groups?: Record<string, number>;
+}
+
+/** What usage buckets are broken down by: the outcome (always given), or another dimension besides. */
+export type GroupBy = 'outcome' | UsageDimension;
+
+/** Most groups a grouped answer names: the largest over the range; the rest count in `total` only. */
+export const MAX_GROUPS = 50;
+
+interface BucketQuery {
+  from?: number | undefined;
+  to?: number | undefined;
+  granularity: Granularity;
+  groupBy?: GroupBy | undefined;
 }
 
 export interface KeyUsage {
   keyId: string;
   granularity: Granularity;
+  /** Set when the counts are broken down by more than the outcome. */
+  groupBy?: UsageDimension;
   from: number;
   to: number;
   /** Every bucket in the range, oldest first, empty ones included (so charts need no gap filling). */
@@ -40,6 +60,8 @@ export interface VerificationSeries {
   /** The one key asked for; null for every key the caller may read. */
   keyId: string | null;
   granularity: Granularity;
+  /** Set when the counts are broken down by more than the outcome. */
+  groupBy?: UsageDimension;
   from: number;
   to: number;
   /** Every bucket in the range, oldest first, empty ones included. */
@@ -96,11 +118,11 @@ function add(counts: UsageCounts, outcome: string, n: number): void {
 }
 
 export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: UsageAnalyticsDeps) {
-  /** The usage in `scope` over the asked range, every bucket present (so charts need no gap filling). */
-  async function bucketed(
-    scope: UsageScope,
-    query: { from?: number | undefined; to?: number | undefined; granularity: Granularity },
-  ): Promise<Result<Omit<KeyUsage, 'keyId'>>> {
+  /**
+   * The usage in `scope` over the asked range, every bucket present (so charts need no gap filling), by outcome
+   * and, with `groupBy`, by that dimension too.
+   */
+  async function bucketed(scope: UsageScope, query: BucketQuery): Promise<Result<Omit<KeyUsage, 'keyId'>>> {
     const size = BUCKET_MS[query.granularity];
     const window = range(query.from, query.to, DEFAULT_SPAN_MS[query.granularity], now());
     if (!window.ok) return window;
@@ -117,24 +139,45 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
       byStart.set(start, bucket);
     }
     const totals: UsageCounts = { total: 0, outcomes: {} };
-    for (const row of await countScopedUsageByBucket(db, { scope, from, to, bucketMs: size })) {
+    const by = query.groupBy === undefined || query.groupBy === 'outcome' ? undefined : query.groupBy;
+    const [counted, grouped] = await Promise.all([
+      countScopedUsageByBucket(db, { scope, from, to, bucketMs: size }),
+      by === undefined ? [] : countScopedUsageByGroup(db, { scope, from, to, bucketMs: size, by }),
+    ]);
+    for (const row of counted) {
       const bucket = byStart.get(row.bucket);
       if (bucket) add(bucket, row.outcome, row.count);
       add(totals, row.outcome, row.count);
     }
-    return ok({ granularity: query.granularity, from, to, buckets, totals });
+    if (by === undefined) return ok({ granularity: query.granularity, from, to, buckets, totals });
+    // The largest groups over the range, named in every bucket; the rest count in `total` only.
+    const sums = new Map<string, number>();
+    for (const row of grouped) sums.set(row.group, (sums.get(row.group) ?? 0) + row.count);
+    const kept = new Set(
+      [...sums.entries()]
+        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
+        .slice(0, MAX_GROUPS)
+        .map(([group]) => group),
+    );
+    for (const bucket of buckets) bucket.groups = {};
+    totals.groups = {};
+    for (const row of grouped) {
+      if (!kept.has(row.group)) continue;
+      const bucket = byStart.get(row.bucket);
+      if (bucket?.groups) bucket.groups[row.group] = (bucket.groups[row.group] ?? 0) + row.count;
+      totals.groups[row.group] = (totals.groups[row.group] ?? 0) + row.count;
+    }
+    return ok({ granularity: query.granularity, groupBy: by, from, to, buckets, totals });
   }
+
+  const events = createUsageEvents({ db, keys });
 
   return {
     /**
      * A key's usage over [from, to), counted by outcome per minute, hour or day (UTC buckets). Whoever may
      * read the key may read its usage.
      */
-    async keyUsage(
-      caller: Caller,
-      keyId: string,
-      query: { from?: number | undefined; to?: number | undefined; granularity: Granularity },
-    ): Promise<Result<KeyUsage>> {
+    async keyUsage(caller: Caller, keyId: string, query: BucketQuery): Promise<Result<KeyUsage>> {
       const readable = await keys.get(caller, keyId);
       if (!readable.ok) return readable;
       const counted = await bucketed({ kind: 'key', keyId }, query);
@@ -148,10 +191,7 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
      * with `keyward:keys:read` sees those of the keys it reaches (its user's, when it belongs to one); a user
      * their own keys'. One key is read as `GET /v1/api-keys/{id}` reads it (404 unknown, 403 another's).
      */
-    async verificationSeries(
-      caller: Caller,
-      query: { from?: number | undefined; to?: number | undefined; granularity: Granularity; keyId?: string | undefined },
-    ): Promise<Result<VerificationSeries>> {
+    async verificationSeries(caller: Caller, query: BucketQuery & { keyId?: string | undefined }): Promise<Result<VerificationSeries>> {
       let scope: UsageScope;
       if (query.keyId !== undefined) {
         const readable = await keys.get(caller, query.keyId);
@@ -203,6 +243,11 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
       }
       return ok({ from, to, keys: ids.flatMap((id) => byKey.get(id) ?? []) });
     },
+
+    /** `GET /v1/usage/events`: one page of usage rows ({@link createUsageEvents}). */
+    listEvents: events.list,
+    /** `GET /v1/usage/events?format=csv|jsonl`: every row of a selection, in chunks. */
+    exportEvents: events.export,
 
     /** Verifications over [from, to) for all keys (admin): totals by outcome and the busiest keys. */
     async verifications(

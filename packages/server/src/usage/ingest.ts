@@ -16,6 +16,8 @@ export interface ReportedRequest {
   responseTimeMs?: number | null | undefined;
   /** Epoch ms; default (and at most) now. */
   occurredAt?: number | null | undefined;
+  /** Up to 10 short strings (`route:/v1/companies`); the SDK middleware sets a route tag. */
+  tags?: readonly string[] | null | undefined;
 }
 
 export type UsageIngest = ReturnType<typeof createUsageIngest>;
@@ -41,6 +43,7 @@ export function createUsageIngest({ usage, now = Date.now }: { usage: Pick<Usage
           ipAddress: r.ipAddress,
           userAgent: r.userAgent,
           responseTimeMs: r.responseTimeMs,
+          tags: r.tags,
           // A reporter's clock ahead of ours must not put rows in the future.
           createdAt: r.occurredAt == null ? at : Math.min(r.occurredAt, at),
         });

@@ -2,6 +2,7 @@ import type { Metrics } from '../metrics.js';
 import type { Db } from '../store/database.js';
 import { createStatementWriter, type StatementWriter } from '../store/statement-writer.js';
 import { appendUsageRow, deleteUsageBefore, USAGE_VALUES_PER_ROW, type UsageValue, usageInsertStatements } from './repository.js';
+import { tagsColumn } from './tags.js';
 
 /** One verification, or one request seen by the middleware or gateway. Never holds a key. */
 export interface UsageEvent {
@@ -16,6 +17,8 @@ export interface UsageEvent {
   responseTimeMs?: number | null;
   /** Epoch ms; defaults to now. */
   createdAt?: number;
+  /** Up to 10 short strings (`route:/v1/companies`, `region:eu`); none by default. */
+  tags?: readonly string[] | null | undefined;
 }
 
 /**
@@ -192,6 +195,7 @@ export function createUsageRecorder(options: UsageRecorderOptions): UsageRecorde
         event.responseTimeMs == null ? null : Math.round(event.responseTimeMs),
         event.outcome,
         createdAt,
+        event.tags == null ? null : tagsColumn(event.tags),
       );
       if (rowsIn(values) === batchSize) void flush().catch(report);
     },

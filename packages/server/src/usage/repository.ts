@@ -1,4 +1,4 @@
-import { CompiledQuery, type ExpressionBuilder, type QueryResult, sql } from 'kysely';
+import { CompiledQuery, type ExpressionBuilder, PostgresAdapter, type QueryResult, sql } from 'kysely';
 import type { Database, Executor, NewApiKeyUsageRow } from '../store/schema.js';
 
 // Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
@@ -12,6 +12,7 @@ const USAGE_COLUMNS = [
   'response_time_ms',
   'outcome',
   'created_at',
+  'tags',
 ] as const satisfies readonly (keyof NewApiKeyUsageRow)[];
 
 // Compiled only for its text: one bound parameter per column, in USAGE_COLUMNS order (Kysely keeps key order).
@@ -25,12 +26,13 @@ const PLACEHOLDER_ROW: Required<Omit<NewApiKeyUsageRow, 'id'>> = {
   response_time_ms: null,
   outcome: '',
   created_at: 0,
+  tags: null,
 };
 
 // Values of a per-minute count go in this key order: minute, api_key_id, outcome, count.
 const MINUTE_PLACEHOLDER = { minute: 0, api_key_id: '', outcome: '', count: 0 };
 
-// Nine columns a row: 512 rows is 4,608 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
+// Ten columns a row: 512 rows is 5,120 bound parameters, well under SQLite's 32,766 and PostgreSQL's 65,535.
 const ROWS_PER_STATEMENT = 512;
 const MINUTE_MS = 60_000;
 
@@ -110,8 +112,10 @@ export function appendUsageRow(
   responseTimeMs: number | null,
   outcome: string,
   createdAt: number,
+  /** The tags as JSON text (an array of strings), or null for none. */
+  tags: string | null = null,
 ): void {
-  values.push(apiKeyId, endpoint, method, statusCode, ipAddress, userAgent, responseTimeMs, outcome, createdAt);
+  values.push(apiKeyId, endpoint, method, statusCode, ipAddress, userAgent, responseTimeMs, outcome, createdAt, tags);
 }
 
 /**
@@ -468,4 +472,96 @@ export async function deleteUsageBefore(run: RunStatement, db: Executor, before:
       .compile(),
   );
   return deleted;
+}
+
+/** What usage can be counted by, besides the outcome: the path, the status class, a tag, the key. */
+export type UsageDimension = 'endpoint' | 'status_class' | 'tag' | 'key';
+
+export interface UsageGroupCount {
+  /** Start of the bucket, epoch ms. */
+  bucket: number;
+  /** The path, the status class (`4xx`), the tag or the key id; '' for rows with none. */
+  group: string;
+  count: number;
+}
+
+/**
+ * Counts the usage rows in `scope` over [from, to) per bucket and `by`. The key comes from the per-minute counts
+ * (and the raw rows at the ends of the range), like the outcome; the path, status class and tags only the raw
+ * rows hold, so those read every row of the range. A row with several tags counts once for each. Ordered by
+ * bucket, then group.
+ */
+export async function countScopedUsageByGroup(
+  db: Executor,
+  filter: { scope: UsageScope; from: number; to: number; bucketMs: number; by: UsageDimension },
+): Promise<UsageGroupCount[]> {
+  if (filter.bucketMs % MINUTE_MS !== 0) throw new RangeError('usage buckets are whole minutes');
+  const size = sql.lit(filter.bucketMs);
+  const bucketOf = sql<number>`(api_key_usage.created_at / ${size}) * ${size}`;
+  const raw = (ranges: ReadonlyArray<[number, number]>) =>
+    db.selectFrom('api_key_usage').where(rowsIn(filter.scope)).where(inRanges(ranges));
+  let rows: Array<{ bucket: number; group: string | number | null; count: number }>;
+  switch (filter.by) {
+    case 'key': {
+      const { minutes, raw: edges } = splitRange(filter.from, filter.to);
+      const [counted, ends] = await Promise.all([
+        db
+          .selectFrom('api_key_usage_minutes')
+          .select([
+            sql<number>`(minute / ${size}) * ${size}`.as('bucket'),
+            'api_key_id as group',
+            (eb) => eb.fn.sum<number>('count').as('count'),
+          ])
+          .where(minutesIn(filter.scope))
+          .where('minute', '>=', minutes[0])
+          .where('minute', '<', minutes[1])
+          .groupBy([sql`(minute / ${size}) * ${size}`, 'api_key_id'])
+          .execute(),
+        edges.length === 0
+          ? []
+          : raw(edges)
+              .select([bucketOf.as('bucket'), 'api_key_id as group', (eb) => eb.fn.countAll<number>().as('count')])
+              .groupBy([bucketOf, 'api_key_id'])
+              .execute(),
+      ]);
+      rows = [...counted, ...ends];
+      break;
+    }
+    case 'endpoint':
+      rows = await raw([[filter.from, filter.to]])
+        .select([bucketOf.as('bucket'), 'endpoint as group', (eb) => eb.fn.countAll<number>().as('count')])
+        .groupBy([bucketOf, 'endpoint'])
+        .execute();
+      break;
+    case 'status_class': {
+      const statusClass = sql<number | null>`api_key_usage.status_code / 100`;
+      const counted = await raw([[filter.from, filter.to]])
+        .select([bucketOf.as('bucket'), statusClass.as('group'), (eb) => eb.fn.countAll<number>().as('count')])
+        .groupBy([bucketOf, statusClass])
+        .execute();
+      rows = counted.map((r) => ({ ...r, group: r.group === null ? null : `${Number(r.group)}xx` }));
+      break;
+    }
+    case 'tag': {
+      const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+      // One row per tag (jsonb_array_elements_text / json_each); a row with no tags keeps one, with a null tag.
+      const elements = postgres
+        ? sql<{ value: string }>`lateral jsonb_array_elements_text(api_key_usage.tags)`
+        : sql<{ value: string }>`json_each(api_key_usage.tags)`;
+      rows = await raw([[filter.from, filter.to]])
+        .leftJoin(elements.as('t'), (join) => join.onTrue())
+        .select([bucketOf.as('bucket'), sql<string | null>`t.value`.as('group'), (eb) => eb.fn.countAll<number>().as('count')])
+        .groupBy([bucketOf, sql`t.value`])
+        .execute();
+      break;
+    }
+  }
+  const byBucket = new Map<number, Map<string, number>>();
+  for (const row of rows) tally(byBucket, Number(row.bucket), row.group === null ? '' : String(row.group), Number(row.count));
+  const out: UsageGroupCount[] = [];
+  for (const bucket of [...byBucket.keys()].sort((a, b) => a - b)) {
+    const groups = byBucket.get(bucket) ?? new Map<string, number>();
+    for (const group of [...groups.keys()].sort()) out.push({ bucket, group, count: groups.get(group) ?? 0 });
+  }
+  return out;
 }

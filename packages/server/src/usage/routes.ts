@@ -3,13 +3,36 @@ import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
 import { IdParams, iso, msOrNull, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
-import { MAX_BUCKETS, type UsageAnalytics, type UsageCounts } from './analytics.js';
+import { MAX_BUCKETS, MAX_GROUPS, type UsageAnalytics, type UsageCounts } from './analytics.js';
+import { UsageEventPage, UsageRow } from './events-routes.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
 const From = Type.Optional(Type.String({ format: 'date-time', description: 'Start of the range (inclusive)' }));
 const To = Type.Optional(
   Type.String({ format: 'date-time', description: 'End of the range (exclusive); default the end of the current minute' }),
+);
+
+/** `group_by` of the usage counts: the outcome (the default), or another dimension besides it. */
+export const GroupByParam = Type.Optional(
+  Type.Union([Type.Literal('outcome'), Type.Literal('endpoint'), Type.Literal('status_class'), Type.Literal('tag'), Type.Literal('key')], {
+    default: 'outcome',
+    description: `Break the counts down by \`outcome\` (the default: \`outcomes\` only), or besides it by \`endpoint\` (the request path), \`status_class\` (\`2xx\`, \`4xx\`, …), \`tag\` (a row with several tags counts for each) or \`key\` (the key id), in \`groups\`. Up to ${MAX_GROUPS} groups, the largest over the range; \`""\` counts the rows with none. Endpoint, status class and tag are counted from the raw rows: over a long range they cost more than the outcome or the key`,
+  }),
+);
+
+/** Counts by the `group_by` dimension (absent when grouping by outcome). */
+export const Groups = Type.Optional(
+  Type.Record(Type.String(), Type.Integer(), {
+    description: 'With `group_by` other than `outcome`: counts by that dimension (`""`: rows with none); groups with no rows are left out',
+  }),
+);
+
+/** The `group_by` echoed in a grouped answer (absent when grouping by outcome). */
+export const GroupByEcho = Type.Optional(
+  Type.Union([Type.Literal('endpoint'), Type.Literal('status_class'), Type.Literal('tag'), Type.Literal('key')], {
+    description: 'The dimension of `groups`; absent when counting by outcome only',
+  }),
 );
 
 export const KeyUsageQuery = Type.Object(
@@ -22,6 +45,7 @@ export const KeyUsageQuery = Type.Object(
         description: `Bucket size (UTC). Without \`from\`, the range is the last hour, day or 30 days respectively. A range may hold at most ${MAX_BUCKETS.toLocaleString('en-US')} buckets (400 \`INVALID_REQUEST\` otherwise: use a coarser granularity)`,
       }),
     ),
+    group_by: GroupByParam,
   },
   { additionalProperties: false },
 );
@@ -43,12 +67,16 @@ export const KeyUsageResponse = Type.Object(
   {
     key_id: Type.String(),
     granularity: Type.String(),
+    group_by: GroupByEcho,
     from: Type.String({ format: 'date-time' }),
     to: Type.String({ format: 'date-time' }),
-    buckets: Type.Array(Type.Object({ start: Type.String({ format: 'date-time' }), total: Type.Integer(), outcomes: Outcomes }), {
-      description: 'Every bucket in the range, oldest first, including empty ones',
-    }),
-    totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes }),
+    buckets: Type.Array(
+      Type.Object({ start: Type.String({ format: 'date-time' }), total: Type.Integer(), outcomes: Outcomes, groups: Groups }),
+      {
+        description: 'Every bucket in the range, oldest first, including empty ones',
+      },
+    ),
+    totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes, groups: Groups }),
   },
   { $id: 'KeyUsage', description: 'A key’s verifications and requests over time, by outcome' },
 );
@@ -73,7 +101,7 @@ export const VerificationAnalyticsResponse = Type.Object(
 );
 
 /** The usage wing's named components of the OpenAPI document (registered by the app). */
-export const USAGE_SCHEMAS = [KeyUsageResponse, VerificationAnalyticsResponse];
+export const USAGE_SCHEMAS = [KeyUsageResponse, VerificationAnalyticsResponse, UsageRow, UsageEventPage];
 
 const KEY_ID = '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90';
 const KEY_USAGE_EXAMPLE = {
@@ -96,7 +124,9 @@ const ANALYTICS_EXAMPLE = {
   ],
 };
 
-const counts = (c: UsageCounts) => ({ total: c.total, outcomes: c.outcomes });
+/** A bucket's or the range's counts: `groups` only when grouped by more than the outcome. */
+export const counts = (c: UsageCounts) =>
+  c.groups === undefined ? { total: c.total, outcomes: c.outcomes } : { total: c.total, outcomes: c.outcomes, groups: c.groups };
 
 export function usageRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }): void {
   app.get(
@@ -107,7 +137,7 @@ export function usageRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }):
         tags: ['Usage and analytics'],
         summary: "A key's usage over time",
         description:
-          'Verifications and requests recorded for the key in [`from`, `to`), counted by outcome per minute, hour or day. Anyone who may read the key may read its usage. Rows are written in batches, so the last second or so may not be counted yet.',
+          'Verifications and requests recorded for the key in [`from`, `to`), counted by outcome per minute, hour or day, and with `group_by` by endpoint, status class, tag or key besides. Anyone who may read the key may read its usage. Rows are written in batches, so the last second or so may not be counted yet.',
         security: SECURED,
         params: IdParams,
         querystring: KeyUsageQuery,
@@ -124,11 +154,13 @@ export function usageRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }):
           from: msOrNull(q.from) ?? undefined,
           to: msOrNull(q.to) ?? undefined,
           granularity: q.granularity ?? 'hour',
+          groupBy: q.group_by,
         }),
       );
       return {
         key_id: usage.keyId,
         granularity: usage.granularity,
+        ...(usage.groupBy === undefined ? {} : { group_by: usage.groupBy }),
         from: iso(usage.from),
         to: iso(usage.to),
         buckets: usage.buckets.map((b) => ({ start: iso(b.start), ...counts(b) })),

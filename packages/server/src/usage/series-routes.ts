@@ -3,7 +3,8 @@ import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
 import { Id, iso, msOrNull, problems } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
-import { ACTIVITY_SLOTS, MAX_ACTIVITY_KEYS, MAX_BUCKETS, type UsageAnalytics, type UsageCounts } from './analytics.js';
+import { ACTIVITY_SLOTS, MAX_ACTIVITY_KEYS, MAX_BUCKETS, type UsageAnalytics } from './analytics.js';
+import { counts, GroupByEcho, GroupByParam, Groups } from './routes.js';
 
 // Usage over time for many keys at once: the dashboard's overview chart and the keys table's sparklines.
 
@@ -32,6 +33,7 @@ export const VerificationSeriesQuery = Type.Object(
       }),
     ),
     key_id: Type.Optional({ ...Id, description: 'Count only this key (as `GET /v1/api-keys/{id}` reads it: 404 unknown, 403 not yours)' }),
+    group_by: GroupByParam,
   },
   { additionalProperties: false },
 );
@@ -53,6 +55,7 @@ export const VerificationSeriesResponse = Type.Object(
   {
     key_id: Type.Union([Type.String(), Type.Null()], { description: 'The key asked for with `key_id`; null for every key you may read' }),
     granularity: Type.Union([Type.Literal('minute'), Type.Literal('hour'), Type.Literal('day')]),
+    group_by: GroupByEcho,
     from: Type.String({ format: 'date-time' }),
     to: Type.String({ format: 'date-time' }),
     buckets: Type.Array(
@@ -60,10 +63,11 @@ export const VerificationSeriesResponse = Type.Object(
         start: Type.String({ format: 'date-time', description: 'Start of the bucket (UTC)' }),
         total: Type.Integer(),
         outcomes: Outcomes,
+        groups: Groups,
       }),
       { description: 'Every bucket in the range, oldest first, including empty ones' },
     ),
-    totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes }, { description: 'The whole range' }),
+    totals: Type.Object({ total: Type.Integer(), outcomes: Outcomes, groups: Groups }, { description: 'The whole range' }),
   },
   { description: 'Verifications by outcome per bucket', examples: [SERIES_EXAMPLE] },
 );
@@ -116,8 +120,6 @@ export const KeysActivityResponse = Type.Object(
   { description: 'Each key’s verifications per hour over the last 24 hours', examples: [ACTIVITY_EXAMPLE] },
 );
 
-const counts = (c: UsageCounts) => ({ total: c.total, outcomes: c.outcomes });
-
 export function usageSeriesRoutes(app: App, deps: { usageAnalytics: UsageAnalytics }): void {
   app.get(
     '/v1/analytics/verifications/series',
@@ -127,7 +129,7 @@ export function usageSeriesRoutes(app: App, deps: { usageAnalytics: UsageAnalyti
         operationId: 'getVerificationSeries',
         summary: 'Verifications over time',
         description:
-          'Verifications in [`from`, `to`) by outcome per minute, hour or day (UTC buckets; default the last 24 hours by hour), every bucket present. Admins see every verification, those of unknown keys included; a key holding `keyward:keys:read` or `keyward:keys:write` sees its keys’ (its user’s keys only, when it belongs to a user); a signed-in user sees their own keys’. `key_id` narrows it to one key. Rows are written in batches, so the last second or so may not be counted yet.',
+          'Verifications in [`from`, `to`) by outcome per minute, hour or day (UTC buckets; default the last 24 hours by hour), every bucket present, and with `group_by` by endpoint, status class, tag or key besides. Admins see every verification, those of unknown keys included; a key holding `keyward:keys:read` or `keyward:keys:write` sees its keys’ (its user’s keys only, when it belongs to a user); a signed-in user sees their own keys’. `key_id` narrows it to one key. Rows are written in batches, so the last second or so may not be counted yet.',
         security: SECURED,
         querystring: VerificationSeriesQuery,
         response: { 200: VerificationSeriesResponse, ...problems(400, 401, 403, 404) },
@@ -141,11 +143,13 @@ export function usageSeriesRoutes(app: App, deps: { usageAnalytics: UsageAnalyti
           to: msOrNull(q.to) ?? undefined,
           granularity: q.granularity ?? 'hour',
           keyId: q.key_id,
+          groupBy: q.group_by,
         }),
       );
       return {
         key_id: series.keyId,
         granularity: series.granularity,
+        ...(series.groupBy === undefined ? {} : { group_by: series.groupBy }),
         from: iso(series.from),
         to: iso(series.to),
         buckets: series.buckets.map((b) => ({ start: iso(b.start), ...counts(b) })),
