@@ -80,15 +80,15 @@ async function insertRandomRows(db: Kysely<Database>, dialect: Dialect, firstId:
   const last = firstId + count - 1;
   if (dialect === 'sqlite') {
     await sql`
-      insert into api_keys (id, name, key_hash, key_prefix, hash_scheme, is_admin, scopes, metadata, is_active, created_at, created_by, updated_at)
+      insert into api_keys (id, lineage_id, name, key_hash, key_prefix, hash_scheme, is_admin, scopes, metadata, is_active, created_at, created_by, updated_at)
       with recursive seq(i) as (select ${firstId} union all select i + 1 from seq where i < ${last})
-      select printf('00000000-0000-7000-8000-%012d', i), 'seed', lower(hex(randomblob(32))), 'kw_' || substr(lower(hex(randomblob(4))), 1, 8),
+      select printf('00000000-0000-7000-8000-%012d', i), printf('00000000-0000-7000-8000-%012d', i), 'seed', lower(hex(randomblob(32))), 'kw_' || substr(lower(hex(randomblob(4))), 1, 8),
              'sha256', 0, '["bench:read"]', '{}', 1, ${now}, 'bench', ${now}
       from seq`.execute(db);
   } else {
     await sql`
-      insert into api_keys (id, name, key_hash, key_prefix, hash_scheme, is_admin, scopes, metadata, is_active, created_at, created_by, updated_at)
-      select '00000000-0000-7000-8000-' || lpad(i::text, 12, '0'), 'seed', md5(i::text || random()::text) || md5(random()::text),
+      insert into api_keys (id, lineage_id, name, key_hash, key_prefix, hash_scheme, is_admin, scopes, metadata, is_active, created_at, created_by, updated_at)
+      select '00000000-0000-7000-8000-' || lpad(i::text, 12, '0'), '00000000-0000-7000-8000-' || lpad(i::text, 12, '0'), 'seed', md5(i::text || random()::text) || md5(random()::text),
              'kw_' || substr(md5(random()::text), 1, 8), 'sha256', false, '["bench:read"]', '{}', true, ${now}, 'bench', ${now}
       from generate_series(${firstId}::bigint, ${last}::bigint) as g(i)`.execute(db);
   }
@@ -121,6 +121,7 @@ async function dropSecondaryIndexes(db: Kysely<Database>, dialect: Dialect): Pro
 function realRow(id: number, key: string, now: number): NewApiKeyRow {
   return {
     id: idOf(id),
+    lineage_id: idOf(id),
     name: 'bench real key',
     key_hash: hashApiKey(key),
     key_prefix: key.slice(0, 11),

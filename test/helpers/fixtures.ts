@@ -5,8 +5,10 @@ import type { ApiKey } from '../../packages/server/src/domain.js';
 /** A complete key record for repository-level tests (a fresh random key, hashed; never stored in plaintext). */
 export function newApiKey(overrides: Partial<ApiKey> = {}, now = Date.now()): ApiKey {
   const key = generateKey();
+  const id = uuidv7();
   return {
-    id: uuidv7(),
+    id,
+    lineageId: id,
     name: 'a key',
     description: null,
     keyHash: hashApiKey(key),

@@ -16,6 +16,7 @@ const FUTURE = '2031-06-01T12:00:00.000Z';
 const QUIET_GUARD = { AUTH_FAILURES_PER_MINUTE: '0' };
 const VIEW_FIELDS = [
   'id',
+  'lineage_id',
   'name',
   'description',
   'key_prefix',

@@ -6,7 +6,17 @@ import { countUsageByBucket } from '../../packages/server/src/usage/repository.j
 import { DIALECTS, type FreshDatabase, freshDatabase } from '../helpers/db.js';
 
 const TABLES = ['users', 'api_keys', 'api_key_usage', 'api_key_usage_minutes', 'audit_log'] as const;
-const ALL = ['0001-initial', '0002-usage-storage', '0003-roll-budget', '0004-rolled-at', '0005-key-changes', '0006-idempotency'];
+const ALL = [
+  '0001-initial',
+  '0002-usage-storage',
+  '0003-roll-budget',
+  '0004-rolled-at',
+  '0005-key-changes',
+  '0006-idempotency',
+  '0007-usage-events',
+  '0008-key-lineage',
+  '0009-events',
+];
 
 /** Every migration down, newest first (one step per call, as `keyward migrate down` does). */
 async function migrateAllDown(db: Db): Promise<string[]> {
@@ -50,6 +60,15 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     expect(status?.executedAt).toBeInstanceOf(Date);
     expect(await migrateUp(db.db)).toEqual([]);
 
+    await expect(sql`select id from webhook_deliveries`.execute(db.db)).resolves.toBeDefined();
+    expect(await migrateDown(db.db)).toEqual(['0009-events']);
+    await expect(sql`select id from webhook_deliveries`.execute(db.db)).rejects.toThrow();
+    await expect(sql`select lineage_id from api_keys`.execute(db.db)).resolves.toBeDefined();
+    expect(await migrateDown(db.db)).toEqual(['0008-key-lineage']);
+    await expect(sql`select lineage_id from api_keys`.execute(db.db)).rejects.toThrow();
+    await expect(sql`select tags from api_key_usage`.execute(db.db)).resolves.toBeDefined();
+    expect(await migrateDown(db.db)).toEqual(['0007-usage-events']);
+    await expect(sql`select tags from api_key_usage`.execute(db.db)).rejects.toThrow();
     await expect(sql`select idempotency_key from idempotency_keys`.execute(db.db)).resolves.toBeDefined();
     expect(await migrateDown(db.db)).toEqual(['0006-idempotency']);
     await expect(sql`select idempotency_key from idempotency_keys`.execute(db.db)).rejects.toThrow();
@@ -77,6 +96,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       .insertInto('api_keys')
       .values({
         id: '00000000-0000-7000-8000-000000000001',
+        lineage_id: '00000000-0000-7000-8000-000000000001',
         name: 'after round trip',
         key_hash: 'a'.repeat(64),
         key_prefix: 'kw_aaaaaaaa',
@@ -134,9 +154,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     const opened = openDatabase(database.url);
     db = opened;
     await migrateUp(db.db);
-    expect(await migrateDown(db.db)).toEqual(['0006-idempotency']);
-    expect(await migrateDown(db.db)).toEqual(['0005-key-changes']);
-    expect(await migrateDown(db.db)).toEqual(['0004-rolled-at']);
+    for (const name of [...ALL.slice(3)].reverse()) expect(await migrateDown(db.db)).toEqual([name]);
     const key = (id: string, rolledFrom: string | null, updatedAt: number) =>
       sql`insert into api_keys (id, name, key_hash, key_prefix, hash_scheme, is_admin, scopes, metadata, is_active, created_at, created_by, updated_at, rolled_from)
           values (${id}, ${id}, ${`hash-${id}`}, ${id}, 'sha256', ${false}, '[]', '{}', ${true}, ${1}, 'test', ${updatedAt}, ${rolledFrom})`.execute(
@@ -145,7 +163,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     await key('old', null, 500);
     await key('new', 'old', 600);
     await key('alone', null, 700);
-    expect(await migrateUp(db.db)).toEqual(['0004-rolled-at', '0005-key-changes', '0006-idempotency']);
+    expect(await migrateUp(db.db)).toEqual(ALL.slice(3));
     const rows = await db.db.selectFrom('api_keys').select(['id', 'rolled_at']).orderBy('id').execute();
     expect(rows.map((r) => [r.id, r.rolled_at === null ? null : Number(r.rolled_at)])).toEqual([
       ['alone', null],
@@ -159,8 +177,8 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     db = openDatabase(database.url);
     // The migrator has no "up to": all the way up, then down to before 0002.
     await migrateUp(db.db);
-    for (let i = 0; i < 5; i++) await migrateDown(db.db);
-    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual([false, true, true, true, true, true]);
+    for (let i = 1; i < ALL.length; i++) await migrateDown(db.db);
+    expect((await migrationStatus(db.db)).map((m) => m.executedAt === null)).toEqual(ALL.map((_, i) => i > 0));
     const minute = 1_900_000_020_000 - (1_900_000_020_000 % 60_000);
     // Rows as the first schema held them (text ids), written with plain SQL: the typed schema is the new one.
     const row = (id: string, apiKeyId: string | null, outcome: string, at: number) =>
@@ -206,11 +224,7 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
       .execute();
     expect(Number((await db.db.selectFrom('api_key_usage').select('id').orderBy('id', 'desc').executeTakeFirst())?.id)).toBe(6);
 
-    expect(await migrateDown(db.db)).toEqual(['0006-idempotency']);
-    expect(await migrateDown(db.db)).toEqual(['0005-key-changes']);
-    expect(await migrateDown(db.db)).toEqual(['0004-rolled-at']);
-    expect(await migrateDown(db.db)).toEqual(['0003-roll-budget']);
-    expect(await migrateDown(db.db)).toEqual(['0002-usage-storage']);
+    for (const name of [...ALL.slice(1)].reverse()) expect(await migrateDown(db.db)).toEqual([name]);
     expect(await existingTables(db)).not.toContain('api_key_usage_minutes');
     const back = await sql<{ id: string }>`select id from api_key_usage order by created_at`.execute(db.db);
     expect(back.rows.map((r) => r.id)).toEqual(['1', '2', '3', '4', '5', '6']);
@@ -238,18 +252,18 @@ describe.each(DIALECTS)('migrations on %s', (dialect) => {
     };
     await db.db
       .insertInto('api_keys')
-      .values({ ...base, id: 'k1', key_hash: 'b'.repeat(64), user_id: 'u1' })
+      .values({ ...base, id: 'k1', lineage_id: 'k1', key_hash: 'b'.repeat(64), user_id: 'u1' })
       .execute();
     await expect(
       db.db
         .insertInto('api_keys')
-        .values({ ...base, id: 'k2', key_hash: 'b'.repeat(64) })
+        .values({ ...base, id: 'k2', lineage_id: 'k2', key_hash: 'b'.repeat(64) })
         .execute(),
     ).rejects.toThrow();
     await expect(
       db.db
         .insertInto('api_keys')
-        .values({ ...base, id: 'k3', key_hash: 'c'.repeat(64), user_id: 'no-such-user' })
+        .values({ ...base, id: 'k3', lineage_id: 'k3', key_hash: 'c'.repeat(64), user_id: 'no-such-user' })
         .execute(),
     ).rejects.toThrow();
     await db.db.deleteFrom('users').where('id', '=', 'u1').execute();

@@ -104,6 +104,7 @@ describe('background writes on a SQLite file go through a writer thread', () => 
         .insertInto('api_keys')
         .values({
           id: 'k1',
+          lineage_id: 'k1',
           name: 'k',
           key_hash: 'c'.repeat(64),
           key_prefix: 'kw_cccccccc',
@@ -128,10 +129,11 @@ describe('background writes on a SQLite file go through a writer thread', () => 
     await db.db
       .insertInto('api_keys')
       .values([
-        { ...base, id: 'k1', key_hash: 'a'.repeat(64), is_admin: false, is_active: true, scopes: '[]', metadata: '{}' },
+        { ...base, id: 'k1', lineage_id: 'k1', key_hash: 'a'.repeat(64), is_admin: false, is_active: true, scopes: '[]', metadata: '{}' },
         {
           ...base,
           id: 'k2',
+          lineage_id: 'k2',
           key_hash: 'b'.repeat(64),
           is_admin: false,
           is_active: true,

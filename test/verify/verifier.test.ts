@@ -11,6 +11,7 @@ import { createVerifier } from '../../packages/server/src/verification/verifier.
 function record(key: string, changes: Partial<ApiKey> = {}): ApiKey {
   return {
     id: 'k1',
+    lineageId: 'k1',
     name: 'k',
     description: null,
     keyHash: hashApiKey(key),

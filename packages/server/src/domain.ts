@@ -34,6 +34,11 @@ export interface ApiKey {
   revokedAt: number | null;
   rolledFrom: string | null;
   /**
+   * The id of the first key of this key's roll lineage: its own for a key never rolled from another. A roll
+   * keeps it, so it names the credential's owner-facing identity across rolls (a host app owns resources by it).
+   */
+  lineageId: string;
+  /**
    * The key whose rate limit and quota this one counts against: set on a rolled key, for its grace period, to
    * the key that replaced it; `null` when the key counts against its own.
    */

@@ -231,6 +231,7 @@ export const API_KEY_EXAMPLE = {
   expires_at: null,
   revoked_at: null,
   rolled_from: null,
+  lineage_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
   rate_limit: { limit: 100, window_seconds: 60 },
   quota: { remaining: 9876, refill: { amount: 10000, interval: 'month' }, last_refill_at: '2025-06-01T00:00:00.000Z' },
 } as const;
@@ -258,6 +259,10 @@ export const ApiKeyResponse = Type.Object(
     expires_at: Nullable(Type.String({ format: 'date-time' })),
     revoked_at: Nullable(Type.String({ format: 'date-time' })),
     rolled_from: Nullable(Type.String()),
+    lineage_id: Type.String({
+      description:
+        'The id of the first key of this key’s roll lineage: its own `id` until it is rolled; a roll keeps it. Own resources by it, not by the key’s id or hash, which a roll changes',
+    }),
     rate_limit: Nullable(ref(RateLimitBody)),
     quota: Nullable(ref(QuotaResponse)),
   },
@@ -381,6 +386,7 @@ export function apiKeyView(key: ApiKey, now = Date.now()): ApiKeyResponse {
     expires_at: isoOrNull(key.expiresAt),
     revoked_at: isoOrNull(key.revokedAt),
     rolled_from: key.rolledFrom,
+    lineage_id: key.lineageId,
     rate_limit: key.rateLimit && { limit: key.rateLimit.limit, window_seconds: key.rateLimit.windowSeconds },
     quota: key.quota && {
       remaining: key.quota.remaining,

@@ -39,7 +39,7 @@ const SHA256_HEX = /^[0-9a-f]{64}$/;
 const BCRYPT = /^\$2[aby]\$\d{2}\$[./A-Za-z0-9]{53}$/;
 
 type Parsed =
-  | { ok: true; key: Omit<ApiKey, 'id' | 'createdAt' | 'updatedAt' | 'userId'>; userExternalId: string | null }
+  | { ok: true; key: Omit<ApiKey, 'id' | 'lineageId' | 'createdAt' | 'updatedAt' | 'userId'>; userExternalId: string | null }
   | { ok: false; message: string };
 
 function str(value: unknown, max: number): string | null {
@@ -189,7 +189,7 @@ export function createImportService({ db: { db, dialect }, onKeyChanged = () => 
             userId = user.id;
           }
           const id = uuidv7();
-          const key: ApiKey = { ...parsed.key, id, userId, createdAt: at, updatedAt: at };
+          const key: ApiKey = { ...parsed.key, id, lineageId: id, userId, createdAt: at, updatedAt: at };
           await insertKey(trx, key);
           inserted.push(key);
           await audit(

@@ -24,6 +24,7 @@ export function toApiKey(row: ApiKeyRow): ApiKey {
     expiresAt: row.expires_at,
     revokedAt: row.revoked_at,
     rolledFrom: row.rolled_from,
+    lineageId: row.lineage_id,
     budgetKeyId: row.budget_key_id,
     rolledAt: row.rolled_at,
     rateLimit:
@@ -65,6 +66,7 @@ export function toApiKeyColumns(key: Partial<ApiKey>): ApiKeyUpdate {
   if (key.expiresAt !== undefined) columns.expires_at = key.expiresAt;
   if (key.revokedAt !== undefined) columns.revoked_at = key.revokedAt;
   if (key.rolledFrom !== undefined) columns.rolled_from = key.rolledFrom;
+  if (key.lineageId !== undefined) columns.lineage_id = key.lineageId;
   if (key.budgetKeyId !== undefined) columns.budget_key_id = key.budgetKeyId;
   if (key.rolledAt !== undefined) columns.rolled_at = key.rolledAt;
   if (key.rateLimit !== undefined) {
@@ -190,8 +192,8 @@ async function successorOf(db: Executor, id: string): Promise<ApiKey | undefined
 /**
  * The live key that replaced a rolled key: its successor (`rolled_from`), or that one's, up to the first one not
  * rolled itself; none when that one is revoked, expired or deleted. It starts from the key's budget owner, which a
- * roll with grace points at the newest key of the lineage, so it usually reads one row by id (`rolled_from` has no
- * index: this runs only when a roll is refused).
+ * roll with grace points at the newest key of the lineage, so it usually reads one row by id (this runs only when
+ * a roll is refused).
  */
 export async function findLiveReplacement(db: Executor, key: ApiKey, now: number): Promise<ApiKey | undefined> {
   let head = key.budgetKeyId === null ? undefined : await findKeyById(db, key.budgetKeyId);

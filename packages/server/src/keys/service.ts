@@ -5,8 +5,11 @@ import { type Caller, hasScopes, isAdmin, keyReach, type Principal } from '../ca
 import { type Config, type TierSetting, tierSettingOf } from '../config.js';
 import { type ApiKey, INSTANT_RANGE, isBoundedInstant, isoOrNull, type Quota, type QuotaInput, type RateLimit } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
+import { actorData, keySummary } from '../events/catalogue.js';
+import { emitEvent } from '../events/outbox.js';
 import { MAX_KEY_SEARCH_LENGTH } from '../input-bounds.js';
 import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
+import { refuseSecretInFields } from '../secrets.js';
 import type { Db } from '../store/database.js';
 import type { Executor } from '../store/schema.js';
 import { findUserById, findUserForUpdate } from '../users/repository.js';
@@ -117,6 +120,14 @@ const pick = <F extends keyof typeof SHOWN>(...fields: F[]): AuditedFields<ApiKe
 
 /** What a change of state may touch, as audited. */
 const AUDITED_CHANGES = pick('name', 'description', 'scopes', 'metadata', 'expiresAt', 'rateLimit', 'quota', 'isActive', 'revokedAt');
+/** The event each change of state sends (webhooks). */
+const KEY_EVENTS = {
+  'key.update': 'key.updated',
+  'key.deactivate': 'key.deactivated',
+  'key.activate': 'key.activated',
+  'key.revoke': 'key.revoked',
+} as const;
+
 /** What a new key's audit entry records. */
 const AUDITED_ON_CREATE = pick('name', 'keyPrefix', 'isAdmin', 'scopes', 'userId', 'expiresAt');
 
@@ -299,6 +310,8 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       if (!updated) return err('KEY_NOT_FOUND');
       const changes = diff(current, decided.value, AUDITED_CHANGES);
       await audit(trx, caller, action, { type: 'api_key', id }, changes, at);
+      const event = { key: keySummary(updated), actor: actorData(caller), ...(action === 'key.update' ? { changes } : {}) };
+      await emitEvent(trx, KEY_EVENTS[action], event, at);
       return ok(updated);
     });
     if (outcome.ok) onKeyChanged(outcome.value);
@@ -356,6 +369,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     const later = self && laterExpiry(self, input.expiresAt ?? null);
     if (later) return later;
     if (wantsAdmin && userId !== null) return invalid('body.is_admin', 'an admin key cannot belong to a user');
+    // Push protection: a key pasted into a descriptive field would be stored in plaintext.
+    const secret = refuseSecretInFields(input);
+    if (secret) return secret;
     const expiry = checkExpiry(input.expiresAt);
     if (expiry) return expiry;
     const scopes = [...new Set(input.scopes ?? [])];
@@ -363,8 +379,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     const key = options.plaintext ?? generateKey(input.prefix ?? config.keyPrefix);
     const keyPrefix = displayPrefix(key);
     const at = now();
+    const id = uuidv7();
     const record: ApiKey = {
-      id: uuidv7(),
+      id,
       name: input.name ?? `Key ${keyPrefix}`,
       description: input.description ?? null,
       keyHash: hashApiKey(key),
@@ -382,6 +399,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       expiresAt: input.expiresAt ?? null,
       revokedAt: null,
       rolledFrom: null,
+      lineageId: id,
       budgetKeyId: null,
       rolledAt: null,
       rateLimit: input.rateLimit ?? null,
@@ -415,6 +433,7 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
         { ...options.note, ...facts(record, AUDITED_ON_CREATE) },
         at,
       );
+      await emitEvent(trx, 'key.created', { key: keySummary(record), actor: actorData(caller) }, at);
       return ok({ key, record });
     };
     if (inTransaction !== null) return run(inTransaction);
@@ -508,6 +527,8 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
     },
 
     async update(caller: Caller, id: string, input: UpdateKeyInput): Promise<Result<ApiKey>> {
+      const secret = refuseSecretInFields(input);
+      if (secret) return secret;
       const expiry = checkExpiry(input.expiresAt);
       if (expiry) return expiry;
       const touchesLimits = input.rateLimit !== undefined || input.quota !== undefined;
@@ -639,6 +660,8 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
             updatedAt: at,
             lastUsedAt: null,
             rolledFrom: current.id,
+            // The lineage stays: resources owned by the old key's lineage belong to the new key.
+            lineageId: current.lineageId,
             rolledAt: null,
           };
           await insertKey(trx, record);
@@ -664,6 +687,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
             at,
           );
           await audit(trx, caller, 'key.create', { type: 'api_key', id: record.id }, { rolled_from: id, key_prefix: record.keyPrefix }, at);
+          const actor = actorData(caller);
+          await emitEvent(trx, 'key.rolled', { key: keySummary(old), new_key: keySummary(record), grace_period_seconds: grace, actor }, at);
+          await emitEvent(trx, 'key.created', { key: keySummary(record), actor, rolled_from: id }, at);
           return ok({ issued: { key, record }, old, repointed });
         });
       // The budget read before locking may have moved (a concurrent roll of its owner): lock the one it moved to.
@@ -687,7 +713,9 @@ export function createKeyService({ db: { db, dialect }, config, onKeyChanged = (
       const key = loaded.value;
       const removed = await db.transaction().execute(async (trx) => {
         if (!(await deleteKey(trx, id))) return false;
-        await audit(trx, caller, 'key.delete', { type: 'api_key', id }, { name: key.name, key_prefix: key.keyPrefix }, now());
+        const at = now();
+        await audit(trx, caller, 'key.delete', { type: 'api_key', id }, { name: key.name, key_prefix: key.keyPrefix }, at);
+        await emitEvent(trx, 'key.deleted', { key: keySummary(key), actor: actorData(caller) }, at);
         return true;
       });
       if (!removed) return err('KEY_NOT_FOUND');

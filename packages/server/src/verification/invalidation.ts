@@ -31,8 +31,21 @@ export interface Invalidation {
   keyChanged(key: Pick<ApiKey, 'keyHash'>): void;
   /** Whether messages from other instances are arriving (always true for `local`). */
   live(): boolean;
+  /**
+   * Hears every key change this instance learns of, its own and other instances', once its cache has dropped
+   * the key; and each time the channel goes down or comes back. Returns the function that stops it.
+   */
+  subscribe(listener: KeyChangeListener): () => void;
   /** Waits for announcements still being sent, then disconnects. */
   close(): Promise<void>;
+}
+
+/** What {@link Invalidation.subscribe} tells: the changes feed (`GET /v1/keys/changes`) listens. */
+export interface KeyChangeListener {
+  /** A key changed, here or on another instance: its stored hash (SHA-256 hex; an imported key's bcrypt hash until first used). */
+  changed(keyHash: string): void;
+  /** The channel went down (`false`: changes from other instances may be missed) or came back (`true`). */
+  live(live: boolean): void;
 }
 
 /** A pub/sub channel for changed key hashes. */
@@ -285,14 +298,23 @@ export function createInvalidation({ cache, db, config, metrics }: InvalidationD
     else echoes.set(hash, n - 1);
     return true;
   };
+  // Told after the cache: a client told of a change and asking again finds this instance's cache without it.
+  const subscribers = new Set<KeyChangeListener>();
+  const changed = (hash: string) => {
+    for (const subscriber of subscribers) subscriber.changed(hash);
+  };
   const listener: Listener = {
     message: (hash) => {
-      if (!unexpect(hash)) cache.invalidate(hash);
+      if (unexpect(hash)) return;
+      cache.invalidate(hash);
+      changed(hash);
     },
     live: (value) => {
       echoes.clear();
+      const moved = value !== isLive;
       isLive = value;
       cache.setLive(value);
+      if (moved) for (const subscriber of subscribers) subscriber.live(value);
     },
   };
   const channel: Channel | null =
@@ -350,9 +372,14 @@ export function createInvalidation({ cache, db, config, metrics }: InvalidationD
     keyChanged(key) {
       const hash = key.keyHash;
       cache.invalidate(hash);
+      changed(hash);
       announce(hash);
     },
     live: () => isLive,
+    subscribe(subscriber) {
+      subscribers.add(subscriber);
+      return () => subscribers.delete(subscriber);
+    },
     close() {
       closed ??= (async () => {
         // A one-shot CLI command (`keyward keys revoke`) must announce its change before the process exits: what

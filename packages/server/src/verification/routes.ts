@@ -4,6 +4,7 @@ import { callerOf } from '../http/auth.js';
 import { unwrap } from '../http/problem.js';
 import { bodyProblems, iso, ref, Scope } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
+import { Tags } from '../usage/tags.js';
 import type { Verification, VerificationResult } from './service.js';
 import type { VerifyOutcome } from './verifier.js';
 
@@ -30,12 +31,23 @@ export const VerifyKeyBody = Type.Object(
       Type.Integer({
         minimum: 0,
         description:
-          'Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: the SDK’s Express and Hono `authenticate()` guard sends it (with `cost` 0) to identify a key before the route’s own guard spends, and a route guard behind a spending global guard sends it when the route costs more quota than was spent.',
+          'Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: an SDK route guard sends it when its route costs more quota than the request’s verification spent (a route the first guard could not see), so a request counts once against the rate limit.',
         examples: [0],
       }),
     ),
+    tags: Type.Optional(Tags),
+    record_usage: Type.Optional(
+      Type.Boolean({
+        default: true,
+        description:
+          '`false`: you report the request this verification is for yourself (`POST /v1/usage/events`, as the SDK middleware does), so this verification writes no usage row and the request counts once. The rate limit, quota and `last_used_at` are spent and updated as usual.',
+      }),
+    ),
   },
-  { additionalProperties: false, examples: [{ key: 'kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7', scopes: ['invoices:read'], cost: 1 }] },
+  {
+    additionalProperties: false,
+    examples: [{ key: 'kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7', scopes: ['invoices:read'], cost: 1, tags: ['route:/v1/invoices'] }],
+  },
 );
 export type VerifyKeyBody = Static<typeof VerifyKeyBody>;
 
@@ -54,6 +66,12 @@ export const VerifyKeyResponse = Type.Object(
         'Why the key is or is not valid. Checks run in this order and the first failure decides: `INVALID_FORMAT` (malformed or bad checksum), `NOT_FOUND`, `REVOKED`, `DISABLED` (deactivated), `EXPIRED`, `INSUFFICIENT_SCOPES`, `RATE_LIMITED`, `USAGE_EXCEEDED` (quota spent).',
     }),
     key_id: Type.Optional(Type.String({ description: 'The key’s id. This and the other key fields are absent when no key was found' })),
+    lineage_id: Type.Optional(
+      Type.String({
+        description:
+          'The id of the first key of this key’s roll lineage (its own id until rolled): stable across rolls, unlike `key_id` and the key’s hash. Own resources by it',
+      }),
+    ),
     name: Type.Optional(Type.String()),
     user_id: Type.Optional(NullableString('The user who owns the key; null for admin and service keys')),
     is_admin: Type.Optional(Type.Boolean()),
@@ -94,6 +112,7 @@ const VERIFY_RESULT_EXAMPLE = {
   valid: true,
   code: 'VALID',
   key_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
+  lineage_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90',
   name: 'Billing service',
   user_id: null,
   is_admin: false,
@@ -113,6 +132,7 @@ export function verifyView(outcome: VerifyOutcome): VerifyKeyResponse {
     valid: code === 'VALID',
     code,
     key_id: key.id,
+    lineage_id: key.lineageId,
     name: key.name,
     user_id: key.userId,
     is_admin: key.isAdmin,
@@ -140,7 +160,7 @@ export function verifyRoutes(app: App, deps: { verification: Verification }): vo
         tags: ['Verification'],
         summary: 'Verify an API key',
         description:
-          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).',
+          'For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row, with its `tags`, unless `record_usage` is `false`. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).',
         security: SECURED,
         body: VerifyKeyBody,
         response: {
@@ -156,11 +176,17 @@ export function verifyRoutes(app: App, deps: { verification: Verification }): vo
         reply.header('cache-control', 'no-store');
         return verifyView(outcome);
       };
-      const { key, scopes, cost, ratelimit_cost } = request.body;
+      const { key, scopes, cost, ratelimit_cost, tags, record_usage } = request.body;
       const result = verification.verifyFor(
         callerOf(request),
         { key, scopes, cost, rateLimitCost: ratelimit_cost },
-        { method: request.method, userAgent: request.headers['user-agent'] ?? null, elapsedMs: () => reply.elapsedTime },
+        {
+          method: request.method,
+          userAgent: request.headers['user-agent'] ?? null,
+          elapsedMs: () => reply.elapsedTime,
+          tags,
+          recordUsage: record_usage,
+        },
       );
       return result instanceof Promise ? result.then(answer) : answer(result);
     },

@@ -14,6 +14,14 @@ export interface VerificationRequest {
   userAgent: string | null;
   /** Milliseconds since the request arrived, read when the answer is ready. */
   elapsedMs: () => number;
+  /** Stored on the usage row (`route:/v1/companies`, `region:eu`). */
+  tags?: readonly string[] | undefined;
+  /**
+   * `false`: the caller reports the request this verification was made for itself (`POST /v1/usage/events`,
+   * as the SDK middleware does), so this verification writes no usage row. Limits, quotas, `last_used_at` and
+   * metrics are as for any verification. Default true.
+   */
+  recordUsage?: boolean | undefined;
 }
 
 export type VerificationResult = Result<VerifyOutcome, 'FORBIDDEN' | 'INVALID_COST' | 'RATE_LIMITED'>;
@@ -30,7 +38,7 @@ export type Verification = ReturnType<typeof createVerification>;
 
 /**
  * `POST /v1/keys/verify` as a service: the brute-force guard, the verification itself, and one usage row per
- * answer (never the key). Synchronous when the verifier answers synchronously (a cached key).
+ * answer (never the key), unless the caller reports the request itself (`recordUsage: false`). Synchronous when the verifier answers synchronously (a cached key).
  */
 export function createVerification(deps: {
   verifier: Verifier;
@@ -78,16 +86,19 @@ export function createVerification(deps: {
         // One clock read serves the usage row and the latency histogram.
         const elapsedMs = request.elapsedMs();
         metrics?.verifyDuration.observe(elapsedMs / 1000);
-        usage.record({
-          apiKeyId: result.value.key?.id ?? null,
-          outcome: result.value.code,
-          endpoint: '/v1/keys/verify',
-          method: request.method,
-          statusCode: 200,
-          ipAddress: caller.ip,
-          userAgent: request.userAgent,
-          responseTimeMs: elapsedMs,
-        });
+        if (request.recordUsage !== false) {
+          usage.record({
+            apiKeyId: result.value.key?.id ?? null,
+            outcome: result.value.code,
+            endpoint: '/v1/keys/verify',
+            method: request.method,
+            statusCode: 200,
+            ipAddress: caller.ip,
+            userAgent: request.userAgent,
+            responseTimeMs: elapsedMs,
+            tags: request.tags,
+          });
+        }
       }
       return result;
     };
