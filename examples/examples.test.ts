@@ -1,5 +1,5 @@
 import { createKeywardAuth, generateKey, type KeywardAuth, type KeywardAuthOptions, KeywardClient } from '@keyward/sdk';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it, vi } from 'vitest';
 import { buildCli, type ServeProcess, startServe, tempFolder } from '../test/helpers/cli.js';
 import * as expressExample from './express/app.js';
 import * as fastifyExample from './fastify/app.js';
@@ -45,8 +45,8 @@ describe.each(EXAMPLES)('examples/%s against a running Keyward', (name, listen) 
   let auth: KeywardAuth;
 
   beforeAll(async () => {
-    // A long cache freshness, so what the cache does is seen deterministically; `clearCache` stands for its expiry.
-    auth = createKeywardAuth({ baseUrl: keyward.url, apiKey: verifyKey, cache: { ttlMs: 60_000 } });
+    // A long cache freshness: a revoked key is refused because the change stream says so, not because its entry aged.
+    auth = createKeywardAuth({ baseUrl: keyward.url, apiKey: verifyKey, cache: { ttlMs: 60_000, liveTtlMs: 60_000 } });
     app = await listen({ auth });
   });
   afterAll(async () => app?.close());
@@ -96,22 +96,32 @@ describe.each(EXAMPLES)('examples/%s against a running Keyward', (name, listen) 
         { id: 'acme', name: 'Acme Corporation' },
         { id: 'globex', name: 'Globex' },
       ],
-      caller: { keyId: reader.id, userId: null, scopes: ['companies:read'], isAdmin: false, metadata: { team: name } },
+      caller: {
+        keyId: reader.id,
+        lineageId: reader.id,
+        userId: null,
+        scopes: ['companies:read'],
+        isAdmin: false,
+        metadata: { team: name },
+      },
     });
     const wildcard = await admin.createKey({ name: `${name} wildcard`, scopes: ['companies:*'] });
     expect(await get(`${app.url}/v1/companies`, wildcard.key)).toMatchObject({ status: 200, body: { caller: { keyId: wildcard.id } } });
   });
 
-  it('refuses a revoked key once the cache entry is gone (401 KEY_REVOKED)', async () => {
+  it('refuses a revoked key as soon as the change stream tells it (401 KEY_REVOKED), though its answer was cached', async () => {
     const reader = await admin.createKey({ name: `${name} to revoke`, scopes: ['companies:read'] });
     expect((await get(`${app.url}/v1/companies`, reader.key)).status).toBe(200);
+    await vi.waitFor(() => expect(auth.live()).toBe(true), { timeout: 5_000 });
     await admin.revokeKey(reader.id);
-    // Within the cache freshness the middleware has not asked Keyward again: the documented trade-off.
-    expect((await get(`${app.url}/v1/companies`, reader.key)).status).toBe(200);
-    auth.clearCache();
-    const answer = await get(`${app.url}/v1/companies`, reader.key);
-    expect(answer).toMatchObject({ status: 401, body: { code: 'KEY_REVOKED' } });
-    expect(answer.headers.get('www-authenticate')).toBe('Bearer realm="keyward", error="invalid_token"');
+    await vi.waitFor(
+      async () => {
+        const answer = await get(`${app.url}/v1/companies`, reader.key);
+        expect(answer).toMatchObject({ status: 401, body: { code: 'KEY_REVOKED' } });
+        expect(answer.headers.get('www-authenticate')).toBe('Bearer realm="keyward", error="invalid_token"');
+      },
+      { timeout: 2_000, interval: 20 },
+    );
   });
 
   it('with the cache disabled, refuses a revoked key on the very next request', async () => {

@@ -14,9 +14,9 @@ export function buildApp(options: KeywardHonoOptions): Hono<{ Variables: Keyward
   const keyward = keywardHono(options);
   const app = new Hono<{ Variables: KeywardVariables }>();
   app.get('/healthz', (c) => c.json({ status: 'ok' }));
-  // Everything after this line needs a key (unless requireApiKey is false). The global guard authenticates
-  // and spends nothing; each route's own guard checks its rule and spends its cost, once (so a key without
-  // the scope spends nothing). Every route behind it takes a guard: `keyward()` for the default rule.
+  // Everything after this line needs a key (unless requireApiKey is false). The global guard finds the route's
+  // own guard and verifies once with its rule, spending its cost (a key without the scope spends nothing); a
+  // route without a guard of its own spends the default (one unit of rate limit and of quota).
   app.use('*', keyward.authenticate());
   app.get('/v1/companies', keyward({ scopes: ['companies:read'] }), (c) => c.json({ data: COMPANIES, caller: c.get('keyward') }));
   return app;

@@ -13,6 +13,20 @@ type Methods = Exclude<keyof KeywardClient, 'raw'>;
 // One call per client method. Typed as a record over every method, so a new method cannot be left out here;
 // the test below then checks that together they reach every operation the server documents.
 const CALLS: Record<Methods, (c: KeywardClient) => Promise<unknown>> = {
+  createWebhook: (c) => c.createWebhook({ url: 'https://example.com/hook' }),
+  listWebhooks: (c) => c.listWebhooks({ limit: 5 }),
+  getWebhook: (c) => c.getWebhook('w1'),
+  updateWebhook: (c) => c.updateWebhook('w1', { enabled: false }),
+  deleteWebhook: (c) => c.deleteWebhook('w1'),
+  rollWebhookSecret: (c) => c.rollWebhookSecret('w1'),
+  listWebhookDeliveries: (c) => c.listWebhookDeliveries('w1', { limit: 5 }),
+  retryWebhookDelivery: (c) => c.retryWebhookDelivery('w1', 'd1'),
+  listEvents: (c) => c.listEvents({ limit: 5 }),
+  listUsageEvents: (c) => c.listUsageEvents({ outcome: 'VALID', limit: 10 }),
+  exportUsageEvents: (c) => c.exportUsageEvents({ format: 'csv' }),
+  streamKeyChanges: (c) => c.streamKeyChanges('abc:1'),
+  reportLeakedKeys: (c) => c.reportLeakedKeys(['kw_x']),
+  reportGithubSecretScanning: (c) => c.reportGithubSecretScanning('[]', { keyIdentifier: 'k', signature: 's' }),
   createKey: (c) => c.createKey({ name: 'n' }),
   listKeys: (c) => c.listKeys({ limit: 5 }),
   getKey: (c) => c.getKey('id-1'),

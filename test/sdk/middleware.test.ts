@@ -89,7 +89,7 @@ describe('SDK middleware core: credentials', () => {
     const key = generateKey('kw');
     keyward.answers[key] = validAnswer();
     expect(await auth.authorize({ apiKey: ` ${key} `, path })).toMatchObject({ ok: true });
-    expect(keyward.seen[0]?.body).toEqual({ key });
+    expect(keyward.seen[0]?.body).toEqual({ key, tags: ['route:/v1/companies'], record_usage: false });
   });
 });
 
@@ -110,13 +110,15 @@ describe('SDK middleware core: verification through Keyward', () => {
       headers: {},
       identity: { keyId: 'k1', userId: 'u1', scopes: ['companies:*'], isAdmin: false, metadata: { plan: 'pro' } },
       outcome: { keyId: 'k1', code: 'VALID' },
+      rule: { scopes: ['companies:read'], cost: 2 },
     });
     expect(keyward.seen).toEqual([
       {
         method: 'POST',
         path: '/v1/keys/verify',
         authorization: `Bearer ${VERIFY_KEY}`,
-        body: { key, scopes: ['companies:read'], cost: 2 },
+        // Tagged with the route (the path here), and no usage row of its own: the request's report is its row.
+        body: { key, scopes: ['companies:read'], cost: 2, tags: ['route:/v1/companies'], record_usage: false },
       },
     ]);
   });
@@ -168,6 +170,7 @@ describe('SDK middleware core: verification through Keyward', () => {
       problem: expect.objectContaining({ code: 'RATE_LIMITED', status: 429 }),
       headers: { 'retry-after': '30', 'ratelimit-policy': '"default";q=10', ratelimit: '"default";r=0;t=30' },
       outcome: { keyId: 'key-1', code: 'RATE_LIMITED' },
+      rule: {},
     });
   });
 
@@ -373,7 +376,15 @@ describe('SDK middleware core: authenticate (a global guard that spends nothing)
     expect(await auth.authenticate(bearer(spent))).toMatchObject({ ok: true, identity: { keyId: 'spent' } });
     expect(await auth.authenticate(bearer(revoked))).toMatchObject({ ok: false, status: 401, problem: { code: 'KEY_REVOKED' } });
     expect(await auth.authenticate({ path })).toMatchObject({ ok: false, status: 401, problem: { code: 'AUTH_REQUIRED' } });
-    expect(keyward.seen.map((s) => s.body)).toEqual([good, limited, spent, revoked].map((key) => ({ key, cost: 0, ratelimit_cost: 0 })));
+    expect(keyward.seen.map((s) => s.body)).toEqual(
+      [good, limited, spent, revoked].map((key) => ({
+        key,
+        cost: 0,
+        ratelimit_cost: 0,
+        tags: ['route:/v1/companies'],
+        record_usage: false,
+      })),
+    );
   });
 });
 

@@ -50,6 +50,14 @@ export type KeysActivity = ResponseBody<'/v1/analytics/keys/activity', 'get'>;
 export type KeyActivity = KeysActivity['data'][number];
 /** One request a host application saw, as `reportUsage` sends it. */
 export type UsageEvent = RequestBody<'/v1/usage/events', 'post'>['events'][number];
+/** The filters of `GET /v1/usage/events`: key, user, time range, outcome, status, endpoint, tag, and the page. */
+export type UsageEventsQuery = Omit<QueryOf<'/v1/usage/events', 'get'>, 'format'>;
+/** One page of usage rows, newest first; pass `next_cursor` as `cursor` (with the same filters) for the next. */
+export type UsageEventPage = ResponseBody<'/v1/usage/events', 'get'>;
+/** One recorded request or verification, as `listUsageEvents` returns it. */
+export type UsageRow = UsageEventPage['data'][number];
+/** What `exportUsageEvents` exports: the filters (no page) and the format. */
+export type UsageExportQuery = Omit<UsageEventsQuery, 'limit' | 'cursor'> & { format: 'csv' | 'jsonl' };
 export type AuditLogQuery = QueryOf<'/v1/audit-logs', 'get'>;
 export type AuditLogPage = ResponseBody<'/v1/audit-logs', 'get'>;
 /** An end user of the host product. */
@@ -107,8 +115,28 @@ export class KeywardClient {
       headers: { ...options.headers, ...(credential ? { authorization: `Bearer ${credential}` } : {}) },
     });
     if (timeoutMs > 0) {
+      // A streamed body (an export) may take longer than the timeout to arrive: for it, the timeout bounds the
+      // wait for the answer's headers; for every other request, the whole exchange.
+      const waiting = new Map<string, ReturnType<typeof setTimeout>>();
+      const answered = ({ id }: { id: string }) => {
+        clearTimeout(waiting.get(id));
+        waiting.delete(id);
+        return undefined;
+      };
       this.raw.use({
-        onRequest: ({ request }) => new Request(request, { signal: AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]) }),
+        onRequest: ({ request, options, id }) => {
+          if (options.parseAs !== 'stream') {
+            return new Request(request, { signal: AbortSignal.any([request.signal, AbortSignal.timeout(timeoutMs)]) });
+          }
+          const headers = new AbortController();
+          waiting.set(
+            id,
+            setTimeout(() => headers.abort(new DOMException('The operation timed out.', 'TimeoutError')), timeoutMs),
+          );
+          return new Request(request, { signal: AbortSignal.any([request.signal, headers.signal]) });
+        },
+        onResponse: answered,
+        onError: answered,
       });
     }
   }
@@ -195,6 +223,59 @@ export class KeywardClient {
     return send(this.raw.POST('/v1/keys/verify', { body }));
   }
 
+  /**
+   * `GET /v1/keys/changes`: the server-sent-events stream of key changes (hashes, never keys), as the bytes of
+   * the answer. The middleware follows it for you (see `subscribeKeyChanges`); `lastEventId` resumes after an
+   * event already seen. Needs an admin key or `keyward:verify`. The stream stays open: cancel it when done.
+   *
+   * @example
+   * const body = await keyward.streamKeyChanges();
+   * for await (const chunk of body) process.stdout.write(new TextDecoder().decode(chunk)); // retry:, event: ready, …
+   */
+  async streamKeyChanges(lastEventId?: string): Promise<ReadableStream<Uint8Array>> {
+    const headers = lastEventId === undefined ? {} : { 'last-event-id': lastEventId };
+    const body = await send(this.raw.GET('/v1/keys/changes', { headers, parseAs: 'stream' }));
+    return body ?? new ReadableStream({ start: (controller) => controller.close() });
+  }
+
+  // ---- Leaked keys (no credential needed) ---------------------------------------------------------------
+
+  /**
+   * `POST /v1/leaks/report`: has each of `keys` that is a real key revoked at once. The answer is the same
+   * whether or not any was real; no credential is needed (whoever holds a key may kill it).
+   *
+   * @example
+   * await keyward.reportLeakedKeys([keyFoundInAPublicGist]); // { received: 1 }
+   */
+  reportLeakedKeys(keys: string[]): Promise<ResponseBody<'/v1/leaks/report', 'post', 202>> {
+    return send(this.raw.POST('/v1/leaks/report', { body: { keys } }));
+  }
+
+  /**
+   * `POST /v1/leaks/github`: relays a GitHub secret-scanning report. `body` is the exact text GitHub signed
+   * (sent as is, never re-serialized); `keyIdentifier` and `signature` are its `Github-Public-Key-Identifier`
+   * and `Github-Public-Key-Signature` headers. Answers GitHub's feedback array.
+   *
+   * @example
+   * const feedback = await keyward.reportGithubSecretScanning(rawBody, { keyIdentifier, signature });
+   */
+  reportGithubSecretScanning(
+    body: string,
+    signed: { keyIdentifier: string; signature: string },
+  ): Promise<ResponseBody<'/v1/leaks/github', 'post'>> {
+    return send(
+      this.raw.POST('/v1/leaks/github', {
+        body: [] as RequestBody<'/v1/leaks/github', 'post'>,
+        bodySerializer: () => body,
+        headers: {
+          'content-type': 'application/json',
+          'github-public-key-identifier': signed.keyIdentifier,
+          'github-public-key-signature': signed.signature,
+        },
+      }),
+    );
+  }
+
   /** `GET /v1/analytics/verifications`: totals by outcome and the busiest keys. */
   getVerificationAnalytics(query: VerificationAnalyticsQuery = {}): Promise<VerificationAnalytics> {
     return send(this.raw.GET('/v1/analytics/verifications', { params: { query } }));
@@ -224,6 +305,45 @@ export class KeywardClient {
     return send(this.raw.GET('/v1/analytics/keys/activity', { params: { query: { key_ids: keyIds.join(',') } } }));
   }
 
+  /**
+   * `GET /v1/usage/events`: one page of recorded requests and verifications (endpoint, method, status, IP, user
+   * agent, response time, outcome, tags), newest first. Filter by `key_id`, `user_id`, `from`/`to`, `outcome`
+   * (codes separated by commas), `status` (`404` or `4xx`), `endpoint` (exact, or a prefix ending in `*`) and
+   * `tag`. Readable as the usage counts are: an admin key, `keyward:keys:read`, or a user's token for their keys.
+   *
+   * @example
+   * let cursor: string | undefined;
+   * do {
+   *   const page = await keyward.listUsageEvents({ key_id: keyId, status: '5xx', limit: 500, cursor });
+   *   for (const row of page.data) console.log(row.created_at, row.method, row.endpoint, row.status_code);
+   *   cursor = page.next_cursor ?? undefined;
+   * } while (cursor);
+   */
+  listUsageEvents(query: UsageEventsQuery = {}): Promise<UsageEventPage> {
+    // The operation answers CSV and JSON Lines too; `format: 'json'` asks for the JSON page.
+    return send(this.raw.GET('/v1/usage/events', { params: { query: { ...query, format: 'json' } } })) as Promise<UsageEventPage>;
+  }
+
+  /**
+   * `GET /v1/usage/events?format=csv|jsonl`: every row of a selection (the filters of {@link listUsageEvents},
+   * without paging), newest first, as the body of the answer: a stream of bytes, so an export of millions of rows
+   * is never held in memory. CSV is RFC 4180 with a header line (a text starting with `=`, `+`, `-` or `@` gets
+   * a leading `'`); JSON Lines has one row per line, as `listUsageEvents` returns them. `timeoutMs` bounds the
+   * wait for the answer to start, not the download.
+   *
+   * @example
+   * import { createWriteStream } from 'node:fs';
+   * import { Readable } from 'node:stream';
+   * import { pipeline } from 'node:stream/promises';
+   *
+   * const body = await keyward.exportUsageEvents({ format: 'csv', from: '2025-06-01T00:00:00Z', outcome: 'RATE_LIMITED' });
+   * await pipeline(Readable.fromWeb(body), createWriteStream('rate-limited.csv'));
+   */
+  async exportUsageEvents(query: UsageExportQuery): Promise<ReadableStream<Uint8Array>> {
+    const body = await send(this.raw.GET('/v1/usage/events', { params: { query }, parseAs: 'stream' }));
+    return body ?? new ReadableStream({ start: (controller) => controller.close() });
+  }
+
   /** `GET /v1/audit-logs`: who changed what, newest first (admin). */
   listAuditLogs(query: AuditLogQuery = {}): Promise<AuditLogPage> {
     return send(this.raw.GET('/v1/audit-logs', { params: { query } }));
@@ -235,6 +355,65 @@ export class KeywardClient {
    */
   reportUsage(events: UsageEvent[]): Promise<ResponseBody<'/v1/usage/events', 'post', 202>> {
     return send(this.raw.POST('/v1/usage/events', { body: { events } }));
+  }
+
+  // ---- Webhooks and events (admin) ----------------------------------------------------------------------
+
+  /**
+   * `POST /v1/webhooks`: registers a URL for some event types (all when `event_types` is absent). The signing
+   * secret (`whsec_…`) is in `secret`, returned this once: verify deliveries with any Standard Webhooks library.
+   *
+   * @example
+   * const { id, secret } = await keyward.createWebhook({ url: 'https://example.com/hooks/keyward', event_types: ['key.revoked'] });
+   */
+  createWebhook(body: RequestBody<'/v1/webhooks', 'post'>): Promise<ResponseBody<'/v1/webhooks', 'post', 201>> {
+    return send(this.raw.POST('/v1/webhooks', { body }));
+  }
+
+  /** `GET /v1/webhooks`: one page of webhooks, newest first (never their secrets). */
+  listWebhooks(query: QueryOf<'/v1/webhooks', 'get'> = {}): Promise<ResponseBody<'/v1/webhooks', 'get'>> {
+    return send(this.raw.GET('/v1/webhooks', { params: { query } }));
+  }
+
+  /** `GET /v1/webhooks/{id}`. */
+  getWebhook(id: string): Promise<ResponseBody<'/v1/webhooks/{id}', 'get'>> {
+    return send(this.raw.GET('/v1/webhooks/{id}', { params: { path: { id } } }));
+  }
+
+  /** `PATCH /v1/webhooks/{id}`: URL, event types, description, enabled (enabling clears a disabled reason). */
+  updateWebhook(id: string, body: RequestBody<'/v1/webhooks/{id}', 'patch'>): Promise<ResponseBody<'/v1/webhooks/{id}', 'patch'>> {
+    return send(this.raw.PATCH('/v1/webhooks/{id}', { params: { path: { id } }, body }));
+  }
+
+  /** `DELETE /v1/webhooks/{id}`: the webhook and its deliveries. */
+  async deleteWebhook(id: string): Promise<void> {
+    await send(this.raw.DELETE('/v1/webhooks/{id}', { params: { path: { id } } }));
+  }
+
+  /** `POST /v1/webhooks/{id}/roll-secret`: a new signing secret, returned this once; the old one stops signing. */
+  rollWebhookSecret(id: string): Promise<ResponseBody<'/v1/webhooks/{id}/roll-secret', 'post'>> {
+    return send(this.raw.POST('/v1/webhooks/{id}/roll-secret', { params: { path: { id } } }));
+  }
+
+  /** `GET /v1/webhooks/{id}/deliveries`: one page of deliveries with their attempts, newest first. */
+  listWebhookDeliveries(
+    id: string,
+    query: QueryOf<'/v1/webhooks/{id}/deliveries', 'get'> = {},
+  ): Promise<ResponseBody<'/v1/webhooks/{id}/deliveries', 'get'>> {
+    return send(this.raw.GET('/v1/webhooks/{id}/deliveries', { params: { path: { id }, query } }));
+  }
+
+  /** `POST /v1/webhooks/{id}/deliveries/{delivery_id}/retry`: sends a delivery again, now. */
+  retryWebhookDelivery(
+    id: string,
+    deliveryId: string,
+  ): Promise<ResponseBody<'/v1/webhooks/{id}/deliveries/{delivery_id}/retry', 'post', 202>> {
+    return send(this.raw.POST('/v1/webhooks/{id}/deliveries/{delivery_id}/retry', { params: { path: { id, delivery_id: deliveryId } } }));
+  }
+
+  /** `GET /v1/events`: one page of the events Keyward wrote (what webhooks deliver), newest first. */
+  listEvents(query: QueryOf<'/v1/events', 'get'> = {}): Promise<ResponseBody<'/v1/events', 'get'>> {
+    return send(this.raw.GET('/v1/events', { params: { query } }));
   }
 
   // ---- Users (admin) ------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 import type { FastifyPluginAsync, FastifyReply, FastifyRequest } from 'fastify';
 import {
   type AccessRule,
+  assertTags,
   createKeywardAuth,
   type KeywardAuth,
   type KeywardAuthOptions,
@@ -28,13 +29,15 @@ export interface KeywardFastifyOptions extends KeywardAuthOptions {
  * A Fastify plugin that authenticates every request of the instance it is registered on (not encapsulated)
  * with Keyward, before the body is read, sets `request.keyward`, and enforces each route's
  * `config.keyward` rule, verifying once per request with that rule (so its `cost` is what the quota is
- * charged). Failures answer problem+json as Keyward does (401 with `WWW-Authenticate`, 403).
- * Each request that presented a key is reported to Keyward's usage once answered (unless `usage: false`);
- * closing the app sends what is queued.
+ * charged, and a key refused for its scopes spends nothing); a route without a rule takes the default one
+ * (1 unit of rate limit, 1 of quota). Failures answer problem+json as Keyward does (401 with
+ * `WWW-Authenticate`, 403, 429). Each request that presented a key is one usage row in Keyward, reported once
+ * answered and tagged `route:<pattern>` (unless `usage: false`); closing the app sends what is queued and
+ * stops the change feed.
  *
  * @example
- * await app.register(keywardFastify({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY }));
- * app.get('/v1/companies', { config: { keyward: { scopes: ['companies:read'] } } }, async (request) => {
+ * await app.register(keywardFastify({ baseUrl: KEYWARD_URL, apiKey: KEYWARD_VERIFY_KEY, tags: ['region:eu'] }));
+ * app.get('/v1/companies', { config: { keyward: { scopes: ['companies:read'], tags: ['team:crm'] } } }, async (request) => {
  *   return { companies: [], caller: request.keyward?.keyId };
  * });
  * app.get('/healthz', { config: { keyward: false } }, async () => ({ status: 'ok' }));
@@ -46,13 +49,18 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
     // away first (onResponse does not run then); taken out when reported, so a request is reported once.
     // (The reply and address are kept too: onRequestAbort is given the request alone, and a closed socket has
     // no address.)
-    const seen = new WeakMap<FastifyRequest, { outcome: RequestOutcome; reply: FastifyReply; ip: string }>();
+    const seen = new WeakMap<
+      FastifyRequest,
+      { outcome: RequestOutcome; reply: FastifyReply; ip: string; route: string | undefined; tags: string[] | undefined }
+    >();
     const report = (request: FastifyRequest, answered: boolean): void => {
       const entry = seen.get(request);
       if (entry === undefined) return;
       seen.delete(request);
       auth.record(entry.outcome, {
         endpoint: request.url,
+        route: entry.route,
+        tags: entry.tags,
         method: request.method,
         statusCode: answered ? entry.reply.statusCode : null,
         ipAddress: entry.ip,
@@ -64,19 +72,27 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
     app.addHook('onResponse', async (request) => report(request, true));
     app.addHook('onRequestAbort', async (request) => report(request, false));
     app.addHook('onClose', async () => auth.close());
+    // A route's tags are checked as it is declared: a tag Keyward would refuse fails at start-up, not per request.
+    app.addHook('onRoute', (route) => {
+      const rule = (route.config as { keyward?: AccessRule | false } | undefined)?.keyward;
+      if (rule) assertTags(rule.tags, `keywardFastify (${route.method} ${route.url})`);
+    });
     app.addHook('onRequest', async (request, reply) => {
       const rule = request.routeOptions.config.keyward;
       if (rule === false) return;
       const header = request.headers['x-api-key'];
+      // The route's pattern (`/v1/companies/:id`); none for a request no route matched (a 404).
+      const route = request.routeOptions.url;
       const decision = await auth.authorize(
         {
           authorization: request.headers.authorization,
           apiKey: Array.isArray(header) ? header.join(', ') : header,
           path: request.url,
+          route,
         },
         rule ?? {},
       );
-      if (decision.outcome) seen.set(request, { outcome: decision.outcome, reply, ip: request.ip });
+      if (decision.outcome) seen.set(request, { outcome: decision.outcome, reply, ip: request.ip, route, tags: rule?.tags });
       reply.headers(decision.headers);
       if (decision.ok) {
         request.keyward = decision.identity;

@@ -1,3 +1,4 @@
+export { type KeyChangeFeed, type KeyChangeFeedOptions, type KeyChangeHandlers, subscribeKeyChanges } from './changes.js';
 export {
   type ApiKey,
   type AuditLogPage,
@@ -23,6 +24,10 @@ export {
   type UpdateKeyInput,
   type UpdateUserInput,
   type UsageEvent,
+  type UsageEventPage,
+  type UsageEventsQuery,
+  type UsageExportQuery,
+  type UsageRow,
   type User,
   type UserPage,
   type UserWithKeyCount,
@@ -40,6 +45,8 @@ export {
   classifyKey,
   DISPLAY_SECRET_CHARS,
   displayPrefix,
+  type FoundKey,
+  findKeys,
   generateKey,
   hashApiKey,
   isValidPrefix,
@@ -51,17 +58,22 @@ export {
 } from './key.js';
 export {
   type AccessRule,
+  assertTags,
   createKeywardAuth,
   type Decision,
+  type KeyChangesOptions,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
   MIDDLEWARE_PROBLEMS,
+  mergeRules,
   type PresentedCredentials,
   problemOf,
   type RequestOutcome,
+  type RouteResolver,
   type SeenResponse,
 } from './middleware.js';
+export { ownerOf } from './owner.js';
 export {
   type CredentialHeaders,
   credentialOf,

@@ -61,6 +61,46 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/leaks/report": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Report leaked keys
+         * @description No credential: whoever holds a key may have it revoked, as GitHub’s credential revocation API allows. Each of `keys` that is a key of this Keyward is revoked at once and audited as `key.leaked` (source `report`); the others are ignored. The answer is the same whether or not any key was real. Requests are limited per client address (`LEAKS_REPORTS_PER_MINUTE`): past it, 429 with `Retry-After`.
+         */
+        post: operations["reportLeakedKeys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/leaks/github": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * GitHub secret scanning: leaked keys
+         * @description GitHub’s secret-scanning partner endpoint. The body is signed: `Github-Public-Key-Identifier` names one of GitHub’s public keys (`LEAKS_GITHUB_KEYS_URL`, or `LEAKS_GITHUB_KEYS_FILE`), and `Github-Public-Key-Signature` is the base64 DER ECDSA P-256 SHA-256 signature of the body’s exact bytes. A missing or bad signature is 401 `INVALID_SIGNATURE` and revokes nothing; 503 when GitHub’s keys cannot be loaded (GitHub sends the report again). Each token that is a key of this Keyward is revoked at once and audited as `key.leaked` with its URL; the answer is GitHub’s feedback array.
+         */
+        post: operations["reportGithubSecretScanning"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
     "/v1/api-keys/{id}/usage": {
         parameters: {
             query?: never;
@@ -70,7 +110,7 @@ export interface paths {
         };
         /**
          * A key's usage over time
-         * @description Verifications and requests recorded for the key in [`from`, `to`), counted by outcome per minute, hour or day. Anyone who may read the key may read its usage. Rows are written in batches, so the last second or so may not be counted yet.
+         * @description Verifications and requests recorded for the key in [`from`, `to`), counted by outcome per minute, hour or day, and with `group_by` by endpoint, status class, tag or key besides. Anyone who may read the key may read its usage. Rows are written in batches, so the last second or so may not be counted yet.
          */
         get: operations["getApiKeyUsage"];
         put?: never;
@@ -110,7 +150,7 @@ export interface paths {
         };
         /**
          * Verifications over time
-         * @description Verifications in [`from`, `to`) by outcome per minute, hour or day (UTC buckets; default the last 24 hours by hour), every bucket present. Admins see every verification, those of unknown keys included; a key holding `keyward:keys:read` or `keyward:keys:write` sees its keys’ (its user’s keys only, when it belongs to a user); a signed-in user sees their own keys’. `key_id` narrows it to one key. Rows are written in batches, so the last second or so may not be counted yet.
+         * @description Verifications in [`from`, `to`) by outcome per minute, hour or day (UTC buckets; default the last 24 hours by hour), every bucket present, and with `group_by` by endpoint, status class, tag or key besides. Admins see every verification, those of unknown keys included; a key holding `keyward:keys:read` or `keyward:keys:write` sees its keys’ (its user’s keys only, when it belongs to a user); a signed-in user sees their own keys’. `key_id` narrows it to one key. Rows are written in batches, so the last second or so may not be counted yet.
          */
         get: operations["getVerificationSeries"];
         put?: never;
@@ -148,7 +188,11 @@ export interface paths {
             path?: never;
             cookie?: never;
         };
-        get?: never;
+        /**
+         * Read usage rows back
+         * @description The recorded requests and verifications (endpoint, method, status, IP, user agent, response time, outcome, tags), newest first, filtered by key, user, time range, outcome, status, endpoint and tag. `format=json` answers a page (up to 1000 rows; follow `next_cursor`, with the same filters, until it is null). A filter no index serves (an endpoint; a tag on SQLite; an exact status; an outcome or status beside a key or user) is checked on at most 100,000 rows a page, so a page may hold fewer rows than `limit`, even none, while `next_cursor` is set. `format=csv` or `jsonl` streams the whole selection as a download. In CSV, a text starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`, so spreadsheets do not run it as a formula. Rights as for usage counts: an admin sees every row (unknown keys’ too); a key holding `keyward:keys:read` or `keyward:keys:write` its keys’ (its user’s only, when it belongs to a user); a signed-in user their own keys’. Rows are written in batches, so the last second or so may not be there yet.
+         */
+        get: operations["listUsageEvents"];
         put?: never;
         /**
          * Report requests seen by a host application
@@ -364,9 +408,37 @@ export interface paths {
         put?: never;
         /**
          * Verify an API key
-         * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).
+         * @description For your services: is this key valid for this request? Checks format and checksum, then the key’s state (revoked, deactivated, expired), the required `scopes`, its rate limit and its quota (spending `cost`). Always answers 200 with `valid` and `code` when the request itself is well-formed. The caller needs an admin key or a key holding `keyward:verify`. Answers come from an in-process cache that every change to a key invalidates at once on every instance. Each verification is recorded as a usage row, with its `tags`, unless `record_usage` is `false`. After too many failed verifications (malformed, unknown, revoked, deactivated or expired keys) from one caller key and address in a minute, that pair gets 429 `RATE_LIMITED` with `Retry-After` (`VERIFY_FAILURES_PER_MINUTE`) for any key this instance holds no record of, such as guesses; keys it has already seen keep verifying, so your end users’ real keys are not blocked by someone else’s bad ones (a real key this instance has not seen yet is refused too until the block ends).
          */
         post: operations["verifyKey"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/keys/changes": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Follow key changes (server-sent events)
+         * @description For SDK clients that cache verifications: a server-sent-events stream of every key change this instance learns of, its own and every other instance’s. Needs an admin key or a key holding `keyward:verify`. It carries key hashes (SHA-256 hex of the key), never a key.
+         *
+         *     - On connect: `retry: 1000`, then `event: ready` with `data: {"stream_id", "cache_ttl_ms"}` (`stream_id` names this boot of this instance; `cache_ttl_ms` is its `CACHE_TTL_MS`). Without `Last-Event-ID`, `ready` carries the id of the current position.
+         *     - `event: key.changed`, `id: <stream_id>:<seq>`, `data: {"key_hash"}`: drop that key from your cache.
+         *     - `: ping` comment lines every `KEY_CHANGES_HEARTBEAT_MS` (default 15 s).
+         *     - Reconnect with `Last-Event-ID`: the events after it are replayed when this instance still holds them (the same boot, among its last 10 000 events); otherwise `event: reset` (drop your whole cache), with an id, then live events.
+         *     - `event: degraded` when this instance’s invalidation channel goes down (changes made elsewhere may go unseen: treat it like a dropped stream), `event: reset` with an id when it is back.
+         *
+         *     At most `KEY_CHANGES_MAX_STREAMS` streams (default 1 000) are open at once on an instance; more answer 503 with `Retry-After`. Streams end when the instance stops.
+         */
+        get: operations["streamKeyChanges"];
+        put?: never;
+        post?: never;
         delete?: never;
         options?: never;
         head?: never;
@@ -489,8 +561,441 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/webhooks": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List webhooks
+         * @description Admin only. Newest first, paginated with `limit` and `cursor`. Secrets are never listed.
+         */
+        get: operations["listWebhooks"];
+        put?: never;
+        /**
+         * Create a webhook
+         * @description Admin only. Events of the types named in `event_types` (default `["*"]`, every one) are POSTed to `url`, signed per Standard Webhooks. The answer holds the signing secret (`whsec_…`), shown this once. A URL whose host is (or resolves to) a loopback, private or link-local address is refused with `WEBHOOK_URL_NOT_ALLOWED` unless `WEBHOOK_ALLOW_PRIVATE=true`.
+         */
+        post: operations["createWebhook"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * Get a webhook
+         * @description Admin only. `enabled`, and `disabled_reason` when it was disabled (by an admin, or because every attempt failed for a day).
+         */
+        get: operations["getWebhook"];
+        put?: never;
+        post?: never;
+        /**
+         * Delete a webhook
+         * @description Admin only. Deletes the webhook with its deliveries and their attempts; nothing more is sent to it.
+         */
+        delete: operations["deleteWebhook"];
+        options?: never;
+        head?: never;
+        /**
+         * Update a webhook
+         * @description Admin only. Changes the URL (checked as on create), the description, the event types, or `enabled`. Enabling a disabled webhook clears `disabled_reason` and its failure count; disabling one ends its deliveries still due (`dead`).
+         */
+        patch: operations["updateWebhook"];
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/roll-secret": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Roll a webhook’s signing secret
+         * @description Admin only. A new signing secret, shown this once; the old one signs nothing more. Attempts that fail while the receiver still checks the old secret are retried on schedule, signed with the new one.
+         */
+        post: operations["rollWebhookSecret"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List a webhook’s deliveries
+         * @description Admin only. Newest first, with every attempt (when, how long, the status code or the error); `status` filters. Retries follow the schedule 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 10 h (±20 %), then the delivery is `dead`.
+         */
+        get: operations["listWebhookDeliveries"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/webhooks/{id}/deliveries/{delivery_id}/retry": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Retry a delivery
+         * @description Admin only. Sends the delivery again now: one more attempt for one that is `dead` or `succeeded`; one still scheduled is brought forward. 409 `WEBHOOK_DISABLED` while the webhook is disabled.
+         */
+        post: operations["retryWebhookDelivery"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "/v1/events": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        /**
+         * List events
+         * @description Admin only. Every event written (whether or not a webhook wanted it), newest first; `type` filters. Kept `EVENTS_RETENTION_DAYS` (default 30).
+         */
+        get: operations["listEvents"];
+        put?: never;
+        post?: never;
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
-export type webhooks = Record<string, never>;
+export interface webhooks {
+    "key.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was created
+         * @description A key was created (through the API, the CLI, a roll, or the bootstrap admin key); `rolled_from` names the key a roll replaced. Sent to each enabled webhook whose `event_types` name `key.created` (or `*`).
+         */
+        post: operations["keyCreatedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.updated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was changed
+         * @description A key’s name, description, scopes, metadata, expiry, rate limit or quota changed: `changes` says which, from what to what. Sent to each enabled webhook whose `event_types` name `key.updated` (or `*`).
+         */
+        post: operations["keyUpdatedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.rolled": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was rolled
+         * @description A key was replaced by a new one. `key` is the old key (its `expires_at` is the end of its grace period), `new_key` the replacement. Sent to each enabled webhook whose `event_types` name `key.rolled` (or `*`).
+         */
+        post: operations["keyRolledEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.deactivated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was deactivated
+         * @description A key was deactivated: it stops verifying until activated again. Sent to each enabled webhook whose `event_types` name `key.deactivated` (or `*`).
+         */
+        post: operations["keyDeactivatedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.activated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was activated
+         * @description A deactivated key was activated again. Sent to each enabled webhook whose `event_types` name `key.activated` (or `*`).
+         */
+        post: operations["keyActivatedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.revoked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was revoked
+         * @description A key was revoked, for good. Sent to each enabled webhook whose `event_types` name `key.revoked` (or `*`).
+         */
+        post: operations["keyRevokedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was deleted
+         * @description A key was deleted; `cause` is `user.delete` when it went with its user. Sent to each enabled webhook whose `event_types` name `key.deleted` (or `*`).
+         */
+        post: operations["keyDeletedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.expiring": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key expires soon
+         * @description A key will expire within `WEBHOOK_KEY_EXPIRING_BEFORE` (default 7 days). Sent once per key and expiry. Sent to each enabled webhook whose `event_types` name `key.expiring` (or `*`).
+         */
+        post: operations["keyExpiringEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.expired": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key expired
+         * @description A key reached its `expires_at` (a rolled key, the end of its grace period). Sent once per key and expiry. Sent to each enabled webhook whose `event_types` name `key.expired` (or `*`).
+         */
+        post: operations["keyExpiredEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "key.leaked": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key was reported leaked and revoked
+         * @description A key was found where it should not be (GitHub secret scanning, a public report, `keyward scan --revoke`) and revoked at once. `revoked` is false when it was revoked already. Sent to each enabled webhook whose `event_types` name `key.leaked` (or `*`).
+         */
+        post: operations["keyLeakedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "quota.low": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key’s quota is running low
+         * @description A spend took a key’s quota to `WEBHOOK_QUOTA_LOW_FRACTION` (default 0.1) of its refill amount or below. Once per refill period; quotas without a refill send none. Sent to each enabled webhook whose `event_types` name `quota.low` (or `*`).
+         */
+        post: operations["quotaLowEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "quota.exhausted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A key’s quota is used up
+         * @description A spend took a key’s quota to 0: its verifications answer `USAGE_EXCEEDED` until it refills. Once per refill period. Sent to each enabled webhook whose `event_types` name `quota.exhausted` (or `*`).
+         */
+        post: operations["quotaExhaustedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.created": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A user was created
+         * @description A user was created by an admin, or on their first sign-in with a JWT (`source: jwt`). Sent to each enabled webhook whose `event_types` name `user.created` (or `*`).
+         */
+        post: operations["userCreatedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.updated": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A user was changed
+         * @description A user’s email or tier changed. Sent to each enabled webhook whose `event_types` name `user.updated` (or `*`).
+         */
+        post: operations["userUpdatedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+    "user.deleted": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * A user was deleted
+         * @description A user was deleted with their keys (each key also sends `key.deleted`). Sent to each enabled webhook whose `event_types` name `user.deleted` (or `*`).
+         */
+        post: operations["userDeletedEvent"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
+}
 export interface components {
     schemas: {
         /**
@@ -512,7 +1017,7 @@ export interface components {
              * @description Stable error code, one of the catalogue (`errors.ts`)
              * @enum {string}
              */
-            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
+            code: "INVALID_REQUEST" | "KEY_LIMIT_REACHED" | "INVALID_COST" | "SECRET_IN_FIELD" | "WEBHOOK_URL_NOT_ALLOWED" | "AUTH_REQUIRED" | "INVALID_CREDENTIALS" | "INVALID_SIGNATURE" | "KEY_EXPIRED" | "TOKEN_EXPIRED" | "KEY_DISABLED" | "KEY_REVOKED" | "FORBIDDEN" | "NOT_FOUND" | "KEY_NOT_FOUND" | "USER_NOT_FOUND" | "WEBHOOK_NOT_FOUND" | "DELIVERY_NOT_FOUND" | "METHOD_NOT_ALLOWED" | "KEY_IS_REVOKED" | "KEY_IS_EXPIRED" | "KEY_WAS_ROLLED" | "KEY_IS_CHANGING" | "USER_EXISTS" | "WEBHOOK_DISABLED" | "IDEMPOTENCY_KEY_REUSED" | "IDEMPOTENCY_KEY_IN_USE" | "PAYLOAD_TOO_LARGE" | "URI_TOO_LONG" | "UNSUPPORTED_MEDIA_TYPE" | "IDEMPOTENCY_KEY_MISMATCH" | "REQUEST_TIMEOUT" | "RATE_LIMITED" | "HEADERS_TOO_LARGE" | "USAGE_EXCEEDED" | "INTERNAL_ERROR" | "BAD_GATEWAY" | "SERVICE_UNAVAILABLE" | "GATEWAY_TIMEOUT";
             detail?: string;
             instance?: string;
             /** @description This request’s id, also sent as `X-Request-Id`: quote it when reporting a failed request */
@@ -603,6 +1108,7 @@ export interface components {
          *       "expires_at": null,
          *       "revoked_at": null,
          *       "rolled_from": null,
+         *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
          *       "rate_limit": {
          *         "limit": 100,
          *         "window_seconds": 60
@@ -639,6 +1145,8 @@ export interface components {
             expires_at: string | null;
             revoked_at: string | null;
             rolled_from: string | null;
+            /** @description The id of the first key of this key’s roll lineage: its own `id` until it is rolled; a roll keeps it. Own resources by it, not by the key’s id or hash, which a roll changes */
+            lineage_id: string;
             rate_limit: components["schemas"]["RateLimit"] | null;
             quota: components["schemas"]["Quota"] | null;
         };
@@ -755,6 +1263,8 @@ export interface components {
         KeyUsage: {
             key_id: string;
             granularity: string;
+            /** @description The dimension of `groups`; absent when counting by outcome only */
+            group_by?: "endpoint" | "status_class" | "tag" | "key";
             /** Format: date-time */
             from: string;
             /** Format: date-time */
@@ -768,11 +1278,19 @@ export interface components {
                 outcomes: {
                     [key: string]: number;
                 };
+                /** @description With `group_by` other than `outcome`: counts by that dimension (`""`: rows with none); groups with no rows are left out */
+                groups?: {
+                    [key: string]: number;
+                };
             }[];
             totals: {
                 total: number;
                 /** @description Counts by verification code (`VALID`, `RATE_LIMITED`, `USAGE_EXCEEDED`, …); codes with no rows are left out */
                 outcomes: {
+                    [key: string]: number;
+                };
+                /** @description With `group_by` other than `outcome`: counts by that dimension (`""`: rows with none); groups with no rows are left out */
+                groups?: {
                     [key: string]: number;
                 };
             };
@@ -802,6 +1320,29 @@ export interface components {
                 };
             }[];
         };
+        /** @description One request or verification, as recorded */
+        UsageRow: {
+            /** @description The row’s id, unique in this Keyward */
+            id: string;
+            key_id: string | null;
+            endpoint: string | null;
+            method: string | null;
+            status_code: number | null;
+            ip_address: string | null;
+            user_agent: string | null;
+            response_time_ms: number | null;
+            /** @description The verification code the key came to (`VALID`, `RATE_LIMITED`, …) */
+            outcome: string;
+            /** @description The tags the request carried; empty for none */
+            tags: string[];
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** @description A page of usage rows, newest first */
+        UsageEventPage: {
+            data: components["schemas"]["UsageRow"][];
+            next_cursor: string | null;
+        };
         /** @description One request a host application saw, and what its key came to */
         UsageEvent: {
             key_id: string | null;
@@ -817,6 +1358,7 @@ export interface components {
             user_agent?: string | null;
             response_time_ms?: number | null;
             occurred_at?: string | null;
+            tags?: string[] | null;
         };
         /** @description Always 200 for a well-formed request: `valid` and `code` say whether the key may be used */
         VerifyResult: {
@@ -829,6 +1371,8 @@ export interface components {
             code: "VALID" | "INVALID_FORMAT" | "NOT_FOUND" | "REVOKED" | "DISABLED" | "EXPIRED" | "INSUFFICIENT_SCOPES" | "RATE_LIMITED" | "USAGE_EXCEEDED";
             /** @description The key’s id. This and the other key fields are absent when no key was found */
             key_id?: string;
+            /** @description The id of the first key of this key’s roll lineage (its own id until rolled): stable across rolls, unlike `key_id` and the key’s hash. Own resources by it */
+            lineage_id?: string;
             name?: string;
             /** @description The user who owns the key; null for admin and service keys */
             user_id?: string | null;
@@ -869,6 +1413,455 @@ export interface components {
                 redis: "ok" | "down" | "disabled";
                 /** @description Whether cache invalidation messages from other instances are arriving */
                 invalidation: "ok" | "down" | "disabled";
+            };
+        };
+        /**
+         * @description Where events are sent. Its signing secret is shown only when made or rolled
+         * @example {
+         *       "id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+         *       "url": "https://hooks.example.com/keyward",
+         *       "description": "Security alerts",
+         *       "event_types": [
+         *         "key.leaked",
+         *         "key.revoked",
+         *         "key.expiring"
+         *       ],
+         *       "enabled": true,
+         *       "disabled_reason": null,
+         *       "failing_since": null,
+         *       "consecutive_failures": 0,
+         *       "created_at": "2025-06-01T09:30:00.000Z",
+         *       "updated_at": "2025-06-01T09:30:00.000Z"
+         *     }
+         */
+        Webhook: {
+            id: string;
+            url: string;
+            description: string | null;
+            /** @description The event types sent, or `["*"]` for every one */
+            event_types: string[];
+            enabled: boolean;
+            disabled_reason: string | null;
+            failing_since: string | null;
+            /** @description Attempts failed in a row */
+            consecutive_failures: number;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+        };
+        /** @description A webhook just created, or whose secret was rolled: with its signing secret, shown once */
+        CreatedWebhook: {
+            /** @description The signing secret (`whsec_…`). Shown once: store it now. Receivers verify deliveries with it */
+            secret: string;
+        } & components["schemas"]["Webhook"];
+        /** @description A page of webhooks, newest first */
+        WebhookPage: {
+            data: components["schemas"]["Webhook"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @description One event sent to one webhook, with every attempt
+         * @example {
+         *       "id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a3c",
+         *       "webhook_id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+         *       "event_id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b",
+         *       "event_type": "key.revoked",
+         *       "status": "succeeded",
+         *       "attempts": 1,
+         *       "next_attempt_at": null,
+         *       "last_attempt_at": "2025-06-03T08:00:00.120Z",
+         *       "last_status_code": 200,
+         *       "last_error": null,
+         *       "created_at": "2025-06-03T08:00:00.000Z",
+         *       "updated_at": "2025-06-03T08:00:00.204Z",
+         *       "attempt_log": [
+         *         {
+         *           "attempted_at": "2025-06-03T08:00:00.120Z",
+         *           "duration_ms": 84,
+         *           "status_code": 200,
+         *           "error": null
+         *         }
+         *       ]
+         *     }
+         */
+        WebhookDelivery: {
+            id: string;
+            webhook_id: string;
+            /** @description Also the `webhook-id` header of every attempt */
+            event_id: string;
+            event_type: string;
+            /** @description `pending` (not tried yet), `failed` (a retry is due), `succeeded`, or `dead` (no more retries) */
+            status: "pending" | "failed" | "succeeded" | "dead";
+            attempts: number;
+            next_attempt_at: string | null;
+            last_attempt_at: string | null;
+            last_status_code: number | null;
+            last_error: string | null;
+            /** Format: date-time */
+            created_at: string;
+            /** Format: date-time */
+            updated_at: string;
+            /** @description Every attempt, oldest first */
+            attempt_log: {
+                /** Format: date-time */
+                attempted_at: string;
+                duration_ms: number;
+                status_code: number | null;
+                error: string | null;
+            }[];
+        };
+        /** @description A page of deliveries, newest first */
+        WebhookDeliveryPage: {
+            data: components["schemas"]["WebhookDelivery"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @description Something that happened, as webhooks receive it
+         * @example {
+         *       "id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b",
+         *       "type": "key.revoked",
+         *       "data": {
+         *         "key": {
+         *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *           "name": "Billing service",
+         *           "key_prefix": "kw_3xYkAb12",
+         *           "user_id": null,
+         *           "is_admin": false,
+         *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *           "expires_at": null
+         *         },
+         *         "actor": {
+         *           "type": "api_key",
+         *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+         *         }
+         *       },
+         *       "created_at": "2025-06-03T08:00:00.000Z"
+         *     }
+         */
+        Event: {
+            /** @description The `webhook-id` of its deliveries */
+            id: string;
+            type: string;
+            /** @description As delivered (see the `webhooks` section for each type’s): ids, names, display prefixes, what changed */
+            data: {
+                [key: string]: unknown;
+            };
+            /** Format: date-time */
+            created_at: string;
+        };
+        /** @description A page of events, newest first */
+        EventPage: {
+            data: components["schemas"]["Event"][];
+            next_cursor: string | null;
+        };
+        /**
+         * @description A key as events show it: never the key or its hash
+         * @example {
+         *       "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *       "name": "Billing service",
+         *       "key_prefix": "kw_3xYkAb12",
+         *       "user_id": null,
+         *       "is_admin": false,
+         *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+         *       "expires_at": null
+         *     }
+         */
+        EventKey: {
+            id: string;
+            name: string;
+            /** @description The prefix and first characters of the key, safe to display */
+            key_prefix: string;
+            user_id: string | null;
+            is_admin: boolean;
+            /** @description The id of the first key of its roll lineage */
+            lineage_id: string;
+            expires_at: string | null;
+        };
+        /**
+         * @description A user as events show them
+         * @example {
+         *       "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+         *       "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+         *       "email": "ada@example.com",
+         *       "tier": "pro"
+         *     }
+         */
+        EventUser: {
+            id: string;
+            external_id: string;
+            email: string | null;
+            tier: string;
+        };
+        /**
+         * @description Who made the change, as the audit log names them
+         * @example {
+         *       "type": "api_key",
+         *       "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+         *     }
+         */
+        EventActor: {
+            type: "api_key" | "user" | "system";
+            /** @description A key id, a user id, or the system actor (`cli`, `bootstrap`, `jwt`, `github`, …) */
+            id: string;
+        };
+        /** @description A key was created */
+        KeyCreatedEvent: {
+            /** @enum {string} */
+            type: "key.created";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                actor: components["schemas"]["EventActor"];
+                /** @description The key this one replaced (a roll) */
+                rolled_from?: string;
+            };
+        };
+        /** @description A key was changed */
+        KeyUpdatedEvent: {
+            /** @enum {string} */
+            type: "key.updated";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                actor: components["schemas"]["EventActor"];
+                /** @description Each field changed, by its API name: `{from, to}` (never a key or a hash) */
+                changes: {
+                    [key: string]: {
+                        from: unknown;
+                        to: unknown;
+                    };
+                };
+            };
+        };
+        /** @description A key was rolled */
+        KeyRolledEvent: {
+            /** @enum {string} */
+            type: "key.rolled";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                new_key: components["schemas"]["EventKey"];
+                grace_period_seconds: number;
+                actor: components["schemas"]["EventActor"];
+            };
+        };
+        /** @description A key was deactivated */
+        KeyDeactivatedEvent: {
+            /** @enum {string} */
+            type: "key.deactivated";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                actor: components["schemas"]["EventActor"];
+            };
+        };
+        /** @description A key was activated */
+        KeyActivatedEvent: {
+            /** @enum {string} */
+            type: "key.activated";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                actor: components["schemas"]["EventActor"];
+            };
+        };
+        /** @description A key was revoked */
+        KeyRevokedEvent: {
+            /** @enum {string} */
+            type: "key.revoked";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                actor: components["schemas"]["EventActor"];
+            };
+        };
+        /** @description A key was deleted */
+        KeyDeletedEvent: {
+            /** @enum {string} */
+            type: "key.deleted";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                actor: components["schemas"]["EventActor"];
+                /** @enum {string} */
+                cause?: "user.delete";
+            };
+        };
+        /** @description A key expires soon */
+        KeyExpiringEvent: {
+            /** @enum {string} */
+            type: "key.expiring";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                /** Format: date-time */
+                expires_at: string;
+                expires_in_seconds: number;
+            };
+        };
+        /** @description A key expired */
+        KeyExpiredEvent: {
+            /** @enum {string} */
+            type: "key.expired";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                /** Format: date-time */
+                expired_at: string;
+            };
+        };
+        /** @description A key was reported leaked and revoked */
+        KeyLeakedEvent: {
+            /** @enum {string} */
+            type: "key.leaked";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                source: "github" | "report" | "scan";
+                /** @description Where it was seen (GitHub’s URL of the match) */
+                url?: string;
+                token_type?: string;
+                found_in?: string;
+                location?: string;
+                revoked: boolean;
+            };
+        };
+        /** @description A key’s quota is running low */
+        QuotaLowEvent: {
+            /** @enum {string} */
+            type: "quota.low";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                quota: {
+                    remaining: number;
+                    refill: {
+                        amount: number;
+                        interval: "day" | "month";
+                    } | null;
+                    threshold: number;
+                };
+                /** @description The rolled key, in its grace period, that spent it */
+                spent_by_key_id?: string;
+            };
+        };
+        /** @description A key’s quota is used up */
+        QuotaExhaustedEvent: {
+            /** @enum {string} */
+            type: "quota.exhausted";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                key: components["schemas"]["EventKey"];
+                quota: {
+                    remaining: number;
+                    refill: {
+                        amount: number;
+                        interval: "day" | "month";
+                    } | null;
+                };
+                /** @description The rolled key, in its grace period, that spent it */
+                spent_by_key_id?: string;
+            };
+        };
+        /** @description A user was created */
+        UserCreatedEvent: {
+            /** @enum {string} */
+            type: "user.created";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                user: components["schemas"]["EventUser"];
+                actor: components["schemas"]["EventActor"];
+                /** @enum {string} */
+                source?: "jwt";
+            };
+        };
+        /** @description A user was changed */
+        UserUpdatedEvent: {
+            /** @enum {string} */
+            type: "user.updated";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                user: components["schemas"]["EventUser"];
+                actor: components["schemas"]["EventActor"];
+                /** @description Each field changed, by its API name: `{from, to}` (never a key or a hash) */
+                changes: {
+                    [key: string]: {
+                        from: unknown;
+                        to: unknown;
+                    };
+                };
+            };
+        };
+        /** @description A user was deleted */
+        UserDeletedEvent: {
+            /** @enum {string} */
+            type: "user.deleted";
+            /**
+             * Format: date-time
+             * @description When the event happened
+             */
+            timestamp: string;
+            data: {
+                user: components["schemas"]["EventUser"];
+                actor: components["schemas"]["EventActor"];
+                keys_deleted: number;
             };
         };
     };
@@ -1002,6 +1995,232 @@ export interface operations {
             };
         };
     };
+    reportLeakedKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "keys": [
+                 *         "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /** @description Keys that leaked. Each that is a key of this Keyward is revoked; the others are ignored. */
+                    keys: string[];
+                };
+            };
+        };
+        responses: {
+            /** @description The report was taken */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "received": 1
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description How many keys the report held; it never says which were real */
+                        received: number;
+                    };
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    reportGithubSecretScanning: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description Which of GitHub’s keys signed the body */
+                "github-public-key-identifier"?: string;
+                /** @description Base64 of the DER ECDSA signature of the body */
+                "github-public-key-signature"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        /** @description GitHub’s secret-scanning report: one object per match */
+        requestBody: {
+            content: {
+                /**
+                 * @example [
+                 *       {
+                 *         "token": "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7",
+                 *         "type": "keyward_api_key",
+                 *         "url": "https://github.com/octo/app/blob/1a2b3c/.env",
+                 *         "source": "commit"
+                 *       }
+                 *     ]
+                 */
+                "application/json": ({
+                    /** @description The string that matched Keyward’s pattern */
+                    token: string;
+                    /** @description The name of the pattern that matched, as registered with GitHub */
+                    type: string;
+                    /** @description Where on GitHub the match was found (may be empty) */
+                    url?: string;
+                    /** @description What the match was found in: `commit`, `gist`, `npm`, … */
+                    source?: string;
+                } & {
+                    [key: string]: unknown;
+                })[];
+            };
+        };
+        responses: {
+            /** @description GitHub’s partner feedback: one entry per match, in the report’s order */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example [
+                     *       {
+                     *         "token_hash": "5e884898da28047151d0e56f8dc6292773603d0d6aabbdd62a11ef721d1542d8",
+                     *         "token_type": "keyward_api_key",
+                     *         "label": "true_positive"
+                     *       }
+                     *     ]
+                     */
+                    "application/json": {
+                        /** @description SHA-256 of the token, lower-case hex: the token itself is never sent back */
+                        token_hash: string;
+                        /** @description The `type` of the match */
+                        token_type: string;
+                        /** @description `true_positive`: a key of this Keyward, now revoked; `false_positive`: no key of this Keyward */
+                        label: "true_positive" | "false_positive";
+                    }[];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     getApiKeyUsage: {
         parameters: {
             query?: {
@@ -1011,6 +2230,8 @@ export interface operations {
                 to?: string;
                 /** @description Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively. A range may hold at most 10,000 buckets (400 `INVALID_REQUEST` otherwise: use a coarser granularity) */
                 granularity?: "minute" | "hour" | "day";
+                /** @description Break the counts down by `outcome` (the default: `outcomes` only), or besides it by `endpoint` (the request path), `status_class` (`2xx`, `4xx`, …), `tag` (a row with several tags counts for each) or `key` (the key id), in `groups`. Up to 50 groups, the largest over the range; `""` counts the rows with none. Endpoint, status class and tag are counted from the raw rows: over a long range they cost more than the outcome or the key */
+                group_by?: "outcome" | "endpoint" | "status_class" | "tag" | "key";
             };
             header?: never;
             path: {
@@ -1246,6 +2467,8 @@ export interface operations {
                 granularity?: "minute" | "hour" | "day";
                 /** @description Count only this key (as `GET /v1/api-keys/{id}` reads it: 404 unknown, 403 not yours) */
                 key_id?: string;
+                /** @description Break the counts down by `outcome` (the default: `outcomes` only), or besides it by `endpoint` (the request path), `status_class` (`2xx`, `4xx`, …), `tag` (a row with several tags counts for each) or `key` (the key id), in `groups`. Up to 50 groups, the largest over the range; `""` counts the rows with none. Endpoint, status class and tag are counted from the raw rows: over a long range they cost more than the outcome or the key */
+                group_by?: "outcome" | "endpoint" | "status_class" | "tag" | "key";
             };
             header?: never;
             path?: never;
@@ -1305,6 +2528,8 @@ export interface operations {
                         /** @description The key asked for with `key_id`; null for every key you may read */
                         key_id: string | null;
                         granularity: "minute" | "hour" | "day";
+                        /** @description The dimension of `groups`; absent when counting by outcome only */
+                        group_by?: "endpoint" | "status_class" | "tag" | "key";
                         /** Format: date-time */
                         from: string;
                         /** Format: date-time */
@@ -1328,6 +2553,10 @@ export interface operations {
                             outcomes: {
                                 [key: string]: number;
                             };
+                            /** @description With `group_by` other than `outcome`: counts by that dimension (`""`: rows with none); groups with no rows are left out */
+                            groups?: {
+                                [key: string]: number;
+                            };
                         }[];
                         /** @description The whole range */
                         totals: {
@@ -1341,6 +2570,10 @@ export interface operations {
                              *     }
                              */
                             outcomes: {
+                                [key: string]: number;
+                            };
+                            /** @description With `group_by` other than `outcome`: counts by that dimension (`""`: rows with none); groups with no rows are left out */
+                            groups?: {
                                 [key: string]: number;
                             };
                         };
@@ -1582,6 +2815,152 @@ export interface operations {
             };
         };
     };
+    listUsageEvents: {
+        parameters: {
+            query?: {
+                /** @description Only this key’s rows (as `GET /v1/api-keys/{id}` reads it: 404 unknown, 403 not yours) */
+                key_id?: string;
+                /** @description Only the rows of this user’s keys */
+                user_id?: string;
+                /** @description Rows at or after this instant */
+                from?: string;
+                /** @description Rows before this instant */
+                to?: string;
+                /**
+                 * @description A verification code, or several separated by commas (VALID, INVALID_FORMAT, NOT_FOUND, REVOKED, DISABLED, EXPIRED, INSUFFICIENT_SCOPES, RATE_LIMITED, USAGE_EXCEEDED)
+                 * @example RATE_LIMITED,USAGE_EXCEEDED
+                 */
+                outcome?: string;
+                /**
+                 * @description A status the host answered, exactly (`404`), or a class (`4xx`)
+                 * @example 5xx
+                 */
+                status?: string;
+                /**
+                 * @description A request path, exactly, or every path starting with what comes before a final `*` (`/v1/companies*`)
+                 * @example /v1/companies*
+                 */
+                endpoint?: string;
+                /** @description Only rows carrying this tag */
+                tag?: string;
+                /** @description Most rows a page holds (JSON only); a page may hold fewer while `next_cursor` is set */
+                limit?: number;
+                /** @description `next_cursor` from the previous page, with the same filters (JSON only) */
+                cursor?: string;
+                /** @description `json`: one page. `csv` or `jsonl`: the whole selection, newest first, streamed as a download (`limit` and `cursor` are ignored) */
+                format?: "json" | "csv" | "jsonl";
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of rows (JSON), or the whole selection (CSV, JSON Lines) as an attachment */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "48213",
+                     *           "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "endpoint": "/v1/companies",
+                     *           "method": "GET",
+                     *           "status_code": 200,
+                     *           "ip_address": "203.0.113.7",
+                     *           "user_agent": "curl/8.7.1",
+                     *           "response_time_ms": 12,
+                     *           "outcome": "VALID",
+                     *           "tags": [
+                     *             "route:/v1/companies",
+                     *             "region:eu"
+                     *           ],
+                     *           "created_at": "2025-06-02T13:59:58.120Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": "MTc0ODg3Mjc5ODEyMC40ODIxMw"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["UsageEventPage"];
+                    /**
+                     * @example id,created_at,key_id,outcome,method,endpoint,status_code,response_time_ms,ip_address,user_agent,tags
+                     *     48213,2025-06-02T13:59:58.120Z,0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90,VALID,GET,/v1/companies,200,12,203.0.113.7,curl/8.7.1,"[""route:/v1/companies""]"
+                     */
+                    "text/csv": string;
+                    /** @example {"id":"48213","key_id":"0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90","endpoint":"/v1/companies","method":"GET","status_code":200,"ip_address":"203.0.113.7","user_agent":"curl/8.7.1","response_time_ms":12,"outcome":"VALID","tags":["route:/v1/companies","region:eu"],"created_at":"2025-06-02T13:59:58.120Z"} */
+                    "application/x-ndjson": string;
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
     reportUsageEvents: {
         parameters: {
             query?: never;
@@ -1603,7 +2982,11 @@ export interface operations {
                  *           "ip_address": "203.0.113.7",
                  *           "user_agent": "curl/8.7.1",
                  *           "response_time_ms": 12.5,
-                 *           "occurred_at": "2025-06-02T13:59:58.120Z"
+                 *           "occurred_at": "2025-06-02T13:59:58.120Z",
+                 *           "tags": [
+                 *             "route:/invoices",
+                 *             "region:eu"
+                 *           ]
                  *         }
                  *       ]
                  *     }
@@ -1875,6 +3258,7 @@ export interface operations {
                      *           "expires_at": null,
                      *           "revoked_at": null,
                      *           "rolled_from": null,
+                     *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *           "rate_limit": {
                      *             "limit": 100,
                      *             "window_seconds": 60
@@ -2033,6 +3417,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -2185,6 +3570,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -2290,6 +3676,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -2505,6 +3892,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 500,
                      *         "window_seconds": 60
@@ -2660,6 +4048,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -2785,6 +4174,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -2910,6 +4300,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": "2025-06-03T08:00:00.000Z",
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -3054,6 +4445,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -3366,7 +4758,10 @@ export interface operations {
                  *       "scopes": [
                  *         "invoices:read"
                  *       ],
-                 *       "cost": 1
+                 *       "cost": 1,
+                 *       "tags": [
+                 *         "route:/v1/invoices"
+                 *       ]
                  *     }
                  */
                 "application/json": {
@@ -3380,10 +4775,23 @@ export interface operations {
                      */
                     cost?: number;
                     /**
-                     * @description Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: the SDK’s Express and Hono `authenticate()` guard sends it (with `cost` 0) to identify a key before the route’s own guard spends, and a route guard behind a spending global guard sends it when the route costs more quota than was spent.
+                     * @description Units of the key’s rate limit this request uses: default 1. 0 checks the limit without using it: an SDK route guard sends it when its route costs more quota than the request’s verification spent (a route the first guard could not see), so a request counts once against the rate limit.
                      * @example 0
                      */
                     ratelimit_cost?: number;
+                    /**
+                     * @description Up to 10 tags stored on the usage row, e.g. `route:/v1/companies`, `region:eu`; filter and group usage by them
+                     * @example [
+                     *       "route:/v1/companies",
+                     *       "region:eu"
+                     *     ]
+                     */
+                    tags?: string[];
+                    /**
+                     * @description `false`: you report the request this verification is for yourself (`POST /v1/usage/events`, as the SDK middleware does), so this verification writes no usage row and the request counts once. The rate limit, quota and `last_used_at` are spent and updated as usual.
+                     * @default true
+                     */
+                    record_usage?: boolean;
                 };
             };
         };
@@ -3400,6 +4808,7 @@ export interface operations {
                      *       "valid": true,
                      *       "code": "VALID",
                      *       "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "name": "Billing service",
                      *       "user_id": null,
                      *       "is_admin": false,
@@ -3485,6 +4894,85 @@ export interface operations {
                 };
             };
             /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    streamKeyChanges: {
+        parameters: {
+            query?: never;
+            header?: {
+                /** @description The id of the last event received, to resume after it (sent by SSE clients) */
+                "last-event-id"?: string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description An endless `text/event-stream` */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example retry: 1000
+                     *     id: 0197a4d2-6c1e-4b3a-9f4e-2d8c5b1a7e90:41
+                     *     event: ready
+                     *     data: {"stream_id":"0197a4d2-6c1e-4b3a-9f4e-2d8c5b1a7e90","cache_ttl_ms":30000}
+                     *
+                     *     : ping
+                     *
+                     *     id: 0197a4d2-6c1e-4b3a-9f4e-2d8c5b1a7e90:42
+                     *     event: key.changed
+                     *     data: {"key_hash":"9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08"}
+                     */
+                    "text/event-stream": string;
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description As many streams are open on this instance as `KEY_CHANGES_MAX_STREAMS` allows, or the database cannot be reached: retry after `Retry-After` seconds */
             503: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4141,6 +5629,7 @@ export interface operations {
                      *           "expires_at": null,
                      *           "revoked_at": null,
                      *           "rolled_from": null,
+                     *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *           "rate_limit": {
                      *             "limit": 100,
                      *             "window_seconds": 60
@@ -4279,6 +5768,7 @@ export interface operations {
                      *       "expires_at": null,
                      *       "revoked_at": null,
                      *       "rolled_from": null,
+                     *       "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
                      *       "rate_limit": {
                      *         "limit": 100,
                      *         "window_seconds": 60
@@ -4463,6 +5953,1902 @@ export interface operations {
                 content: {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
+            };
+        };
+    };
+    listWebhooks: {
+        parameters: {
+            query?: {
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of webhooks */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *           "url": "https://hooks.example.com/keyward",
+                     *           "description": "Security alerts",
+                     *           "event_types": [
+                     *             "key.leaked",
+                     *             "key.revoked",
+                     *             "key.expiring"
+                     *           ],
+                     *           "enabled": true,
+                     *           "disabled_reason": null,
+                     *           "failing_since": null,
+                     *           "consecutive_failures": 0,
+                     *           "created_at": "2025-06-01T09:30:00.000Z",
+                     *           "updated_at": "2025-06-01T09:30:00.000Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    createWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "url": "https://hooks.example.com/keyward",
+                 *       "description": "Security alerts",
+                 *       "event_types": [
+                 *         "key.leaked",
+                 *         "key.revoked",
+                 *         "key.expiring"
+                 *       ]
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: uri
+                     * @description Where events are POSTed: http(s), a public address unless `WEBHOOK_ALLOW_PRIVATE`
+                     */
+                    url: string;
+                    description?: string | null;
+                    event_types?: ("key.created" | "key.updated" | "key.rolled" | "key.deactivated" | "key.activated" | "key.revoked" | "key.deleted" | "key.expiring" | "key.expired" | "key.leaked" | "quota.low" | "quota.exhausted" | "user.created" | "user.updated" | "user.deleted" | "*")[];
+                    /** @default true */
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The webhook, with its signing secret (shown once) */
+            201: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                     *       "id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *       "url": "https://hooks.example.com/keyward",
+                     *       "description": "Security alerts",
+                     *       "event_types": [
+                     *         "key.leaked",
+                     *         "key.revoked",
+                     *         "key.expiring"
+                     *       ],
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "failing_since": null,
+                     *       "consecutive_failures": 0,
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    getWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *       "url": "https://hooks.example.com/keyward",
+                     *       "description": "Security alerts",
+                     *       "event_types": [
+                     *         "key.leaked",
+                     *         "key.revoked",
+                     *         "key.expiring"
+                     *       ],
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "failing_since": null,
+                     *       "consecutive_failures": 0,
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    deleteWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description Deleted */
+            204: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    updateWebhook: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "enabled": true
+                 *     }
+                 */
+                "application/json": {
+                    /**
+                     * Format: uri
+                     * @description Where events are POSTed: http(s), a public address unless `WEBHOOK_ALLOW_PRIVATE`
+                     */
+                    url?: string;
+                    description?: string | null;
+                    event_types?: ("key.created" | "key.updated" | "key.rolled" | "key.deactivated" | "key.activated" | "key.revoked" | "key.deleted" | "key.expiring" | "key.expired" | "key.leaked" | "quota.low" | "quota.exhausted" | "user.created" | "user.updated" | "user.deleted" | "*")[];
+                    enabled?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description The webhook as changed */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *       "url": "https://hooks.example.com/keyward",
+                     *       "description": "Security alerts",
+                     *       "event_types": [
+                     *         "key.leaked",
+                     *         "key.revoked",
+                     *         "key.expiring"
+                     *       ],
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "failing_since": null,
+                     *       "consecutive_failures": 0,
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["Webhook"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    rollWebhookSecret: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The webhook, with its new signing secret (shown once) */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "secret": "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw",
+                     *       "id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *       "url": "https://hooks.example.com/keyward",
+                     *       "description": "Security alerts",
+                     *       "event_types": [
+                     *         "key.leaked",
+                     *         "key.revoked",
+                     *         "key.expiring"
+                     *       ],
+                     *       "enabled": true,
+                     *       "disabled_reason": null,
+                     *       "failing_since": null,
+                     *       "consecutive_failures": 0,
+                     *       "created_at": "2025-06-01T09:30:00.000Z",
+                     *       "updated_at": "2025-06-01T09:30:00.000Z"
+                     *     }
+                     */
+                    "application/json": components["schemas"]["CreatedWebhook"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listWebhookDeliveries: {
+        parameters: {
+            query?: {
+                /** @description `pending` (not tried yet), `failed` (a retry is due), `succeeded`, or `dead` (no more retries) */
+                status?: "pending" | "failed" | "succeeded" | "dead";
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of deliveries */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a3c",
+                     *           "webhook_id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *           "event_id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b",
+                     *           "event_type": "key.revoked",
+                     *           "status": "succeeded",
+                     *           "attempts": 1,
+                     *           "next_attempt_at": null,
+                     *           "last_attempt_at": "2025-06-03T08:00:00.120Z",
+                     *           "last_status_code": 200,
+                     *           "last_error": null,
+                     *           "created_at": "2025-06-03T08:00:00.000Z",
+                     *           "updated_at": "2025-06-03T08:00:00.204Z",
+                     *           "attempt_log": [
+                     *             {
+                     *               "attempted_at": "2025-06-03T08:00:00.120Z",
+                     *               "duration_ms": 84,
+                     *               "status_code": 200,
+                     *               "error": null
+                     *             }
+                     *           ]
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookDeliveryPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    retryWebhookDelivery: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path: {
+                /** @description Resource id (UUIDv7) */
+                id: string;
+                /** @description Resource id (UUIDv7) */
+                delivery_id: string;
+            };
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description The delivery, due now */
+            202: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a3c",
+                     *       "webhook_id": "0197a4e0-5a6b-7c8d-9e0f-1a2b3c4d5e6f",
+                     *       "event_id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b",
+                     *       "event_type": "key.revoked",
+                     *       "status": "pending",
+                     *       "attempts": 1,
+                     *       "next_attempt_at": "2025-06-03T09:00:00.000Z",
+                     *       "last_attempt_at": "2025-06-03T08:00:00.120Z",
+                     *       "last_status_code": 200,
+                     *       "last_error": null,
+                     *       "created_at": "2025-06-03T08:00:00.000Z",
+                     *       "updated_at": "2025-06-03T08:00:00.204Z",
+                     *       "attempt_log": [
+                     *         {
+                     *           "attempted_at": "2025-06-03T08:00:00.120Z",
+                     *           "duration_ms": 84,
+                     *           "status_code": 200,
+                     *           "error": null
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": components["schemas"]["WebhookDelivery"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No such resource */
+            404: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The resource’s state does not allow it (`code` says why; `key_id` may name a key) */
+            409: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    listEvents: {
+        parameters: {
+            query?: {
+                /** @description An event type */
+                type?: "key.created" | "key.updated" | "key.rolled" | "key.deactivated" | "key.activated" | "key.revoked" | "key.deleted" | "key.expiring" | "key.expired" | "key.leaked" | "quota.low" | "quota.exhausted" | "user.created" | "user.updated" | "user.deleted";
+                limit?: number;
+                /** @description `next_cursor` from the previous page */
+                cursor?: string;
+            };
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody?: never;
+        responses: {
+            /** @description A page of events */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "data": [
+                     *         {
+                     *           "id": "0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b",
+                     *           "type": "key.revoked",
+                     *           "data": {
+                     *             "key": {
+                     *               "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *               "name": "Billing service",
+                     *               "key_prefix": "kw_3xYkAb12",
+                     *               "user_id": null,
+                     *               "is_admin": false,
+                     *               "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *               "expires_at": null
+                     *             },
+                     *             "actor": {
+                     *               "type": "api_key",
+                     *               "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                     *             }
+                     *           },
+                     *           "created_at": "2025-06-03T08:00:00.000Z"
+                     *         }
+                     *       ],
+                     *       "next_cursor": null
+                     *     }
+                     */
+                    "application/json": components["schemas"]["EventPage"];
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    keyCreatedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.created",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyCreatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyUpdatedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.updated",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         },
+                 *         "changes": {
+                 *           "scopes": {
+                 *             "from": [
+                 *               "invoices:read"
+                 *             ],
+                 *             "to": [
+                 *               "invoices:read",
+                 *               "invoices:write"
+                 *             ]
+                 *           }
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyUpdatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyRolledEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.rolled",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": "2025-06-03T09:00:00.000Z"
+                 *         },
+                 *         "new_key": {
+                 *           "id": "0197a4e1-1b2c-7d3e-8f4a-5b6c7d8e9f0a",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_9pQrSt34",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "grace_period_seconds": 3600,
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyRolledEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyDeactivatedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.deactivated",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyDeactivatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyActivatedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.activated",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyActivatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyRevokedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.revoked",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyRevokedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyDeletedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.deleted",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyDeletedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyExpiringEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.expiring",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": "2025-06-10T09:30:00.000Z"
+                 *         },
+                 *         "expires_at": "2025-06-10T09:30:00.000Z",
+                 *         "expires_in_seconds": 604800
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyExpiringEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyExpiredEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.expired",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": "2025-06-10T09:30:00.000Z"
+                 *         },
+                 *         "expired_at": "2025-06-10T09:30:00.000Z"
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyExpiredEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    keyLeakedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "key.leaked",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "source": "github",
+                 *         "url": "https://github.com/octo/app/blob/abc123/.env#L3",
+                 *         "token_type": "keyward_api_key",
+                 *         "revoked": true
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["KeyLeakedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    quotaLowEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "quota.low",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "quota": {
+                 *           "remaining": 1000,
+                 *           "refill": {
+                 *             "amount": 10000,
+                 *             "interval": "month"
+                 *           },
+                 *           "threshold": 1000
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["QuotaLowEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    quotaExhaustedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "quota.exhausted",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "key": {
+                 *           "id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "name": "Billing service",
+                 *           "key_prefix": "kw_3xYkAb12",
+                 *           "user_id": null,
+                 *           "is_admin": false,
+                 *           "lineage_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                 *           "expires_at": null
+                 *         },
+                 *         "quota": {
+                 *           "remaining": 0,
+                 *           "refill": {
+                 *             "amount": 10000,
+                 *             "interval": "month"
+                 *           }
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["QuotaExhaustedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    userCreatedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "user.created",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "user": {
+                 *           "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                 *           "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                 *           "email": "ada@example.com",
+                 *           "tier": "pro"
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["UserCreatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    userUpdatedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "user.updated",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "user": {
+                 *           "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                 *           "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                 *           "email": "ada@example.com",
+                 *           "tier": "enterprise"
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         },
+                 *         "changes": {
+                 *           "tier": {
+                 *             "from": "pro",
+                 *             "to": "enterprise"
+                 *           }
+                 *         }
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["UserUpdatedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
+            };
+        };
+    };
+    userDeletedEvent: {
+        parameters: {
+            query?: never;
+            header: {
+                /**
+                 * @description The event’s id: the same for every attempt. Receivers deduplicate by it (delivery is at least once).
+                 * @example 0197a4e5-3c4d-7e5f-8a6b-7c8d9e0f1a2b
+                 */
+                "webhook-id": string;
+                /**
+                 * @description When this attempt was sent, in unix seconds. Refuse ones too far from now (replays).
+                 * @example 1748937600
+                 */
+                "webhook-timestamp": number;
+                /**
+                 * @description `v1,` and the base64 HMAC-SHA256 of `{webhook-id}.{webhook-timestamp}.{body}`, keyed by the base64-decoded part of the secret after `whsec_` (Standard Webhooks). Verify it with any Standard Webhooks library.
+                 * @example v1,K5oZfzN95Z9UVu1EsfQmfVNQhnkZ2pj9o9NDN/H/pI4=
+                 */
+                "webhook-signature": string;
+            };
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "type": "user.deleted",
+                 *       "timestamp": "2025-06-03T08:00:00.000Z",
+                 *       "data": {
+                 *         "user": {
+                 *           "id": "0197a4c8-2f3e-7a1b-9c4d-5e6f7a8b9c0d",
+                 *           "external_id": "auth0|64f1c2a9e8b7d6c5b4a39281",
+                 *           "email": "ada@example.com",
+                 *           "tier": "pro"
+                 *         },
+                 *         "actor": {
+                 *           "type": "api_key",
+                 *           "id": "0197a4d0-11aa-7c2e-8d3f-4b5a6c7d8e9f"
+                 *         },
+                 *         "keys_deleted": 2
+                 *       }
+                 *     }
+                 */
+                "application/json": components["schemas"]["UserDeletedEvent"];
+            };
+        };
+        responses: {
+            /** @description Any 2xx answer, within 10 s, acknowledges the delivery; anything else (or no answer) is retried with backoff */
+            200: {
+                headers: {
+                    [name: string]: unknown;
+                };
+                content?: never;
             };
         };
     };
