@@ -178,6 +178,62 @@ export function classifyKey(key: string): KeyShape {
   return PRINTABLE_PATTERN.test(key) ? 'foreign' : 'invalid';
 }
 
+/** A native key found in a text by {@link findKeys}. */
+export interface FoundKey {
+  /** The key itself: a secret, to be handled as one (hash it, never print it). */
+  key: string;
+  /** Where it starts in the text, in UTF-16 code units from 0. */
+  index: number;
+  /** The line it starts on, from 1 (lines end at `\n`). */
+  line: number;
+  /** Where on that line it starts, from 1, in UTF-16 code units. */
+  column: number;
+}
+
+/** The `_` before a key's 49-character body (secret and checksum): where every native key can be found from. */
+const BODY_START = /_(?=[A-Za-z0-9]{49})/g;
+const MAX_PREFIX_LENGTH = 20;
+
+const isPrefixChar = (c: number): boolean => (c >= 97 && c <= 122) || (c >= 48 && c <= 57) || c === 95;
+
+/**
+ * Every native Keyward key in `text` whose checksum is right, in order: the scanner behind `keyward scan` and
+ * push protection. A string in the key's shape with a wrong checksum is not reported, so look-alikes (examples,
+ * hashes, other vendors' tokens) give no false positives. A key is found wherever it sits, even inside a longer
+ * word: its prefix is the one (of the up to 20 `[a-z0-9_]` characters before the body) that makes the
+ * checksum right.
+ *
+ * @example
+ * for (const found of findKeys(source)) console.log(`${found.line}:${found.column}`, displayPrefix(found.key));
+ */
+export function findKeys(text: string): FoundKey[] {
+  const found: FoundKey[] = [];
+  const pattern = new RegExp(BODY_START.source, 'g');
+  let line = 1;
+  let lineStart = 0;
+  let counted = 0;
+  for (let match = pattern.exec(text); match !== null; match = pattern.exec(text)) {
+    const separator = match.index;
+    const end = separator + BODY_LENGTH + 1;
+    // The longest prefix that makes the checksum right (a wrong one passes by chance once in 2^32).
+    let start = -1;
+    for (let length = 1; length <= MAX_PREFIX_LENGTH && separator - length >= 0; length++) {
+      if (!isPrefixChar(text.charCodeAt(separator - length))) break;
+      if (nativeState(text.slice(separator - length, end)) === NATIVE) start = separator - length;
+    }
+    if (start < 0) continue;
+    for (; counted < start; counted++) {
+      if (text.charCodeAt(counted) === 10) {
+        line++;
+        lineStart = counted + 1;
+      }
+    }
+    found.push({ key: text.slice(start, end), index: start, line, column: start - lineStart + 1 });
+    pattern.lastIndex = end;
+  }
+  return found;
+}
+
 /**
  * The display prefix of a key, safe to show in lists: for a native key the prefix, `_` and the first 8
  * characters of the 43-character secret; for any other key at most a quarter of it and never more than 8

@@ -18,6 +18,7 @@ import {
 } from './cli/common.js';
 import { importCommand } from './cli/import.js';
 import { keyCommands } from './cli/keys.js';
+import { scanCommand } from './cli/scan.js';
 import { userCommands } from './cli/users.js';
 import { redactUrl } from './config.js';
 import type { GatewayRules } from './gateway/rules.js';
@@ -120,6 +121,7 @@ keyCommands(program);
 userCommands(program);
 activityCommands(program);
 importCommand(program);
+scanCommand(program);
 
 program
   .command('token')
