@@ -13,11 +13,13 @@ const WINGS = [
   'callers',
   'http',
   'audit',
+  'events',
   'users',
   'keys',
   'usage',
   'limits',
   'verification',
+  'leaks',
   'observability',
   'top', // the composition root, the HTTP app, the CLI, the gateway
 ] as const;

@@ -1,3 +1,4 @@
+import type { Socket } from 'node:net';
 import swagger from '@fastify/swagger';
 import { TypeBoxValidatorCompiler } from '@fastify/type-provider-typebox';
 import { hashApiKey } from '@keyward/sdk';
@@ -9,6 +10,8 @@ import { requireAuthentication } from './http/auth.js';
 import { logController, loggerOptions } from './logger.js';
 import './http/formats.js';
 import { AUDIT_SCHEMAS, auditLogRoutes } from './audit/routes.js';
+import { EVENT_PAYLOAD_SCHEMAS, OPENAPI_WEBHOOKS } from './events/payloads.js';
+import { WEBHOOK_SCHEMAS, WEBHOOKS_TAG, webhookRoutes } from './events/routes.js';
 import { dashboardRoutes } from './http/dashboard.js';
 import { docsRoutes } from './http/docs.js';
 import { installInputGuards } from './http/input-guards.js';
@@ -19,12 +22,14 @@ import { type App, SECURED } from './http/types.js';
 import { importRoutes } from './keys/import-routes.js';
 import { meRoutes } from './keys/me-routes.js';
 import { apiKeyRoutes } from './keys/routes.js';
+import { LEAKS_TAG, leakRoutes } from './leaks/routes.js';
 import { healthRoutes, Readiness } from './observability/health-routes.js';
 import { metricsRoutes } from './observability/metrics-routes.js';
 import { UsageEvent, usageEventRoutes } from './usage/events-routes.js';
 import { USAGE_SCHEMAS, usageRoutes } from './usage/routes.js';
 import { usageSeriesRoutes } from './usage/series-routes.js';
 import { USER_SCHEMAS, userRoutes } from './users/routes.js';
+import { keyChangesRoutes } from './verification/changes-routes.js';
 import { VerifyKeyResponse, verifyRoutes } from './verification/routes.js';
 
 /**
@@ -91,7 +96,17 @@ export interface BuildAppOptions {
 }
 
 /** The schemas that are named components of the OpenAPI document, from every wing: registered once, on the root. */
-const SHARED_SCHEMAS = [...HTTP_SCHEMAS, ...USER_SCHEMAS, ...AUDIT_SCHEMAS, ...USAGE_SCHEMAS, UsageEvent, VerifyKeyResponse, Readiness];
+const SHARED_SCHEMAS = [
+  ...HTTP_SCHEMAS,
+  ...USER_SCHEMAS,
+  ...AUDIT_SCHEMAS,
+  ...USAGE_SCHEMAS,
+  UsageEvent,
+  VerifyKeyResponse,
+  Readiness,
+  ...WEBHOOK_SCHEMAS,
+  ...EVENT_PAYLOAD_SCHEMAS,
+];
 
 /** While closing, how often connections that have gone idle are closed. */
 const IDLE_SWEEP_MS = 100;
@@ -101,11 +116,21 @@ const IDLE_SWEEP_MS = 100;
  * once every connection has ended, and Node closes the idle ones only at the moment the stop begins: a client's
  * connection answering a request then would stay open for the keep-alive timeout (72 s), and the buffered usage
  * rows and `last_used_at` values, written after the server has stopped, would wait as long (past any orchestrator's
- * grace period). Nothing is added per request.
+ * grace period). A connection that has sent nothing yet is closed too: Node counts it as busy until its headers
+ * timeout (60 s), and clients open such spares (Node's fetch does after an aborted request, such as a closed
+ * `GET /v1/keys/changes` stream). Nothing is added per request, only a set entry per connection.
  */
 export function closeConnectionsOnceIdle(app: FastifyInstance): void {
+  const connections = new Set<Socket>();
+  app.server.on('connection', (socket: Socket) => {
+    connections.add(socket);
+    socket.once('close', () => connections.delete(socket));
+  });
   app.addHook('preClose', (done) => {
-    const sweep = setInterval(() => app.server.closeIdleConnections(), IDLE_SWEEP_MS);
+    const sweep = setInterval(() => {
+      app.server.closeIdleConnections();
+      for (const socket of connections) if (socket.bytesRead === 0) socket.destroy();
+    }, IDLE_SWEEP_MS);
     sweep.unref();
     app.server.once('close', () => clearInterval(sweep));
     done();
@@ -146,7 +171,9 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
         contact: { name: 'Keyward', url: 'https://keyward.dev' },
       },
       servers: [{ url: 'http://127.0.0.1:8080', description: 'A Keyward started with the defaults (`npx keyward serve`)' }],
-      tags: OPENAPI_TAGS,
+      tags: [...OPENAPI_TAGS, LEAKS_TAG, WEBHOOKS_TAG],
+      // What Keyward sends to a webhook's URL, one entry per event type (OpenAPI 3.1).
+      webhooks: OPENAPI_WEBHOOKS,
       security: SECURED,
       components: {
         securitySchemes: {
@@ -167,6 +194,8 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
   await docsRoutes(app);
   healthRoutes(app, container);
   metricsRoutes(app, container);
+  // No credential: outside the authenticated /v1 scope below.
+  await leakRoutes(app, container);
   if (config.dashboard) await dashboardRoutes(app, config.dashboardDir ? { root: config.dashboardDir } : {});
 
   await app.register(async (v1: App) => {
@@ -181,8 +210,10 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     apiKeyRoutes(v1, container);
     importRoutes(v1, container);
     verifyRoutes(v1, container);
+    keyChangesRoutes(v1, container);
     userRoutes(v1, container);
     meRoutes(v1, container);
+    webhookRoutes(v1, container);
   });
 
   return app;

@@ -56,6 +56,25 @@ export interface Config {
    * (`VERIFY_FAILURES_PER_MINUTE`, 0 = off): a host's end users presenting bad keys must not block its backend.
    */
   verifyFailuresPerMinute: number;
+  /** Where GitHub's secret-scanning public keys are fetched from (`LEAKS_GITHUB_KEYS_URL`). */
+  leaksGithubKeysUrl: string;
+  /** A file holding those keys instead, in the same JSON (`LEAKS_GITHUB_KEYS_FILE`): for tests and air-gapped installs. */
+  leaksGithubKeysFile: string | null;
+  /** `POST /v1/leaks/report` requests per minute per client address (`LEAKS_REPORTS_PER_MINUTE`, 0 = no limit). */
+  leaksReportsPerMinute: number;
+  /** Deliver webhooks to loopback, private and link-local addresses too (`WEBHOOK_ALLOW_PRIVATE`, default false). */
+  webhookAllowPrivate: boolean;
+  /**
+   * Seals webhook signing secrets at rest with AES-256-GCM (`WEBHOOK_ENCRYPTION_KEY`: 32 bytes as base64 or hex);
+   * without it they are stored as is.
+   */
+  webhookEncryptionKey: string | null;
+  /** How long before a key's `expires_at` `key.expiring` is sent, in ms (`WEBHOOK_KEY_EXPIRING_BEFORE`, default 7d). */
+  webhookKeyExpiringBeforeMs: number;
+  /** `quota.low` when what is left falls to this fraction of the refill amount (`WEBHOOK_QUOTA_LOW_FRACTION`, 0 = off). */
+  webhookQuotaLowFraction: number;
+  /** Events (with their deliveries and attempts) are kept this many days (`EVENTS_RETENTION_DAYS`). */
+  eventsRetentionDays: number;
   /** Usage rows written per batch at most; a full batch is flushed at once (`USAGE_BATCH_SIZE`). */
   usageBatchSize: number;
   /** Usage rows held in memory at most; more are dropped and counted (`USAGE_BUFFER_MAX`). */
@@ -67,6 +86,10 @@ export interface Config {
    * (`DATABASE_TIMEOUT_MS`): the request answers 503, or a cached key from the stale window. SQLite's busy timeout.
    */
   databaseTimeoutMs: number;
+  /** How often an open `GET /v1/keys/changes` stream gets a `: ping` comment (`KEY_CHANGES_HEARTBEAT_MS`). */
+  keyChangesHeartbeatMs: number;
+  /** Most `GET /v1/keys/changes` streams open at once on this instance; more get 503 (`KEY_CHANGES_MAX_STREAMS`). */
+  keyChangesMaxStreams: number;
   /** Serve the web dashboard at `/` (`DASHBOARD`, default true). */
   dashboard: boolean;
   /** The dashboard's build folder (`DASHBOARD_DIR`; default: packages/dashboard/dist beside the server). */
@@ -156,6 +179,44 @@ function url(env: Env, name: string, protocols: readonly string[]): string | nul
   }
   return value;
 }
+
+const DURATION_UNITS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** A duration such as `7d`, `12h`, `30m` or `90s`, in milliseconds, between `min` and `max`. */
+function duration(env: Env, name: string, fallback: number, min: number, max: number): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  const match = /^(\d+)(s|m|h|d)$/.exec(value);
+  const ms = match ? Number(match[1]) * (DURATION_UNITS[match[2] ?? ''] ?? 0) : Number.NaN;
+  if (!(ms >= min && ms <= max)) {
+    throw new ConfigError(
+      name,
+      `must be a duration such as 7d, 12h, 30m or 90s, from ${min / 1000} s to ${max / 86_400_000} days${shown(name, value)}`,
+    );
+  }
+  return ms;
+}
+
+/** A number from 0 up to (not including) 1, such as `0.1`. */
+function fraction(env: Env, name: string, fallback: number): number {
+  const value = raw(env, name);
+  if (value === undefined) return fallback;
+  if (!/^(0(\.\d+)?|\.\d+)$/.test(value)) throw new ConfigError(name, `must be a number from 0 up to 1, such as 0.1${shown(name, value)}`);
+  return Number(value);
+}
+
+/** 32 bytes as base64 (44 characters, or 43 unpadded) or hex (64): an AES-256 key. Never echoed back. */
+function encryptionKey(env: Env, name: string): string | null {
+  const value = raw(env, name);
+  if (value === undefined) return null;
+  const hex = /^[0-9a-fA-F]{64}$/.test(value);
+  const base64 = /^[A-Za-z0-9+/_-]{43}=?$/.test(value) && Buffer.from(value, 'base64').length === 32;
+  if (!hex && !base64) throw new ConfigError(name, 'must be 32 random bytes as base64 or hex (e.g. `openssl rand -base64 32`)');
+  return value;
+}
+
+/** GitHub's published list of the keys that sign secret-scanning reports. */
+export const GITHUB_SECRET_SCANNING_KEYS_URL = 'https://api.github.com/meta/public_keys/secret_scanning';
 
 // proxy-addr's names for address ranges, which Fastify accepts among the addresses.
 const PROXY_RANGES = new Set(['loopback', 'linklocal', 'uniquelocal']);
@@ -324,10 +385,20 @@ export function loadConfig(env: Env = process.env): Config {
     rateLimitFailMode: oneOf(env, 'RATE_LIMIT_FAIL_MODE', ['open', 'closed'] as const, 'open'),
     authFailuresPerMinute: integer(env, 'AUTH_FAILURES_PER_MINUTE', 60, 0),
     verifyFailuresPerMinute: integer(env, 'VERIFY_FAILURES_PER_MINUTE', 600, 0),
+    leaksGithubKeysUrl: url(env, 'LEAKS_GITHUB_KEYS_URL', ['https:', 'http:']) ?? GITHUB_SECRET_SCANNING_KEYS_URL,
+    leaksGithubKeysFile: raw(env, 'LEAKS_GITHUB_KEYS_FILE') ?? null,
+    leaksReportsPerMinute: integer(env, 'LEAKS_REPORTS_PER_MINUTE', 10, 0),
+    webhookAllowPrivate: boolean(env, 'WEBHOOK_ALLOW_PRIVATE', false),
+    webhookEncryptionKey: encryptionKey(env, 'WEBHOOK_ENCRYPTION_KEY'),
+    webhookKeyExpiringBeforeMs: duration(env, 'WEBHOOK_KEY_EXPIRING_BEFORE', 7 * 86_400_000, 60_000, 365 * 86_400_000),
+    webhookQuotaLowFraction: fraction(env, 'WEBHOOK_QUOTA_LOW_FRACTION', 0.1),
+    eventsRetentionDays: integer(env, 'EVENTS_RETENTION_DAYS', 30, 1, 3_650),
     usageBatchSize: integer(env, 'USAGE_BATCH_SIZE', 500, 1, 100_000),
     usageBufferMax: integer(env, 'USAGE_BUFFER_MAX', 50_000, 1),
     redisTimeoutMs: integer(env, 'REDIS_TIMEOUT_MS', 500, 10, 60_000),
     databaseTimeoutMs: integer(env, 'DATABASE_TIMEOUT_MS', 2_000, 10, 600_000),
+    keyChangesHeartbeatMs: integer(env, 'KEY_CHANGES_HEARTBEAT_MS', 15_000, 10, 600_000),
+    keyChangesMaxStreams: integer(env, 'KEY_CHANGES_MAX_STREAMS', 1_000, 1, 100_000),
     dashboard: boolean(env, 'DASHBOARD', true),
     dashboardDir: raw(env, 'DASHBOARD_DIR') ?? null,
   };

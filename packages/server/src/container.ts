@@ -3,10 +3,17 @@ import { type Authenticator, createAuthenticator } from './callers/authenticator
 import { type BruteForceGuard, createBruteForceGuard } from './callers/brute-force-guard.js';
 import { createJwtAuthenticator } from './callers/jwt.js';
 import type { Config } from './config.js';
+import { createDeliveryWorker, type DeliveryWorker } from './events/delivery.js';
+import { createQuotaEvents, type QuotaEvents } from './events/quota-events.js';
+import { createWebhookService, type WebhookService } from './events/service.js';
+import { createSecretBox } from './events/signing.js';
+import { createEventSweeps, type EventSweeps } from './events/sweeps.js';
 import { createImportService, type ImportService } from './keys/import.js';
 import { lastUsedStatements } from './keys/repository.js';
 import { createSelfService, type SelfService } from './keys/self-service.js';
 import { createKeyService, type KeyService } from './keys/service.js';
+import { createGithubKeys } from './leaks/github-keys.js';
+import { createLeakService, type LeakService } from './leaks/service.js';
 import { createQuotaGate, createRateLimitGate, loadKeyWithOwnerTier } from './limits/gates.js';
 import { createMetrics, type Metrics } from './metrics.js';
 import { createDependencyMonitor, createHealthService, type HealthService } from './observability/health.js';
@@ -18,6 +25,7 @@ import { createUsageAnalytics, type UsageAnalytics } from './usage/analytics.js'
 import { createUsageIngest, type UsageIngest } from './usage/ingest.js';
 import { createUsageRecorder, type UsageRecorder } from './usage/recorder.js';
 import { createUserService, type UserService } from './users/service.js';
+import { type ChangeFeed, createChangeFeed } from './verification/change-feed.js';
 import { createInvalidation, type Invalidation } from './verification/invalidation.js';
 import { createKeyCache, type KeyCache } from './verification/key-cache.js';
 import { createLastUsedRecorder, type LastUsedRecorder } from './verification/last-used.js';
@@ -33,6 +41,8 @@ export interface Container {
   keyCache: KeyCache;
   /** Keeps every instance's key cache in step (Redis pub/sub, PostgreSQL LISTEN/NOTIFY, or local). */
   invalidation: Invalidation;
+  /** Every key change this instance learns of, numbered, for `GET /v1/keys/changes`. */
+  changeFeed: ChangeFeed;
   lastUsed: LastUsedRecorder;
   authenticator: Authenticator;
   keys: KeyService;
@@ -59,6 +69,16 @@ export interface Container {
   /** Usage rows reported by the SDK middleware (`POST /v1/usage/events`). */
   usageIngest: UsageIngest;
   audit: AuditService;
+  /** Leaked keys reported by GitHub, by anyone holding one, or found by `keyward scan`: revoked at once. */
+  leaks: LeakService;
+  /** Webhooks, their deliveries, and the events (admin API). */
+  webhooks: WebhookService;
+  /** Sends due deliveries; started by `keyward serve` (`start`), not by the CLI. */
+  deliveries: DeliveryWorker;
+  /** `key.expiring` / `key.expired`, and pruning old events; started by `keyward serve`. */
+  eventSweeps: EventSweeps;
+  /** Writes `quota.low` / `quota.exhausted` when a verification's spend crosses a level. */
+  quotaEvents: QuotaEvents;
   /** Flushes buffered work and closes connections. */
   close(): Promise<void>;
 }
@@ -108,12 +128,17 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     now,
   });
   const invalidation = createInvalidation({ cache: keyCache, db, config, metrics });
+  const changeFeed = createChangeFeed({ invalidation });
   const lastUsed = createLastUsedRecorder({
     write: (batch) => writer.run(lastUsedStatements(db.db, batch)),
     flushMs: config.lastUsedFlushMs,
   });
   // After the scope check: the rate limit (the key's own, else its owner's tier default), then the quota.
-  const gates = [createRateLimitGate({ limiter: rateLimiter, tiers: config, db: db.db }), createQuotaGate({ db, writer })];
+  const quotaEvents = createQuotaEvents({ db, lowFraction: config.webhookQuotaLowFraction });
+  const gates = [
+    createRateLimitGate({ limiter: rateLimiter, tiers: config, db: db.db }),
+    quotaEvents.watch(createQuotaGate({ db, writer })),
+  ];
   const verifier = createVerifier({ db: db.db, cache: keyCache, lastUsed, gates, load: loadKeyWithOwnerTier, metrics, now });
   const verification = createVerification({ verifier, usage, verifyGuard, cache: keyCache, metrics });
   const keys = createKeyService({ db, config, onKeyChanged: (key) => invalidation.keyChanged(key), now });
@@ -126,12 +151,31 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
   const usageAnalytics = createUsageAnalytics({ db, keys, now });
   const usageIngest = createUsageIngest({ usage, now });
   const audit = createAuditService({ db });
+  const leaks = createLeakService({
+    db,
+    announceChanged: (changed) => keys.announceChanged(changed),
+    githubKeys: createGithubKeys({ url: config.leaksGithubKeysUrl, file: config.leaksGithubKeysFile, now }),
+    // Every report counts, real keys or not (counting only some would tell which were real). Not in the
+    // brute-force metrics: a report refused here is no guess.
+    reportGuard: createBruteForceGuard({ limiter: guardLimiter, failuresPerMinute: config.leaksReportsPerMinute, now }),
+    now,
+  });
+  const secrets = createSecretBox(config.webhookEncryptionKey);
+  const webhooks = createWebhookService({ db, secrets, allowPrivate: config.webhookAllowPrivate, now });
+  const deliveries = createDeliveryWorker({ db, secrets, allowPrivate: config.webhookAllowPrivate, now });
+  const eventSweeps = createEventSweeps({
+    db,
+    expiringBeforeMs: config.webhookKeyExpiringBeforeMs,
+    retentionDays: config.eventsRetentionDays,
+    now,
+  });
   return {
     config,
     db,
     verifier,
     keyCache,
     invalidation,
+    changeFeed,
     lastUsed,
     authenticator,
     keys,
@@ -149,9 +193,18 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
     usageAnalytics,
     usageIngest,
     audit,
+    leaks,
+    webhooks,
+    deliveries,
+    eventSweeps,
+    quotaEvents,
     async close() {
       // Connections closing now are no outage to report.
       health.close();
+      // Rounds in flight finish (their attempts recorded), and events being written are written.
+      await deliveries.stop().catch(() => {});
+      await eventSweeps.stop().catch(() => {});
+      await quotaEvents.close();
       // Buffered writes first (a SIGTERM must not lose them), then announcements, then connections.
       await lastUsed.close().catch(() => {});
       await usage.close().catch(() => {});
@@ -159,6 +212,7 @@ export function createContainer(config: Config, overrides: { db?: Db; now?: () =
       await rateLimiter.close();
       await guardLimiter.close();
       if (redis) await closeRedis(redis);
+      changeFeed.close();
       await invalidation.close();
       await db.close();
     },

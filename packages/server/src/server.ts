@@ -40,5 +40,8 @@ export async function startServer(
   const app = await buildApp(container, options);
   app.addHook('onClose', async () => container.close());
   const url = await app.listen({ port: config.port, host: config.host });
+  // Webhook deliveries and the expiry sweep run where Keyward serves, not in CLI commands.
+  container.deliveries.start((error) => app.log.warn({ err: error }, 'a webhook delivery round failed'));
+  container.eventSweeps.start((error) => app.log.warn({ err: error }, 'the event sweep failed'));
   return { app, url, stop: () => app.close() };
 }

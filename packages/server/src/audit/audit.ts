@@ -16,7 +16,7 @@ export type AuditAction =
   | 'user.update'
   | 'user.delete'
   | 'admin.bootstrap'
-  | 'leak.revoke';
+  | 'key.leaked';
 
 /**
  * Writes one audit row in the caller's transaction. `changes` must never hold a secret: callers pass

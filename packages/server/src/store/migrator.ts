@@ -6,6 +6,9 @@ import * as rollBudget from './migrations/0003-roll-budget.js';
 import * as rolledAt from './migrations/0004-rolled-at.js';
 import * as keyChanges from './migrations/0005-key-changes.js';
 import * as idempotency from './migrations/0006-idempotency.js';
+import * as usageEvents from './migrations/0007-usage-events.js';
+import * as keyLineage from './migrations/0008-key-lineage.js';
+import * as events from './migrations/0009-events.js';
 import type { Database } from './schema.js';
 
 // Migrations are imported, not read from a folder, so the built CLI and the tests run the same list.
@@ -16,6 +19,9 @@ const MIGRATIONS: Record<string, Migration> = {
   '0004-rolled-at': rolledAt,
   '0005-key-changes': keyChanges,
   '0006-idempotency': idempotency,
+  '0007-usage-events': usageEvents,
+  '0008-key-lineage': keyLineage,
+  '0009-events': events,
 };
 
 export interface MigrationStatus {

@@ -33,6 +33,8 @@ export interface ApiKeysTable {
   expires_at: number | null;
   revoked_at: number | null;
   rolled_from: string | null;
+  /** The id of the first key of this key's roll lineage (its own for a key never rolled from another). */
+  lineage_id: string;
   budget_key_id: string | null;
   rolled_at: number | null;
   rate_limit_limit: number | null;
@@ -44,7 +46,7 @@ export interface ApiKeysTable {
 }
 
 export interface ApiKeyUsageTable {
-  /** Given by the database (SQLite row id, PostgreSQL identity); never shown outside it. */
+  /** Given by the database (SQLite row id, PostgreSQL identity); shown as a string by `GET /v1/usage/events`. */
   id: Generated<number>;
   api_key_id: string | null;
   endpoint: string | null;
@@ -55,6 +57,11 @@ export interface ApiKeyUsageTable {
   response_time_ms: number | null;
   outcome: string;
   created_at: number;
+  /**
+   * The request's tags: a JSON array of strings, or null for none. Written as JSON text; read back as text on
+   * SQLite, as the parsed array on PostgreSQL (jsonb).
+   */
+  tags: ColumnType<string | string[] | null, string | null | undefined, string | null>;
 }
 
 /** Usage rows counted per key, minute (epoch ms, UTC) and outcome; `api_key_id` '' for rows with no key. */
@@ -97,6 +104,78 @@ export interface IdempotencyKeysTable {
   created_at: number;
 }
 
+/** Something that happened (`key.created`, `quota.low`, …): written in the transaction of the change it reports. */
+export interface EventsTable {
+  id: string;
+  type: string;
+  /** JSON text: ids, names, display prefixes, what changed. Never a key or a hash. */
+  data: string;
+  created_at: number;
+}
+
+/** Where events are sent (Standard Webhooks). */
+export interface WebhooksTable {
+  id: string;
+  url: string;
+  description: string | null;
+  /** JSON text: the event types sent, or `["*"]` for every one. */
+  event_types: string;
+  enabled: ColumnType<boolean, boolean, boolean>;
+  /** The signing secret, sealed (`aes256gcm:…`) or, without `WEBHOOK_ENCRYPTION_KEY`, as is (`plain:…`). */
+  secret: string;
+  disabled_reason: string | null;
+  /** When the current run of failed attempts began; null after a success. */
+  failing_since: number | null;
+  consecutive_failures: number;
+  created_at: number;
+  updated_at: number;
+}
+
+/** One event to one webhook: `pending` → `succeeded`, or `failed` (a retry is due) → … → `dead`. */
+export interface WebhookDeliveriesTable {
+  id: string;
+  webhook_id: string;
+  event_id: string;
+  status: string;
+  attempts: number;
+  max_attempts: number;
+  /** When the next attempt is due; null once the delivery succeeded or died. */
+  next_attempt_at: number | null;
+  last_attempt_at: number | null;
+  last_status_code: number | null;
+  last_error: string | null;
+  /** The lease of the instance delivering it now: another may claim it once this has passed. */
+  locked_until: number | null;
+  claimed_by: string | null;
+  created_at: number;
+  updated_at: number;
+}
+
+/** Every attempt at a delivery. */
+export interface WebhookAttemptsTable {
+  id: string;
+  delivery_id: string;
+  attempted_at: number;
+  duration_ms: number;
+  status_code: number | null;
+  error: string | null;
+}
+
+/** An event sent once per subject and period (`key.expiring` per key and expiry, `quota.low` per refill period). */
+export interface EventMarksTable {
+  kind: string;
+  subject_id: string;
+  period: string;
+  created_at: number;
+}
+
+/** Which instance runs a periodic job now (until `until`). */
+export interface WorkerLeasesTable {
+  name: string;
+  holder: string;
+  until: number;
+}
+
 export interface Database {
   users: UsersTable;
   api_keys: ApiKeysTable;
@@ -105,6 +184,12 @@ export interface Database {
   audit_log: AuditLogTable;
   idempotency_keys: IdempotencyKeysTable;
   key_changes: KeyChangesTable;
+  events: EventsTable;
+  webhooks: WebhooksTable;
+  webhook_deliveries: WebhookDeliveriesTable;
+  webhook_attempts: WebhookAttemptsTable;
+  event_marks: EventMarksTable;
+  worker_leases: WorkerLeasesTable;
 }
 
 /** A database handle or an open transaction: repositories take either as their first argument. */

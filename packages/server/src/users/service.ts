@@ -5,6 +5,9 @@ import type { Config } from '../config.js';
 import type { ApiKey, User } from '../domain.js';
 import { MAX_EXTERNAL_ID_LENGTH } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
+import { actorData, keySummary, userSummary } from '../events/catalogue.js';
+import { emitEvent } from '../events/outbox.js';
+import { findKeyFactsOwnedBy } from '../events/repository.js';
 import { decodeCursor, encodeCursor, type Page } from '../pagination.js';
 import type { Db } from '../store/database.js';
 import {
@@ -96,6 +99,7 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
         const inserted = await insertUserIfAbsent(trx, user);
         if (!inserted) return err('USER_EXISTS', 'a user with this external_id exists');
         await audit(trx, caller, 'user.create', { type: 'user', id: user.id }, { external_id: user.externalId, tier: user.tier }, at);
+        await emitEvent(trx, 'user.created', { user: userSummary(inserted), actor: actorData(caller) }, at);
         return ok(inserted);
       });
     },
@@ -129,6 +133,7 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
             { external_id: externalId, tier: inserted.tier, source: 'jwt' },
             at,
           );
+          await emitEvent(trx, 'user.created', { user: userSummary(inserted), actor: actorData(PROVISIONER), source: 'jwt' }, at);
           return inserted;
         });
         if (user) return user;
@@ -179,6 +184,7 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
         const updated = await updateUser(trx, id, { ...wanted, updatedAt: at });
         if (!updated) return err('USER_NOT_FOUND');
         await audit(trx, caller, 'user.update', { type: 'user', id }, changes, at);
+        await emitEvent(trx, 'user.updated', { user: userSummary(updated), actor: actorData(caller), changes }, at);
         return ok({ user: updated, keys: 'tier' in changes ? await findKeysOwnedBy(trx, id) : [] });
       });
       if (!outcome.ok) return outcome;
@@ -194,6 +200,8 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
         const user = await findUserForUpdate(trx, id, dialect);
         if (!user) return err('USER_NOT_FOUND');
         const keys = await findKeysOwnedBy(trx, id);
+        // Read before the cascade removes them: each key's deletion is an event of its own.
+        const deletedKeys = await findKeyFactsOwnedBy(trx, id);
         if (!(await deleteUser(trx, id))) return err('USER_NOT_FOUND');
         const at = now();
         for (const key of keys) {
@@ -214,6 +222,9 @@ export function createUserService({ db: { db, dialect }, config, onKeysChanged =
           { external_id: user.externalId, tier: user.tier, keys_deleted: keys.length },
           at,
         );
+        const actor = actorData(caller);
+        for (const key of deletedKeys) await emitEvent(trx, 'key.deleted', { key: keySummary(key), actor, cause: 'user.delete' }, at);
+        await emitEvent(trx, 'user.deleted', { user: userSummary(user), actor, keys_deleted: keys.length }, at);
         return ok({ user, keys });
       });
       if (!outcome.ok) return outcome;
