@@ -35,6 +35,8 @@ export const theme = createTheme({
     },
     Notification: { defaultProps: { closeButtonProps: { 'aria-label': 'Dismiss' } } },
     Tooltip: { defaultProps: { withinPortal: true, fz: 'xs' } },
+    // A loader is named ("Loading requests"): a name needs a role, and a status is what a loader is.
+    Loader: { defaultProps: { role: 'status' } },
     Card: { defaultProps: { shadow: 'none' } },
   },
 });

@@ -259,6 +259,61 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
     await page.getByRole('heading', { name: 'Billing service' }).waitFor();
   });
 
+  it('shows the key’s recent requests and top endpoints, filters them, and downloads them as CSV', async () => {
+    const keyId = page.url().split('/').pop() ?? '';
+    const seenAt = Date.now();
+    const requests = [
+      { endpoint: '/v1/invoices', method: 'GET', status_code: 200, response_time_ms: 12 },
+      { endpoint: '/v1/invoices', method: 'GET', status_code: 200, response_time_ms: 9 },
+      { endpoint: '/v1/invoices/inv_42', method: 'PATCH', status_code: 503, response_time_ms: 230 },
+      { endpoint: '/v1/payments', method: 'POST', status_code: 201, response_time_ms: 48 },
+    ];
+    await api.reportUsage(
+      requests.map((request, i) => ({
+        ...request,
+        key_id: keyId,
+        outcome: 'VALID' as const,
+        ip_address: '203.0.113.7',
+        user_agent: 'e2e',
+        occurred_at: new Date(seenAt - (requests.length - i) * 1000).toISOString(),
+        tags: [`route:${request.endpoint}`],
+      })),
+    );
+    // The four requests and the direct verification made when the key was rolled; rows are written in batches.
+    await expect.poll(async () => (await api.listUsageEvents({ key_id: keyId })).data.length).toBe(5);
+    await page.reload();
+    const recent = page.getByRole('table', { name: 'Recent requests' });
+    await expect.poll(() => recent.locator('tbody tr').count()).toBe(5);
+    await page.getByRole('table', { name: 'Top endpoints' }).getByText('/v1/invoices', { exact: true }).waitFor();
+
+    await page.getByRole('combobox', { name: 'Status' }).click();
+    await page.getByRole('option', { name: '5xx server error' }).click();
+    await expect.poll(() => recent.locator('tbody tr').count()).toBe(1);
+    expect(await recent.locator('tbody tr').first().textContent()).toContain('/v1/invoices/inv_42');
+
+    const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
+    expect(download.suggestedFilename()).toMatch(/^usage-billing-service-\d{4}-\d{2}-\d{2}\.csv$/);
+    const csv = readFileSync(await download.path(), 'utf8')
+      .trimEnd()
+      .split('\r\n');
+    expect(csv[0]).toBe('id,created_at,key_id,outcome,method,endpoint,status_code,response_time_ms,ip_address,user_agent,tags');
+    expect(csv).toHaveLength(2);
+    expect(csv[1]).toContain(`,${keyId},VALID,PATCH,/v1/invoices/inv_42,503,230,`);
+
+    await page.getByRole('combobox', { name: 'Status' }).click();
+    await page.getByRole('option', { name: 'Any status' }).click();
+    await expect.poll(() => recent.locator('tbody tr').count()).toBe(5);
+    await page
+      .getByRole('heading', { name: 'Usage', exact: true })
+      // The usage chart at the top, below the fixed header.
+      .evaluate((heading) => {
+        const card = heading.closest('.mantine-Card-root') ?? heading;
+        window.scrollTo(0, card.getBoundingClientRect().top + window.scrollY - 72);
+      });
+    await shoot(page, 'key-usage');
+    await page.evaluate(() => window.scrollTo(0, 0));
+  });
+
   it('revokes the key after a confirmation naming it, and its status changes', async () => {
     const newId = page.url().split('/').pop() ?? '';
     expect(newId).not.toBe(createdId);
@@ -274,6 +329,18 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
     await page.getByTestId('audit-trail').getByText('Key revoked').waitFor();
     await expectAccessible(page, 'key detail');
     await shoot(page, 'key-detail');
+  });
+
+  it('marks a key revoked for a leak as leaked', async () => {
+    // The first key, still in its roll's grace period, is reported leaked: revoked at once, audited as key.leaked.
+    await api.reportLeakedKeys([created]);
+    await expect.poll(async () => (await api.getKey(createdId)).status).toBe('revoked');
+    await page.goto(`${keyward.url}/keys/${createdId}`);
+    await page.getByRole('heading', { name: 'Billing service' }).waitFor();
+    await page.locator('[data-leaked]').waitFor();
+    expect(await page.locator('[data-state]').first().textContent()).toBe('Revoked');
+    await page.getByTestId('audit-trail').getByText('Key leaked').waitFor();
+    await expectAccessible(page, 'leaked key');
   });
 
   it('reads the overview, users and audit log pages', async () => {

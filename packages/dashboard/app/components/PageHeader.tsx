@@ -19,7 +19,11 @@ export function PageHeader({
           <Title order={1} fz={24} fw={650} lh={1.25} style={{ overflowWrap: 'anywhere' }}>
             {title}
           </Title>
-          {badge}
+          {badge && (
+            <Group gap={6} wrap="nowrap" className="kw-header-badges">
+              {badge}
+            </Group>
+          )}
         </Group>
         {description && (
           <Text c="dimmed" size="sm" component="div">

@@ -1,11 +1,11 @@
 import { Badge, Group, Text, Tooltip } from '@mantine/core';
 
-/** Scopes as small monospace chips; past `max`, a "+N" with the rest in a tooltip. */
-export function ScopeList({ scopes, max = 3 }: { scopes: readonly string[]; max?: number }) {
+/** Scopes (or tags) as small monospace chips; past `max`, a "+N" with the rest in a tooltip. */
+export function ScopeList({ scopes, max = 3, empty = 'none' }: { scopes: readonly string[]; max?: number; empty?: string }) {
   if (scopes.length === 0) {
     return (
       <Text span size="sm" c="dimmed">
-        none
+        {empty}
       </Text>
     );
   }
@@ -14,7 +14,7 @@ export function ScopeList({ scopes, max = 3 }: { scopes: readonly string[]; max?
   return (
     <Group gap={4} wrap="wrap">
       {shown.map((scope) => (
-        <Badge key={scope} variant="default" radius="sm" size="sm" tt="none" fw={500} ff="monospace">
+        <Badge key={scope} variant="default" radius="sm" size="sm" tt="none" fw={500} ff="monospace" title={scope}>
           {scope}
         </Badge>
       ))}

@@ -1,13 +1,15 @@
 import { Text, type TextProps, Tooltip } from '@mantine/core';
-import { localDateTime, relativeTime, utc } from './format';
+import { localDateTime, localTimeToTheSecond, relativeTime, utc } from './format';
 
-/** A time in the browser's zone (relative or absolute), the exact UTC instant on hover. */
+const SHOWN = { relative: relativeTime, absolute: localDateTime, precise: localTimeToTheSecond } as const;
+
+/** A time in the browser's zone (relative, absolute, or precise: to the second), the exact UTC instant on hover. */
 export function TimeText({
   value,
   mode = 'relative',
   empty = '—',
   ...props
-}: { value: string | null | undefined; mode?: 'relative' | 'absolute'; empty?: string } & TextProps) {
+}: { value: string | null | undefined; mode?: keyof typeof SHOWN; empty?: string } & TextProps) {
   if (!value) {
     return (
       <Text span c="dimmed" {...props}>
@@ -18,7 +20,7 @@ export function TimeText({
   return (
     <Tooltip label={`${localDateTime(value)} · ${utc(value)}`} openDelay={250} withArrow>
       <Text component="time" dateTime={value} span {...props}>
-        {mode === 'relative' ? relativeTime(value) : localDateTime(value)}
+        {SHOWN[mode](value)}
       </Text>
     </Tooltip>
   );

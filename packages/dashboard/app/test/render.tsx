@@ -21,9 +21,10 @@ export function renderUi(ui: ReactElement) {
 
 /**
  * Renders a page under Mantine, a router, a fresh query cache (no retries) and a signed-in session whose
- * client is `client`: pass only the methods the page calls, as mocks.
+ * client is `client`: pass only the methods the page calls, as mocks. `path` is where the router starts
+ * (for a page that reads its route: wrap it in `<Routes>`).
  */
-export function renderSignedIn(ui: ReactElement, client: Partial<Record<keyof KeywardClient, unknown>>, role: Role = 'admin') {
+export function renderSignedIn(ui: ReactElement, client: Partial<Record<keyof KeywardClient, unknown>>, role: Role = 'admin', path = '/') {
   const queryClient = new QueryClient({ defaultOptions: { queries: { retry: false, refetchOnWindowFocus: false } } });
   const session: Session = { client: client as unknown as KeywardClient, role, canWrite: true, label: 'test' };
   return {
@@ -31,7 +32,7 @@ export function renderSignedIn(ui: ReactElement, client: Partial<Record<keyof Ke
     ...renderUi(
       <QueryClientProvider client={queryClient}>
         <SessionProvider initial={session}>
-          <MemoryRouter>{ui}</MemoryRouter>
+          <MemoryRouter initialEntries={[path]}>{ui}</MemoryRouter>
         </SessionProvider>
       </QueryClientProvider>,
     ),

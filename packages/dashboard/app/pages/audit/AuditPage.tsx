@@ -136,7 +136,7 @@ export function AuditPage() {
                         )}
                       </Table.Td>
                       <Table.Td maw={380} style={{ verticalAlign: 'top' }}>
-                        <AuditChanges changes={entry.changes} />
+                        <AuditChanges changes={entry.changes} action={entry.action} />
                       </Table.Td>
                       <Table.Td style={{ verticalAlign: 'top' }}>
                         <Text size="xs" ff="monospace" c="dimmed">

@@ -1,5 +1,5 @@
 import type { AuditLogPage } from '@keyward/sdk';
-import { Badge, Code, Group, Stack, Text } from '@mantine/core';
+import { Anchor, Badge, Code, Group, Stack, Text } from '@mantine/core';
 
 export type AuditEntry = AuditLogPage['data'][number];
 
@@ -11,6 +11,8 @@ export const ACTIONS: { value: string; label: string; color: string }[] = [
   { value: 'key.activate', label: 'Key activated', color: 'teal' },
   { value: 'key.revoke', label: 'Key revoked', color: 'red' },
   { value: 'key.delete', label: 'Key deleted', color: 'red' },
+  { value: 'key.leaked', label: 'Key leaked', color: 'red' },
+  { value: 'admin.bootstrap', label: 'Admin key bootstrapped', color: 'gray' },
   { value: 'user.create', label: 'User created', color: 'teal' },
   { value: 'user.update', label: 'User updated', color: 'blue' },
   { value: 'user.delete', label: 'User deleted', color: 'red' },
@@ -44,8 +46,47 @@ const show = (value: unknown): string => {
 const isFromTo = (value: unknown): value is { from: unknown; to: unknown } =>
   typeof value === 'object' && value !== null && 'from' in value && 'to' in value && Object.keys(value).length === 2;
 
-/** The fields an entry changed: "scopes: [a] → [a, b]". */
-export function AuditChanges({ changes }: { changes: Record<string, unknown> }) {
+/** Where a leak was reported from (`source` of a `key.leaked` entry). */
+export const LEAK_SOURCES: Record<string, string> = {
+  github: 'GitHub secret scanning',
+  report: 'Leak report',
+  scan: 'keyward scan',
+};
+export const leakSourceLabel = (source: unknown): string =>
+  typeof source === 'string' ? (LEAK_SOURCES[source] ?? source) : 'An unknown source';
+
+/** A web address worth a link: http or https only (a reporter's text is never made a `javascript:` link). */
+export function webAddress(value: unknown): string | undefined {
+  if (typeof value !== 'string') return undefined;
+  try {
+    const url = new URL(value);
+    return url.protocol === 'https:' || url.protocol === 'http:' ? url.href : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A change's value: a web address as a link that opens apart, a leak's source by its name, the rest as text. */
+function ChangeValue({ action, field, value }: { action: string | undefined; field: string; value: unknown }) {
+  const href = field === 'url' ? webAddress(value) : undefined;
+  if (href) {
+    return (
+      <Anchor href={href} target="_blank" rel="noopener noreferrer" fz="xs" style={{ overflowWrap: 'anywhere' }}>
+        {href}
+      </Anchor>
+    );
+  }
+  const text =
+    action === 'key.leaked' && field === 'source'
+      ? leakSourceLabel(value)
+      : isFromTo(value)
+        ? `${show(value.from)} → ${show(value.to)}`
+        : show(value);
+  return <Code style={{ whiteSpace: 'normal', overflowWrap: 'anywhere' }}>{text}</Code>;
+}
+
+/** The fields an entry changed: "scopes: [a] → [a, b]"; for a leak, where it was seen. */
+export function AuditChanges({ changes, action }: { changes: Record<string, unknown>; action?: string }) {
   const entries = Object.entries(changes);
   if (entries.length === 0) return null;
   return (
@@ -55,9 +96,7 @@ export function AuditChanges({ changes }: { changes: Record<string, unknown> }) 
           <Text size="xs" c="dimmed" style={{ flexShrink: 0 }}>
             {field.replace(/_/g, ' ')}
           </Text>
-          <Code style={{ whiteSpace: 'normal', overflowWrap: 'anywhere' }}>
-            {isFromTo(value) ? `${show(value.from)} → ${show(value.to)}` : show(value)}
-          </Code>
+          <ChangeValue action={action} field={field} value={value} />
         </Group>
       ))}
     </Stack>

@@ -54,7 +54,7 @@ export function KeyAuditTrail({ keyId }: { keyId: string }) {
                     {entry.ip ? ` · ${entry.ip}` : ''}
                   </Text>
                 </Group>
-                <AuditChanges changes={entry.changes} />
+                <AuditChanges changes={entry.changes} action={entry.action} />
               </Stack>
             </Timeline.Item>
           ))}

@@ -15,10 +15,14 @@ import { PageHeader } from '../../components/PageHeader';
 import { ScopeList } from '../../components/ScopeList';
 import { StatusBadge } from '../../components/StatusBadge';
 import { TimeText } from '../../components/TimeText';
+import type { AuditEntry } from '../audit/auditFormat';
 import { useKeyActions } from '../keys/useKeyActions';
 import { EditKeyForm } from './EditKeyForm';
 import { KeyAuditTrail } from './KeyAuditTrail';
-import { UsageChart } from './UsageChart';
+import { KeyEndpoints } from './KeyEndpoints';
+import { LeakedBadge, LeakSummary, useKeyLeak } from './KeyLeak';
+import { RecentRequests } from './RecentRequests';
+import { type KeyRange, UsageChart } from './UsageChart';
 
 function Field({ label, children, wide = false }: { label: string; children: ReactNode; wide?: boolean }) {
   return (
@@ -39,7 +43,7 @@ const dash = (
   </Text>
 );
 
-function KeyFields({ apiKey, ownerName }: { apiKey: ApiKey; ownerName: string | undefined }) {
+function KeyFields({ apiKey, ownerName, leak }: { apiKey: ApiKey; ownerName: string | undefined; leak: AuditEntry | undefined }) {
   const metadata = Object.keys(apiKey.metadata).length ? JSON.stringify(apiKey.metadata, null, 2) : null;
   return (
     <SimpleGrid cols={{ base: 1, xs: 2, md: 3 }} spacing="lg" verticalSpacing="md" component="dl" m={0}>
@@ -95,6 +99,11 @@ function KeyFields({ apiKey, ownerName }: { apiKey: ApiKey; ownerName: string | 
           <TimeText value={apiKey.revoked_at} mode="absolute" size="sm" />
         </Field>
       )}
+      {leak && (
+        <Field label="Leaked">
+          <LeakSummary entry={leak} />
+        </Field>
+      )}
       {apiKey.rolled_from && (
         <Field label="Rolled from">
           <Anchor component={Link} to={`/keys/${apiKey.rolled_from}`} ff="monospace" size="xs">
@@ -126,8 +135,10 @@ export function KeyDetailPage() {
   const queryClient = useQueryClient();
   const { byId } = useUserIndex();
   const [editing, setEditing] = useState(false);
+  const [range, setRange] = useState<KeyRange>('24h');
   const { run, dialogs } = useKeyActions({ afterDelete: '/', followRoll: true });
   const keyQuery = useQuery({ queryKey: ['key', id], queryFn: () => client.getKey(id), retry: (n, e) => !isStatus(e, 404) && n < 2 });
+  const leak = useKeyLeak({ id, status: keyQuery.data?.status ?? 'active' });
 
   if (keyQuery.isPending) {
     return (
@@ -176,7 +187,12 @@ export function KeyDetailPage() {
       </Breadcrumbs>
       <PageHeader
         title={key.name}
-        badge={<StatusBadge apiKey={key} />}
+        badge={
+          <>
+            <StatusBadge apiKey={key} />
+            {leak && <LeakedBadge />}
+          </>
+        }
         description={
           <Text span ff="monospace" size="sm">
             {key.key_prefix}…
@@ -227,10 +243,16 @@ export function KeyDetailPage() {
           {editing ? (
             <EditKeyForm apiKey={key} onSave={save} onCancel={() => setEditing(false)} />
           ) : (
-            <KeyFields apiKey={key} ownerName={owner ? userLabel(owner) : undefined} />
+            <KeyFields apiKey={key} ownerName={owner ? userLabel(owner) : undefined} leak={leak} />
           )}
         </Card>
-        <UsageChart keyId={key.id} />
+        <SimpleGrid cols={{ base: 1, md: 3 }} spacing="lg">
+          <div className="kw-span2">
+            <UsageChart keyId={key.id} range={range} onRangeChange={setRange} />
+          </div>
+          <KeyEndpoints keyId={key.id} range={range} />
+        </SimpleGrid>
+        <RecentRequests keyId={key.id} keyName={key.name} />
         {role === 'admin' && <KeyAuditTrail keyId={key.id} />}
       </Stack>
       {dialogs}

@@ -8,30 +8,21 @@ import { errorMessage } from '../../api/errors';
 import { useSession } from '../../api/session';
 import { EmptyState } from '../../components/EmptyState';
 import { formatNumber } from '../../components/format';
+import { outcomeSeries } from '../../components/outcomes';
 
-type Range = '1h' | '24h' | '7d' | '30d';
+/** The ranges of a key's page: its usage chart and its endpoints cover the same one. */
+export type KeyRange = '1h' | '24h' | '7d' | '30d';
 type Granularity = 'minute' | 'hour' | 'day';
-const RANGE_MS: Record<Range, number> = { '1h': 3600e3, '24h': 86_400e3, '7d': 7 * 86_400e3, '30d': 30 * 86_400e3 };
-const GRANULARITIES: Record<Range, Granularity[]> = { '1h': ['minute'], '24h': ['hour'], '7d': ['hour', 'day'], '30d': ['day'] };
-
-/** Colours per verification code (the rest get gray). */
-export const OUTCOME_COLORS: Record<string, string> = {
-  VALID: 'teal.6',
-  RATE_LIMITED: 'yellow.6',
-  USAGE_EXCEEDED: 'orange.6',
-  INSUFFICIENT_SCOPES: 'grape.5',
-  EXPIRED: 'gray.5',
-  DISABLED: 'gray.6',
-  REVOKED: 'red.6',
-  NOT_FOUND: 'red.4',
-  INVALID_FORMAT: 'pink.5',
+export const KEY_RANGES: Record<KeyRange, { label: string; ms: number; description: string }> = {
+  '1h': { label: '1 h', ms: 3600e3, description: 'the last hour' },
+  '24h': { label: '24 h', ms: 86_400e3, description: 'the last 24 hours' },
+  '7d': { label: '7 d', ms: 7 * 86_400e3, description: 'the last 7 days' },
+  '30d': { label: '30 d', ms: 30 * 86_400e3, description: 'the last 30 days' },
 };
-export const outcomeLabel = (code: string): string => code.charAt(0) + code.slice(1).toLowerCase().replace(/_/g, ' ');
+const GRANULARITIES: Record<KeyRange, Granularity[]> = { '1h': ['minute'], '24h': ['hour'], '7d': ['hour', 'day'], '30d': ['day'] };
 
-export const outcomeSeries = (codes: Iterable<string>) =>
-  [...new Set(codes)]
-    .sort((a, b) => (a === 'VALID' ? -1 : b === 'VALID' ? 1 : a.localeCompare(b)))
-    .map((code) => ({ name: code, label: outcomeLabel(code), color: OUTCOME_COLORS[code] ?? 'gray.4' }));
+/** The start of a key page's range, counted back from now. */
+export const keyRangeStart = (range: KeyRange, now = Date.now()): string => new Date(now - KEY_RANGES[range].ms).toISOString();
 
 function bucketLabel(iso: string, granularity: Granularity): string {
   const d = new Date(iso);
@@ -46,20 +37,16 @@ export function chartData(usage: Pick<KeyUsage, 'buckets'>, granularity: Granula
   return usage.buckets.map((bucket) => ({ bucket: bucketLabel(bucket.start, granularity), ...bucket.outcomes }));
 }
 
-/** A key's verifications by outcome over time, with a range picker and hour/day granularity. */
-export function UsageChart({ keyId }: { keyId: string }) {
+/** A key's verifications by outcome over time, with the page's range picker and hour/day granularity. */
+export function UsageChart({ keyId, range, onRangeChange }: { keyId: string; range: KeyRange; onRangeChange: (range: KeyRange) => void }) {
   const { client } = useSession();
-  const [range, setRange] = useState<Range>('24h');
   const [granularity, setGranularity] = useState<Granularity>('hour');
   const allowed = GRANULARITIES[range];
   const effective = allowed.includes(granularity) ? granularity : (allowed[0] as Granularity);
 
   const usage = useQuery({
     queryKey: ['key', keyId, 'usage', range, effective],
-    queryFn: () => {
-      const to = new Date();
-      return client.getKeyUsage(keyId, { from: new Date(to.getTime() - RANGE_MS[range]).toISOString(), granularity: effective });
-    },
+    queryFn: () => client.getKeyUsage(keyId, { from: keyRangeStart(range), granularity: effective }),
     placeholderData: (previous) => previous,
     refetchInterval: 60_000,
   });
@@ -68,7 +55,7 @@ export function UsageChart({ keyId }: { keyId: string }) {
   const failed = data ? data.totals.total - (data.totals.outcomes.VALID ?? 0) : 0;
 
   return (
-    <Card withBorder radius="md" padding="lg">
+    <Card withBorder radius="md" padding="lg" h="100%">
       <Group justify="space-between" align="flex-start" mb="md" gap="sm">
         <Stack gap={2}>
           <Title order={2} fz="md" fw={600}>
@@ -90,13 +77,8 @@ export function UsageChart({ keyId }: { keyId: string }) {
             size="xs"
             aria-label="Range"
             value={range}
-            onChange={(value) => setRange(value as Range)}
-            data={[
-              { value: '1h', label: '1 h' },
-              { value: '24h', label: '24 h' },
-              { value: '7d', label: '7 d' },
-              { value: '30d', label: '30 d' },
-            ]}
+            onChange={(value) => onRangeChange(value as KeyRange)}
+            data={(Object.keys(KEY_RANGES) as KeyRange[]).map((value) => ({ value, label: KEY_RANGES[value].label }))}
           />
           <SegmentedControl
             size="xs"

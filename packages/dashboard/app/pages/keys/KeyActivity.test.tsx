@@ -9,6 +9,7 @@ import { KeysTable } from './KeysTable';
 
 const apiKey = (id: string, name: string): ApiKey => ({
   id,
+  lineage_id: id,
   name,
   description: null,
   key_prefix: `kw_${id}`,

@@ -6,7 +6,8 @@ import { errorMessage } from '../../api/errors';
 import { useSession } from '../../api/session';
 import { EmptyState } from '../../components/EmptyState';
 import { formatNumber } from '../../components/format';
-import { chartData, outcomeSeries } from '../key-detail/UsageChart';
+import { outcomeSeries } from '../../components/outcomes';
+import { chartData } from '../key-detail/UsageChart';
 
 export type Range = '1h' | '24h' | '7d' | '30d';
 type Granularity = 'minute' | 'hour' | 'day';

@@ -7,15 +7,11 @@ import { Link } from 'react-router';
 import { errorMessage } from '../../api/errors';
 import { useSession } from '../../api/session';
 import { EmptyState } from '../../components/EmptyState';
+import { EndpointBreakdown } from '../../components/EndpointBreakdown';
 import { formatCompact, formatNumber } from '../../components/format';
+import { mantineColor, OUTCOME_COLORS, outcomeLabel, outcomeSeries } from '../../components/outcomes';
 import { PageHeader } from '../../components/PageHeader';
-import { OUTCOME_COLORS, outcomeLabel, outcomeSeries } from '../key-detail/UsageChart';
 import { OutcomeTimeline, RANGES, type Range, rangeStart } from './OutcomeTimeline';
-
-const mantineColor = (token: string) => {
-  const [name, shade] = token.split('.');
-  return `var(--mantine-color-${name}-${shade ?? 6})`;
-};
 
 /** A key's outcomes as one stacked bar (an image with the counts as its name). */
 function OutcomeBar({ outcomes, total, label }: { outcomes: Record<string, number>; total: number; label: string }) {
@@ -56,6 +52,21 @@ function Stat({ label, value, hint, color }: { label: string; value: string; hin
       )}
     </Card>
   );
+}
+
+/**
+ * Requests by endpoint across every key over the page's range (the series, `group_by=endpoint`). Only the
+ * totals are read, so one bucket a day is asked for: the fewest buckets for the same range.
+ */
+function TopEndpoints({ range }: { range: Range }) {
+  const { client } = useSession();
+  const endpoints = useQuery({
+    queryKey: ['analytics', 'endpoints', range],
+    queryFn: () => client.getVerificationSeries({ from: rangeStart(range), granularity: 'day', group_by: 'endpoint' }),
+    placeholderData: (previous) => previous,
+    refetchInterval: 60_000,
+  });
+  return <EndpointBreakdown totals={endpoints.data?.totals} error={endpoints.error} range={RANGES[range].description} />;
 }
 
 export function OverviewPage() {
@@ -208,6 +219,7 @@ export function OverviewPage() {
               )}
             </Card>
           </SimpleGrid>
+          <TopEndpoints range={range} />
         </Stack>
       )}
     </>
