@@ -80,6 +80,7 @@ describe('which addresses a webhook may reach', () => {
       '::ffff:127.0.0.1',
       '::ffff:10.0.0.1',
       '64:ff9b::a00:1',
+      '::7f00:1', // IPv4-compatible (::/96): 127.0.0.1
       'ff02::1',
       'not-an-ip',
     ]) {

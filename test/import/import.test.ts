@@ -76,6 +76,26 @@ describe.each(DIALECTS)('key import on %s', (dialect) => {
     expect(JSON.stringify(outcome.errors)).not.toContain(tampered);
     expect(await t.container.importer.importRecords(operator, lines.slice(0, 1), 'plaintext')).toMatchObject({ imported: 0, skipped: 1 });
   });
+
+  it('rejects a record whose name, description or metadata holds a key (push protection), naming the field', async () => {
+    t = await createTestApp({ dialect });
+    const pasted = generateKey('kw');
+    const lines = [
+      JSON.stringify({ key: generateKey('kw'), name: `copy of ${pasted}` }),
+      JSON.stringify({ key: generateKey('kw'), description: pasted }),
+      JSON.stringify({ key: generateKey('kw'), metadata: { notes: [`token=${pasted}`] } }),
+      JSON.stringify({ key: generateKey('kw'), name: 'fine' }),
+    ];
+    const outcome = await t.container.importer.importRecords(operator, lines, 'plaintext');
+    expect(outcome.imported).toBe(1);
+    expect(outcome.errors.map((e) => [e.line, e.message.split(' ')[0]])).toEqual([
+      [1, 'name'],
+      [2, 'description'],
+      [3, 'metadata.notes.0'],
+    ]);
+    expect(JSON.stringify(outcome.errors)).not.toContain(pasted);
+    expect(JSON.stringify(await t.container.db.db.selectFrom('api_keys').selectAll().execute())).not.toContain(pasted);
+  });
 });
 
 describe('keyward import (built CLI)', () => {

@@ -17,6 +17,15 @@ export function isPublicAddress(address: string): boolean {
   // `process` turns an IPv4-mapped IPv6 address (::ffff:10.0.0.1) into the IPv4 address it maps.
   const parsed = ipaddr.process(address);
   const range = parsed.range();
+  // IPv4-compatible IPv6 (::/96, deprecated) embeds an IPv4 address some stacks still route to: never public.
+  if (
+    parsed.kind() === 'ipv6' &&
+    parsed
+      .toByteArray()
+      .slice(0, 12)
+      .every((b) => b === 0)
+  )
+    return false;
   if (range === 'unicast') return true;
   // NAT64 (64:ff9b::/96) carries an IPv4 address in its last 32 bits: as public as that address.
   if (parsed.kind() === 'ipv6' && range === 'rfc6052') {

@@ -5,6 +5,7 @@ import { type Caller, isAdmin } from '../callers/principal.js';
 import { type ApiKey, INSTANT_RANGE, isBoundedInstant } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
 import { metadataProblem } from '../input-bounds.js';
+import { findSecretInFields } from '../secrets.js';
 import type { Db } from '../store/database.js';
 import { unstorableTextIn } from '../text.js';
 import { findUserByExternalId } from '../users/repository.js';
@@ -85,6 +86,9 @@ export function parseImportRecord(record: ImportRecord, scheme: ImportScheme): P
     const where = badMetadata.field === 'metadata' ? '' : ' (import the key, then set it with PATCH /v1/api-keys/{id})';
     return { ok: false, message: `${badMetadata.field} ${badMetadata.message}${where}` };
   }
+  // Push protection, as create and PATCH: a key pasted into a descriptive field would be stored in plaintext.
+  const secretIn = findSecretInFields({ name: str(record.name, 200), description: str(record.description, 2000), metadata });
+  if (secretIn) return { ok: false, message: `${secretIn} holds an API key: keys must not be stored in descriptive fields` };
   let expiresAt: number | null = null;
   if (record.expires_at !== undefined && record.expires_at !== null) {
     expiresAt = typeof record.expires_at === 'string' ? Date.parse(record.expires_at) : Number.NaN;
