@@ -44,6 +44,34 @@ describe('SDK usage reporter', () => {
     await reporter.close();
   });
 
+  it('sends only full batches while busy: events arriving during a POST wait for the next full batch or the timer', async () => {
+    const batches: UsageEvent[][] = [];
+    let release: () => void = () => {};
+    const client = {
+      reportUsage(events: UsageEvent[]) {
+        batches.push(events);
+        return new Promise<{ accepted: number }>((resolve) => {
+          release = () => resolve({ accepted: events.length });
+        });
+      },
+    };
+    const reporter = createUsageReporter(client, { batchSize: 3, flushIntervalMs: 3_600_000 });
+    for (let i = 0; i < 3; i++) reporter.record(event(i));
+    await vi.waitFor(() => expect(batches).toHaveLength(1));
+    // A trickle during the POST: before, it went out as a small batch of its own the moment the POST ended.
+    reporter.record(event(3));
+    reporter.record(event(4));
+    release();
+    await new Promise((resolve) => setTimeout(resolve, 10));
+    expect(batches.map((b) => b.length)).toEqual([3]);
+    expect(reporter.buffered()).toBe(2);
+    const flushed = reporter.flush();
+    await vi.waitFor(() => expect(batches).toHaveLength(2));
+    release();
+    await flushed;
+    expect(batches.map((b) => b.length)).toEqual([3, 2]);
+  });
+
   it('never sends more than 500 events in one report', async () => {
     const { client, batches } = fakeClient();
     const reporter = createUsageReporter(client, { batchSize: 10_000, flushIntervalMs: 3_600_000 });

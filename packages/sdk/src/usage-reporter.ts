@@ -53,8 +53,10 @@ export function createUsageReporter(
     (timer as { unref?: () => void }).unref?.();
   }
 
-  async function sendAll(): Promise<void> {
-    while (buffer.length > 0) {
+  // `fullOnly`: a batch that filled sends full batches only; what arrives meanwhile waits for the next full
+  // batch or the timer. Sending every few events that trickled in during a POST would cost a POST each.
+  async function sendAll(fullOnly = false): Promise<void> {
+    while (buffer.length >= (fullOnly ? batchSize : 1)) {
       const batch = buffer.slice(0, batchSize);
       buffer = buffer.slice(batch.length);
       try {
@@ -77,8 +79,8 @@ export function createUsageReporter(
   }
 
   let chain: Promise<void> = Promise.resolve();
-  function flush(): Promise<void> {
-    chain = chain.then(sendAll).then(schedule, schedule);
+  function flush(fullOnly = false): Promise<void> {
+    chain = chain.then(() => sendAll(fullOnly)).then(schedule, schedule);
     return chain;
   }
 
@@ -89,10 +91,10 @@ export function createUsageReporter(
         return;
       }
       buffer.push(event);
-      if (buffer.length === batchSize) void flush();
+      if (buffer.length === batchSize) void flush(true);
       else schedule();
     },
-    flush,
+    flush: () => flush(),
     dropped: () => lost,
     buffered: () => buffer.length,
     async close() {
