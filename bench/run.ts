@@ -6,10 +6,11 @@ import { runInProcess } from './in-process.js';
 import { cleanUpAll, planPinning } from './lib/processes.js';
 import { renderTable, type Table } from './lib/table.js';
 import { runLimits } from './limits.js';
+import { runSdk } from './sdk.js';
 import { runSqlitePropagation } from './sqlite-propagation.js';
 import { runUncached } from './uncached.js';
 
-const SECTIONS = ['in-process', 'limits', 'http', 'uncached', 'sqlite-propagation'] as const;
+const SECTIONS = ['in-process', 'limits', 'http', 'uncached', 'sqlite-propagation', 'sdk'] as const;
 type Section = (typeof SECTIONS)[number];
 
 const { values } = parseArgs({
@@ -25,7 +26,7 @@ const { values } = parseArgs({
 
 if (values.help) {
   process.stdout.write(`Usage: npm run bench -- [--quick] [--pg postgres://…] [--only ${SECTIONS.join(',')}] [--no-pin]
-  --quick   about one minute: shorter rounds, 10k vs 100k keys for the uncached case
+  --quick   about two minutes: shorter rounds, 10k vs 100k keys for the uncached case
   --pg URL  also measure uncached verification on PostgreSQL (default: DATABASE_URL if it is postgres://)
   --redis URL  also measure limits with the Redis rate limiter (default: REDIS_URL)
   --only    run some sections only (comma-separated)
@@ -60,7 +61,7 @@ const log = (line: string) => {
 };
 
 // The run stops by itself: past this budget, children are killed, schemas dropped, and the process exits.
-const hardLimitMs = (quick ? 3 : 8) * 60_000;
+const hardLimitMs = (quick ? 5 : 11) * 60_000;
 const deadline = setTimeout(() => {
   log(`hard time limit of ${hardLimitMs / 60_000} min reached: stopping`);
   void cleanUpAll().finally(() => process.exit(1));
@@ -77,12 +78,14 @@ const pinning = planPinning(!values['no-pin']);
 const tables: Table[] = [];
 const failures: string[] = [];
 
-async function section(name: Section, run: () => Promise<Table>): Promise<void> {
+async function section(name: Section, run: () => Promise<Table | Table[]>): Promise<void> {
   if (!only.includes(name)) return;
   try {
-    const table = await run();
-    tables.push(table);
-    process.stderr.write(`\n${renderTable(table)}\n`);
+    const produced = await run();
+    for (const table of Array.isArray(produced) ? produced : [produced]) {
+      tables.push(table);
+      process.stderr.write(`\n${renderTable(table)}\n`);
+    }
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     failures.push(`${name}: ${message}`);
@@ -133,6 +136,18 @@ await section('uncached', () =>
   }),
 );
 await section('sqlite-propagation', () => runSqlitePropagation({ changes: 100, log }));
+await section('sdk', () =>
+  runSdk({
+    rounds: quick ? 3 : 9,
+    roundSeconds: 2,
+    warmSeconds: quick ? 1 : 3,
+    connections: 50,
+    latencySamples: quick ? 300 : 1_000,
+    changes: 100,
+    pinning,
+    log,
+  }),
+);
 
 await cleanUpAll();
 clearTimeout(deadline);
