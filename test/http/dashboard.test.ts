@@ -66,6 +66,10 @@ describe('the dashboard at /', () => {
     });
     expect(route.statusCode).toBe(200);
     expect(route.body).toContain('<div id="root">');
+    for (const url of ['/overview', '/users', '/users/u1', '/webhooks', '/webhooks/w1', '/audit']) {
+      const page = await t.app.inject({ method: 'GET', url, headers: { accept: 'text/html' } });
+      expect(page.statusCode, url).toBe(200);
+    }
     // An over-long id is still the API's 414 (no catch-all route takes it).
     const long = await t.app.inject({ method: 'GET', url: `/v1/api-keys/${'a'.repeat(500)}`, headers: { accept: 'text/html' } });
     expect(long.statusCode).toBe(414);

@@ -14,6 +14,8 @@ const OverviewPage = lazy(() => import('./pages/overview/OverviewPage').then((m)
 const UsersPage = lazy(() => import('./pages/users/UsersPage').then((m) => ({ default: m.UsersPage })));
 const UserDetailPage = lazy(() => import('./pages/users/UserDetailPage').then((m) => ({ default: m.UserDetailPage })));
 const AuditPage = lazy(() => import('./pages/audit/AuditPage').then((m) => ({ default: m.AuditPage })));
+const WebhooksPage = lazy(() => import('./pages/webhooks/WebhooksPage').then((m) => ({ default: m.WebhooksPage })));
+const WebhookDetailPage = lazy(() => import('./pages/webhooks/WebhookDetailPage').then((m) => ({ default: m.WebhookDetailPage })));
 const MyKeysPage = lazy(() => import('./pages/my-keys/MyKeysPage').then((m) => ({ default: m.MyKeysPage })));
 
 function AppRoutes() {
@@ -28,6 +30,8 @@ function AppRoutes() {
         {admin && <Route path="overview" element={<OverviewPage />} />}
         {admin && <Route path="users" element={<UsersPage />} />}
         {admin && <Route path="users/:id" element={<UserDetailPage />} />}
+        {admin && <Route path="webhooks" element={<WebhooksPage />} />}
+        {admin && <Route path="webhooks/:id" element={<WebhookDetailPage />} />}
         {admin && <Route path="audit" element={<AuditPage />} />}
         <Route path="*" element={<Navigate to="/" replace />} />
       </Route>

@@ -1,10 +1,13 @@
 import { execFileSync } from 'node:child_process';
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync } from 'node:fs';
+import { createServer, type IncomingHttpHeaders } from 'node:http';
 import { createRequire } from 'node:module';
+import type { AddressInfo } from 'node:net';
 import { join } from 'node:path';
 import { KeywardClient } from '@keyward/sdk';
 import { SignJWT } from 'jose';
 import { type Browser, type BrowserContext, chromium, type Page } from 'playwright-core';
+import { Webhook as StandardWebhook } from 'standardwebhooks';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { DASHBOARD_DIST, REPO, type RunningKeyward, startServe } from './server.js';
 
@@ -105,6 +108,34 @@ async function shoot(page: Page, name: string): Promise<void> {
 }
 
 const dialog = (page: Page) => page.getByRole('dialog');
+
+interface Received {
+  headers: IncomingHttpHeaders;
+  body: string;
+}
+
+/** A webhook receiver on 127.0.0.1 that answers 204 and keeps what it was sent. */
+async function startReceiver(): Promise<{ url: string; received: Received[]; close(): Promise<void> }> {
+  const received: Received[] = [];
+  const server = createServer((request, response) => {
+    let body = '';
+    request.setEncoding('utf8');
+    request.on('data', (chunk: string) => {
+      body += chunk;
+    });
+    request.on('end', () => {
+      received.push({ headers: request.headers, body });
+      response.writeHead(204).end();
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}/keyward`,
+    received,
+    close: () => new Promise((resolve) => server.close(() => resolve())),
+  };
+}
 
 describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
   let keyward: RunningKeyward;
@@ -367,6 +398,86 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
     await expect.poll(() => page.locator('tbody tr').count()).toBeGreaterThan(0);
     await expectAccessible(page, 'audit log');
     await shoot(page, 'audit-log');
+  });
+
+  it('creates a webhook, shows its secret once, and lists a signed delivery that succeeded', async () => {
+    const receiver = await startReceiver();
+    try {
+      // One webhook already there, disabled: the list shows its state and why.
+      const other = await api.createWebhook({ url: 'https://alerts.example.com/keyward', description: 'Everything, to the data team' });
+      await api.updateWebhook(other.id, { enabled: false });
+      await page.getByRole('link', { name: 'Webhooks' }).click();
+      await page.getByRole('heading', { name: 'Webhooks' }).waitFor();
+      await page.getByRole('table', { name: 'Webhooks' }).getByText('All events').waitFor();
+      await page.getByRole('button', { name: 'Create webhook' }).click();
+      const form = dialog(page);
+      await form.getByLabel('Endpoint URL').fill(receiver.url);
+      await form.getByLabel('Description').fill('Revocations, to the on-call channel');
+      await form.getByRole('radio', { name: 'Chosen events' }).check();
+      await form.getByRole('combobox', { name: 'Event types' }).click();
+      await page.getByRole('option', { name: /^key\.revoked/ }).click();
+      await page.getByRole('option', { name: /^key\.leaked/ }).click();
+      // Closes the list of options (Escape would close the dialog too).
+      await form.getByRole('heading', { name: 'Create webhook' }).click();
+      await expectAccessible(page, 'create webhook dialog');
+      await form.getByRole('button', { name: 'Create webhook' }).click();
+
+      const reveal = page.getByRole('dialog', { name: /Webhook created/ });
+      await reveal.waitFor();
+      await expect.poll(() => reveal.textContent()).toContain('will not be shown again');
+      await expectAccessible(page, 'webhook secret dialog');
+      await reveal.getByRole('button', { name: 'Copy' }).click();
+      const secret = await page.evaluate(() => navigator.clipboard.readText());
+      expect(secret).toMatch(/^whsec_/);
+      expect(secret).toBe(await reveal.getByLabel('Signing secret').inputValue());
+      await reveal.getByRole('button', { name: 'Done' }).click();
+      await page.waitForURL(/\/webhooks\/[0-9a-f-]+$/);
+      const webhookId = page.url().split('/').pop() ?? '';
+      await page.getByRole('heading', { level: 1, name: new URL(receiver.url).host }).waitFor();
+      await page.getByText('No deliveries yet').waitFor();
+      // Shown once: the page holds it no more.
+      expect(await page.content()).not.toContain(secret);
+
+      // An event: a key revoked. It reaches the receiver signed with the secret just shown.
+      const target = await api.createKey({ name: 'Webhook target' });
+      await api.revokeKey(target.id);
+      await expect.poll(() => receiver.received.length, { timeout: 20_000 }).toBe(1);
+      const [delivered] = receiver.received as [Received];
+      const event = new StandardWebhook(secret).verify(delivered.body, delivered.headers as Record<string, string>) as {
+        type: string;
+        data: { key: { id: string } };
+      };
+      expect(event.type).toBe('key.revoked');
+      expect(event.data.key.id).toBe(target.id);
+      await expect
+        .poll(async () => (await api.listWebhookDeliveries(webhookId)).data.map((d) => d.status), { timeout: 20_000 })
+        .toEqual(['succeeded']);
+
+      await page.getByRole('button', { name: 'Refresh deliveries' }).click();
+      const table = page.getByRole('table', { name: 'Deliveries' });
+      await table.locator('[data-delivery-status="succeeded"]').waitFor();
+      expect(await table.locator('tbody tr').first().textContent()).toContain('key.revoked');
+      await page.getByRole('button', { name: 'Show attempts of the key.revoked delivery' }).click();
+      const attempts = page.getByRole('table', { name: 'Attempts of the key.revoked delivery' });
+      await expect.poll(() => attempts.locator('tbody tr').count()).toBe(1);
+      expect(await attempts.locator('tbody tr').first().textContent()).toContain('204');
+      await expectAccessible(page, 'webhook detail');
+      await shoot(page, 'webhooks-detail');
+
+      await page.getByRole('main').getByRole('link', { name: 'Webhooks', exact: true }).click();
+      await expect.poll(() => page.getByRole('table', { name: 'Webhooks' }).locator('tbody tr').count()).toBe(2);
+      await expectAccessible(page, 'webhooks');
+      await shoot(page, 'webhooks');
+
+      // A browser opening (or reloading) a webhook's page is sent the dashboard.
+      for (const path of ['/webhooks', `/webhooks/${webhookId}`]) {
+        const response = await fetch(`${keyward.url}${path}`, { headers: { accept: 'text/html' } });
+        expect(response.status, path).toBe(200);
+        expect(response.headers.get('content-type'), path).toContain('text/html');
+      }
+    } finally {
+      await receiver.close();
+    }
   });
 
   it('is readable on a 390 px wide phone', async () => {

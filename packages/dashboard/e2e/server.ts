@@ -25,6 +25,8 @@ function environment(dir: string, port: number) {
     LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'silent',
     HOST: '127.0.0.1',
     PORT: String(port),
+    // The webhook step delivers to a receiver the test runs on 127.0.0.1.
+    WEBHOOK_ALLOW_PRIVATE: 'true',
   };
 }
 

@@ -26,6 +26,7 @@ import {
   IconMoon,
   IconSun,
   IconUsers,
+  IconWebhook,
 } from '@tabler/icons-react';
 import { type ReactNode, Suspense } from 'react';
 import { Link, Outlet, useLocation } from 'react-router';
@@ -37,6 +38,7 @@ const NAV = [
   { to: '/', label: 'API keys', icon: IconKey, roles: ['admin', 'manager'] },
   { to: '/', label: 'Your keys', icon: IconKey, roles: ['user'] },
   { to: '/users', label: 'Users', icon: IconUsers, roles: ['admin'] },
+  { to: '/webhooks', label: 'Webhooks', icon: IconWebhook, roles: ['admin'] },
   { to: '/audit', label: 'Audit log', icon: IconHistory, roles: ['admin'] },
 ] as const;
 

@@ -34,4 +34,12 @@ describe('RevealKeyDialog', () => {
     await user.click(done);
     expect(onClose).toHaveBeenCalledOnce();
   });
+
+  it('shows a webhook’s signing secret in the words of a secret', () => {
+    renderUi(<RevealKeyDialog revealed={{ key: 'whsec_abc', name: 'hooks.example.com', kind: 'webhook-secret' }} onClose={() => {}} />);
+    const dialog = screen.getByRole('dialog', { name: 'Webhook created: hooks.example.com' });
+    expect(dialog).toHaveTextContent('Copy this secret now');
+    expect(screen.getByLabelText('Signing secret')).toHaveValue('whsec_abc');
+    expect(screen.getByRole('checkbox', { name: 'I have copied this secret and stored it somewhere safe' })).not.toBeChecked();
+  });
 });

@@ -12,10 +12,29 @@ export interface RevealedKey {
   verb?: string;
   /** Extra words under the key, e.g. how long the old key keeps working. */
   note?: string;
+  /** What is shown: an API key (the default) or a webhook's signing secret. */
+  kind?: RevealKind;
 }
 
+export type RevealKind = 'key' | 'webhook-secret';
+
+const WORDS: Record<RevealKind, { title: string; noun: string; label: string; why: string }> = {
+  key: {
+    title: 'Key',
+    noun: 'key',
+    label: 'API key',
+    why: 'Keyward keeps only a hash of it; if you lose it, roll the key to get a new one.',
+  },
+  'webhook-secret': {
+    title: 'Webhook',
+    noun: 'secret',
+    label: 'Signing secret',
+    why: 'Your receiver checks each delivery’s signature with it. If you lose it, roll the secret to get a new one.',
+  },
+};
+
 /**
- * Shows a new key once: monospace, a Copy button, the warning that it will not be shown again, and a
+ * Shows a new key (or a webhook's signing secret) once: monospace, a Copy button, the warning that it will not be shown again, and a
  * confirmation (a checkbox) before it can be closed.
  */
 export function RevealKeyDialog({ revealed, onClose }: { revealed: RevealedKey | null; onClose: () => void }) {
@@ -30,6 +49,7 @@ export function RevealKeyDialog({ revealed, onClose }: { revealed: RevealedKey |
     }
   }, [revealed]);
 
+  const words = WORDS[revealed?.kind ?? 'key'];
   const copy = async () => {
     if (!revealed) return;
     const ok = await copyText(revealed.key);
@@ -45,18 +65,18 @@ export function RevealKeyDialog({ revealed, onClose }: { revealed: RevealedKey |
       closeOnClickOutside={false}
       closeOnEscape={false}
       withCloseButton={false}
-      title={`Key ${revealed?.verb ?? 'created'}: ${revealed?.name ?? ''}`}
+      title={`${words.title} ${revealed?.verb ?? 'created'}: ${revealed?.name ?? ''}`}
       size="lg"
       centered
     >
       {revealed && (
         <Stack gap="md">
-          <Alert variant="light" color="yellow" icon={<IconAlertTriangle size={18} aria-hidden />} title="Copy this key now">
-            It will not be shown again. Keyward keeps only a hash of it; if you lose it, roll the key to get a new one.
+          <Alert variant="light" color="yellow" icon={<IconAlertTriangle size={18} aria-hidden />} title={`Copy this ${words.noun} now`}>
+            It will not be shown again. {words.why}
           </Alert>
           <Group gap="xs" align="flex-end" wrap="nowrap">
             <TextInput
-              label="API key"
+              label={words.label}
               value={revealed.key}
               readOnly
               onFocus={(event) => event.currentTarget.select()}
@@ -76,7 +96,7 @@ export function RevealKeyDialog({ revealed, onClose }: { revealed: RevealedKey |
           </Group>
           {copyFailed && (
             <Text size="sm" c="red" role="alert">
-              The browser refused the clipboard. Select the key and copy it by hand.
+              The browser refused the clipboard. Select the {words.noun} and copy it by hand.
             </Text>
           )}
           {revealed.note && (
@@ -85,7 +105,7 @@ export function RevealKeyDialog({ revealed, onClose }: { revealed: RevealedKey |
             </Text>
           )}
           <Checkbox
-            label="I have copied this key and stored it somewhere safe"
+            label={`I have copied this ${words.noun} and stored it somewhere safe`}
             checked={stored}
             onChange={(event) => setStored(event.currentTarget.checked)}
           />

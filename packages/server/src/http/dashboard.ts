@@ -27,7 +27,7 @@ export interface DashboardOptions {
 export const DEFAULT_DASHBOARD_ROOT = fileURLToPath(new URL('../../../dashboard/dist/', import.meta.url));
 
 /** The page's client-side routes (packages/dashboard/app/App.tsx); any other path is the API's or a 404. */
-const CLIENT_ROUTES = ['/keys/:id', '/overview', '/users', '/users/:id', '/audit'];
+const CLIENT_ROUTES = ['/keys/:id', '/overview', '/users', '/users/:id', '/webhooks', '/webhooks/:id', '/audit'];
 
 /** Paths that are never the dashboard's, whatever they accept. */
 const RESERVED = /^\/(v1|docs|redoc|openapi\.json|healthz|readyz|metrics|assets)(\/|$)/;
