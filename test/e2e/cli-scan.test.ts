@@ -9,7 +9,7 @@ import { createContainer } from '../../packages/server/src/container.js';
 import { buildCli, CLI, type CliResult, cliEnv, type RemoteServer, runCli, startServerWithAdmin, tempFolder } from '../helpers/cli.js';
 
 // `keyward scan`, the built CLI: the walk (what it skips), the report (never the key), the exit code, and the
-// liveness of what it finds on the database and through a server, with --revoke.
+// liveness of what it finds on the database and through a server (`POST /v1/leaks/scan`, in batches), with --revoke.
 
 const SLOW = 90_000;
 const KEY = /[a-z][a-z0-9_]*_[A-Za-z0-9]{49}/;
@@ -203,7 +203,7 @@ describe('keyward scan through a server (KEYWARD_URL)', () => {
   });
 
   it(
-    'reports each key’s id and state; --revoke reports the live ones as leaked, audited, and verify says REVOKED',
+    'reports each key’s id and state; --revoke revokes the live ones, audited as found by the scan at file:line',
     async () => {
       const cli = (...args: string[]) => runCli(args, server.env, folder.dir);
       const make = async (name: string) =>
@@ -228,14 +228,54 @@ describe('keyward scan through a server (KEYWARD_URL)', () => {
       expect((JSON.parse(revoked.stdout) as ScanJson).findings.map((f) => f.revoked)).toEqual([true, true, false]);
       for (const key of [live.key, off.key]) expect((await cli('verify', key, '--json')).stdout).toContain('"code": "REVOKED"');
       const audit = JSON.parse((await cli('audit', '--action', 'key.leaked', '--json')).stdout) as {
-        data: { target_id: string; changes: { source: string } }[];
+        data: { target_id: string; changes: { source: string; location?: string } }[];
       };
-      expect(audit.data.map((e) => e.target_id).sort()).toEqual([live.id, off.id].sort());
-      expect(audit.data.every((e) => e.changes.source === 'report')).toBe(true);
+      expect(audit.data.map((e) => [e.target_id, e.changes.source, e.changes.location]).sort()).toEqual(
+        [
+          [live.id, 'scan', 'leak.txt:1'],
+          [off.id, 'scan', 'leak.txt:2'],
+        ].sort(),
+      );
 
       const after = await cli('scan', 'leak.txt');
       expect(after.code).toBe(0);
       expect(after.stdout + after.stderr).not.toMatch(KEY);
+    },
+    SLOW,
+  );
+
+  it(
+    'looks 1 200 fixture keys up in batches without tripping the verify guard, and --revoke still finds the live one',
+    async () => {
+      const cli = (...args: string[]) => runCli(args, server.env, folder.dir);
+      const live = JSON.parse((await cli('keys', 'create', '--name', 'among fixtures', '--json')).stdout) as { id: string; key: string };
+      // Checksum-valid keys of no Keyward, as a test suite's fixtures are: past VERIFY_FAILURES_PER_MINUTE (600).
+      const fixtures = Array.from({ length: 1_200 }, () => generateKey());
+      mkdirSync(join(folder.dir, 'fixtures'), { recursive: true });
+      writeFileSync(
+        join(folder.dir, 'fixtures', 'keys.ts'),
+        `${fixtures.map((k) => `export const k = '${k}';`).join('\n')}\n${live.key}\n`,
+      );
+
+      const first = await cli('scan', 'fixtures', '--json');
+      expect(first.stderr).toBe('');
+      expect(first.code).toBe(1);
+      const parsed = JSON.parse(first.stdout) as ScanJson;
+      expect(parsed).toMatchObject({ keys: 1_201, live: 1 });
+      expect(parsed.findings.filter((f) => f.status === 'not_found')).toHaveLength(1_200);
+      expect(parsed.findings.at(-1)).toMatchObject({ key_id: live.id, status: 'active', line: 1_201 });
+
+      const revoked = await cli('scan', 'fixtures', '--revoke', '--json');
+      expect(revoked.code).toBe(1);
+      expect((JSON.parse(revoked.stdout) as ScanJson).findings.filter((f) => f.revoked).map((f) => f.key_id)).toEqual([live.id]);
+      expect((await cli('verify', live.key, '--json')).stdout).toContain('"code": "REVOKED"');
+      const audit = JSON.parse((await cli('audit', '--action', 'key.leaked', '--target', live.id, '--json')).stdout) as {
+        data: { changes: { source: string; location?: string } }[];
+      };
+      expect(audit.data.map((e) => e.changes)).toEqual([
+        expect.objectContaining({ source: 'scan', location: join('fixtures', 'keys.ts:1201') }),
+      ]);
+      expect(revoked.stdout + revoked.stderr).not.toMatch(KEY);
     },
     SLOW,
   );

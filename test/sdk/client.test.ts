@@ -26,6 +26,7 @@ const CALLS: Record<Methods, (c: KeywardClient) => Promise<unknown>> = {
   exportUsageEvents: (c) => c.exportUsageEvents({ format: 'csv' }),
   streamKeyChanges: (c) => c.streamKeyChanges('abc:1'),
   reportLeakedKeys: (c) => c.reportLeakedKeys(['kw_x']),
+  scanLeakedKeys: (c) => c.scanLeakedKeys({ findings: [{ key: 'kw_x', location: 'a.ts:1' }], revoke: true }),
   reportGithubSecretScanning: (c) => c.reportGithubSecretScanning('[]', { keyIdentifier: 'k', signature: 's' }),
   createKey: (c) => c.createKey({ name: 'n' }),
   listKeys: (c) => c.listKeys({ limit: 5 }),

@@ -198,6 +198,51 @@ describe('the stale window: Keyward unreachable (stubbed Keyward)', () => {
     await vi.waitFor(async () => expect(await auth.authorize(bearer(key))).toMatchObject({ ok: false, status: 503 }));
   });
 
+  it('measures the window from when the live feed last vouched for a key, not from its one verification', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { keyward, auth } = setup({ cache: { ttlMs: 5_000, liveTtlMs: 300_000 }, staleWindowMs: 60_000 });
+    const [key, changed] = [keyIn(keyward, { key_id: 'hot' }), keyIn(keyward, { key_id: 'changed' })];
+    for (const k of [key, changed]) await auth.authorize(bearer(k));
+    await vi.waitFor(() => expect(auth.live()).toBe(true));
+    // Four minutes of cache hits while the feed is live: no round trip, so no fresh verification.
+    for (let i = 0; i < 8; i++) {
+      vi.setSystemTime(Date.now() + 30_000);
+      expect(await auth.authorize(bearer(key))).toMatchObject({ ok: true, identity: { keyId: 'hot' } });
+    }
+    expect(keyward.seen).toHaveLength(2);
+    // The feed reports one key changed, then Keyward goes away: the stream drops and verifications fail.
+    // The stream is read in order, so the change is delivered before the feed stops being live.
+    keyward.changes.changed(hashApiKey(changed));
+    keyward.state.changesFailWith = 'network';
+    keyward.state.failWith = 'network';
+    keyward.changes.drop();
+    await vi.waitFor(() => expect(auth.live()).toBe(false));
+    vi.setSystemTime(Date.now() + 6_000);
+    // Past the cache life, so Keyward is asked; it cannot answer, and the feed vouched for the key 6 s ago.
+    expect(await auth.authorize(bearer(key))).toMatchObject({ ok: true, identity: { keyId: 'hot' } });
+    expect(keyward.seen).toHaveLength(3);
+    // The changed key was dropped: never answered from the window.
+    expect(await auth.authorize(bearer(changed))).toMatchObject({ ok: false, status: 503 });
+    vi.setSystemTime(Date.now() + 53_000);
+    expect(await auth.authorize(bearer(key))).toMatchObject({ ok: true, identity: { keyId: 'hot' } });
+    vi.setSystemTime(Date.now() + 2_000);
+    expect(await auth.authorize(bearer(key))).toMatchObject({ ok: false, status: 503, problem: { code: 'SERVICE_UNAVAILABLE' } });
+  });
+
+  it("runs a metered key's window from its last verification: the feed does not vouch for its counters", async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    const { keyward, auth } = setup({ staleWindowMs: 60_000 });
+    const key = keyIn(keyward, { key_id: 'metered', remaining: 10 });
+    await auth.authorize(bearer(key));
+    await vi.waitFor(() => expect(auth.live()).toBe(true));
+    vi.setSystemTime(Date.now() + 90_000);
+    keyward.state.changesFailWith = 'network';
+    keyward.state.failWith = 'network';
+    keyward.changes.drop();
+    await vi.waitFor(() => expect(auth.live()).toBe(false));
+    expect(await auth.authorize(bearer(key))).toMatchObject({ ok: false, status: 503 });
+  });
+
   it('keeps no window with staleWindowMs 0, nor with the cache off', async () => {
     for (const options of [{ staleWindowMs: 0 }, { cache: false as const }]) {
       const { keyward, auth } = setup({ changes: false, ...options });

@@ -116,6 +116,7 @@ describe.each(DIALECTS)('usage rows on %s', (dialect) => {
         user_agent: 'ua',
         response_time_ms: 3,
         outcome: 'VALID',
+        tags: null,
         created_at: size * 1_000_000 + 3,
       })),
     );

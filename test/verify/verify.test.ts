@@ -4,7 +4,7 @@ import { bearer, createKey } from '../helpers/app.js';
 import { DIALECTS } from '../helpers/db.js';
 import { type ClockedApp, codeOf, createClockedApp, post, verify } from './helpers.js';
 
-const KEY_FIELDS = ['key_id', 'name', 'user_id', 'is_admin', 'scopes', 'metadata', 'expires_at'];
+const KEY_FIELDS = ['key_id', 'lineage_id', 'name', 'user_id', 'is_admin', 'scopes', 'metadata', 'expires_at'];
 const HOUR = 3_600_000;
 
 describe.each(DIALECTS)('POST /v1/keys/verify on %s', (dialect) => {
@@ -27,6 +27,7 @@ describe.each(DIALECTS)('POST /v1/keys/verify on %s', (dialect) => {
       valid: true,
       code: 'VALID',
       key_id: id,
+      lineage_id: id,
       name: 'svc',
       user_id: null,
       is_admin: false,

@@ -75,6 +75,10 @@ export type ImportKeysInput = RequestBody<'/v1/api-keys/import', 'post'>;
 /** What became of each record of an import batch. */
 export type ImportKeysResult = ResponseBody<'/v1/api-keys/import', 'post'>;
 export type CreateMyKeyInput = RequestBody<'/v1/users/me/api-keys', 'post'>;
+/** Keys a scan found, each with where (`file:line`), and whether to revoke the live ones (`POST /v1/leaks/scan`). */
+export type ScanLeakedKeysInput = RequestBody<'/v1/leaks/scan', 'post'>;
+/** What each key found is, by its position in `findings`: its id, state, and whether it was revoked now. */
+export type ScanLeakedKeysResult = ResponseBody<'/v1/leaks/scan', 'post'>;
 export type ListMyKeysQuery = QueryOf<'/v1/users/me/api-keys', 'get'>;
 
 export interface KeywardClientOptions {
@@ -249,6 +253,19 @@ export class KeywardClient {
    */
   reportLeakedKeys(keys: string[]): Promise<ResponseBody<'/v1/leaks/report', 'post', 202>> {
     return send(this.raw.POST('/v1/leaks/report', { body: { keys } }));
+  }
+
+  /**
+   * `POST /v1/leaks/scan` (an admin key, or `keyward:keys:write` on a key of no user): looks up to 500 keys found
+   * by a scan up at once — each answered by its position, never echoed — and with `revoke: true` revokes the live
+   * ones, audited as `key.leaked` with source `scan` and their location. What `keyward scan` uses through a server.
+   *
+   * @example
+   * const { results } = await keyward.scanLeakedKeys({ findings: [{ key: found, location: 'src/config.ts:12' }], revoke: true });
+   * // [{ index: 0, key_id: '0197…', status: 'active', revoked: true }]
+   */
+  scanLeakedKeys(input: ScanLeakedKeysInput): Promise<ScanLeakedKeysResult> {
+    return send(this.raw.POST('/v1/leaks/scan', { body: input }));
   }
 
   /**

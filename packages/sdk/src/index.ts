@@ -21,6 +21,8 @@ export {
   type RequestBody,
   type ResponseBody,
   type RollKeyInput,
+  type ScanLeakedKeysInput,
+  type ScanLeakedKeysResult,
   type UpdateKeyInput,
   type UpdateUserInput,
   type UsageEvent,

@@ -88,9 +88,12 @@ export interface KeywardAuthOptions {
    */
   changes?: boolean | KeyChangesOptions;
   /**
-   * When Keyward cannot be reached (network error, timeout, 5xx), a key that verified `VALID` this long ago at
+   * When Keyward cannot be reached (network error, timeout, 5xx), a key Keyward vouched for this long ago at
    * most is still let through, from what was last known (rate limit and quota are not spent then); any other
-   * key gets 503. Default 60 000 ms; 0 turns it off.
+   * key gets 503. Keyward vouches for a key when it verifies `VALID`; for a key without a rate limit or quota,
+   * also all the while the change feed is live (no change reported means unchanged), so the window runs from
+   * the later of its verification and the moment the feed stopped being live. A key the feed reported changed
+   * is dropped, never answered from here. Default 60 000 ms; 0 turns it off.
    */
   staleWindowMs?: number;
   /** Tags for every usage row and verification (e.g. `region:eu`): at most 9, each 1 to 64 characters. */
@@ -367,9 +370,15 @@ interface CachedKey {
   identity: KeywardIdentity;
   /** When the key itself expires (epoch ms); `null` for never. */
   expiresAt: number | null;
-  /** When Keyward last answered `VALID` for it (epoch ms): its freshness, and the stale window's start. */
+  /**
+   * When Keyward last answered `VALID` for it (epoch ms): its freshness, and the stale window's start (for an
+   * unmetered key, the feed's vouching may start the window later).
+   */
   verifiedAt: number;
-  /** A key with a rate limit or quota: never a cache hit, kept only for the stale window. */
+  /**
+   * A key with a rate limit or quota: never a cache hit, kept only for the stale window, which runs from its
+   * verification alone (the feed reports changes to a key, not what its counters hold).
+   */
   metered: boolean;
 }
 
@@ -446,6 +455,8 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
   const feedWanted = options.changes !== false && store !== null && !!options.baseUrl && !!options.apiKey;
   let feed: KeyChangeFeed | null = null;
   let closed = false;
+  /** When the feed last stopped being live (epoch ms): it vouched for every cached key until then. */
+  let liveUntil = Number.NEGATIVE_INFINITY;
   const pending = new Map<string, Set<Pending>>();
   const forget = (hash: string): void => {
     store?.delete(hash);
@@ -466,10 +477,23 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
         ...(tuning.heartbeatTimeoutMs === undefined ? {} : { heartbeatTimeoutMs: tuning.heartbeatTimeoutMs }),
         ...(tuning.reconnectDelayMs === undefined ? {} : { reconnectDelayMs: tuning.reconnectDelayMs }),
       },
-      { onChange: forget, onReset: forgetAll, onError: (error) => options.onError?.(error) },
+      {
+        onChange: forget,
+        onReset: forgetAll,
+        onLive: (value) => {
+          if (!value) liveUntil = Date.now();
+        },
+        onError: (error) => options.onError?.(error),
+      },
     );
   }
   const live = (): boolean => feed?.live() ?? false;
+  /**
+   * Up to when Keyward is known to hold a cached key as it was verified: its verification, or for an unmetered
+   * key, the feed's vouching since (a changed key is no longer in the cache: the feed dropped it).
+   */
+  const vouchedAt = (entry: CachedKey, now: number): number =>
+    entry.metered ? entry.verifiedAt : Math.max(entry.verifiedAt, live() ? now : liveUntil);
   /** How long a verified, unmetered key is answered from the cache: long only while the feed vouches for it. */
   const cacheLife = (): number => (cacheOptions === null ? 0 : live() ? cacheOptions.liveTtlMs : cacheOptions.ttlMs);
   const expired = (entry: CachedKey, now: number): boolean => entry.expiresAt !== null && entry.expiresAt <= now;
@@ -534,7 +558,7 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
       if (failure.status === 0 || failure.status >= 500) {
         const last = hash === null ? undefined : store?.get(hash);
         const now = Date.now();
-        if (last && !mark.stale && now - last.verifiedAt < staleWindowMs && !expired(last, now))
+        if (last && !mark.stale && now - vouchedAt(last, now) < staleWindowMs && !expired(last, now))
           return check(last.identity, rule, path, {});
         return deny('SERVICE_UNAVAILABLE', path, 'the key could not be verified; try again shortly', { 'retry-after': '5' });
       }

@@ -22,7 +22,7 @@ import { type App, SECURED } from './http/types.js';
 import { importRoutes } from './keys/import-routes.js';
 import { meRoutes } from './keys/me-routes.js';
 import { apiKeyRoutes } from './keys/routes.js';
-import { LEAKS_TAG, leakRoutes } from './leaks/routes.js';
+import { LEAKS_TAG, leakRoutes, leakScanRoutes } from './leaks/routes.js';
 import { healthRoutes, Readiness } from './observability/health-routes.js';
 import { metricsRoutes } from './observability/metrics-routes.js';
 import { UsageEvent, usageEventRoutes } from './usage/events-routes.js';
@@ -214,6 +214,7 @@ export async function buildApp(container: Container, options: BuildAppOptions = 
     userRoutes(v1, container);
     meRoutes(v1, container);
     webhookRoutes(v1, container);
+    leakScanRoutes(v1, container);
   });
 
   return app;

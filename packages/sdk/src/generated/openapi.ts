@@ -693,6 +693,26 @@ export interface paths {
         patch?: never;
         trace?: never;
     };
+    "/v1/leaks/scan": {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        get?: never;
+        put?: never;
+        /**
+         * Look up keys found by a scan, and revoke them
+         * @description What `keyward scan` asks through a server. Up to 500 keys found, each with where it was found, are looked up at once and answered by position: the key's id and state (`active`, `deactivated`, `expired`, `revoked`, `not_found`), never the key. With `revoke: true` each live one (active, deactivated or expired) is revoked and audited as `key.leaked` with source `scan` and its location, and the `key.leaked` webhook event is sent. An admin key, or a key holding `keyward:keys:write` that belongs to no user: others get 403. Unlike `POST /v1/keys/verify`, keys that are not found do not count against the caller's address. A location holding a key is refused with 400 `SECRET_IN_FIELD`.
+         */
+        post: operations["scanLeakedKeys"];
+        delete?: never;
+        options?: never;
+        head?: never;
+        patch?: never;
+        trace?: never;
+    };
 }
 export interface webhooks {
     "key.created": {
@@ -6914,6 +6934,158 @@ export interface operations {
             };
             /** @description The credential may not do this */
             403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            429: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds */
+            503: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "Retry-After": components["headers"]["Retry-After"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+        };
+    };
+    scanLeakedKeys: {
+        parameters: {
+            query?: never;
+            header?: never;
+            path?: never;
+            cookie?: never;
+        };
+        requestBody: {
+            content: {
+                /**
+                 * @example {
+                 *       "findings": [
+                 *         {
+                 *           "key": "kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7",
+                 *           "location": "src/config.ts:12"
+                 *         }
+                 *       ],
+                 *       "revoke": true
+                 *     }
+                 */
+                "application/json": {
+                    /** @description The keys found, each with where it was found */
+                    findings: {
+                        /** @description A key found: never echoed back */
+                        key: string;
+                        /** @description Where it was found, e.g. `src/config.ts:12`: the audit entry of its revocation says so */
+                        location?: string;
+                    }[];
+                    /**
+                     * @description `true`: revoke each live key (active, deactivated or expired), audited as `key.leaked` (source `scan`)
+                     * @default false
+                     */
+                    revoke?: boolean;
+                };
+            };
+        };
+        responses: {
+            /** @description What each key found is */
+            200: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    /**
+                     * @example {
+                     *       "results": [
+                     *         {
+                     *           "index": 0,
+                     *           "key_id": "0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90",
+                     *           "status": "active",
+                     *           "revoked": true
+                     *         },
+                     *         {
+                     *           "index": 1,
+                     *           "key_id": null,
+                     *           "status": "not_found",
+                     *           "revoked": false
+                     *         }
+                     *       ]
+                     *     }
+                     */
+                    "application/json": {
+                        /** @description One per finding, in the order sent */
+                        results: {
+                            /** @description The finding’s position in `findings`, from 0: the key itself is never sent back */
+                            index: number;
+                            /** @description The key’s id; `null` when it is no key of this Keyward */
+                            key_id: string | null;
+                            /** @description The key’s state when it was looked up, before this request revoked it */
+                            status: "active" | "deactivated" | "expired" | "revoked" | "not_found";
+                            /** @description Whether this request revoked it */
+                            revoked: boolean;
+                        }[];
+                    };
+                };
+            };
+            /** @description The request is not valid (`errors` names each field), or a rule refused it (`code` says which) */
+            400: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description No credential, or one that is not valid */
+            401: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    "WWW-Authenticate": components["headers"]["WWW-Authenticate"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The credential may not do this */
+            403: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is too large */
+            413: {
+                headers: {
+                    "X-Request-Id": components["headers"]["X-Request-Id"];
+                    [name: string]: unknown;
+                };
+                content: {
+                    "application/problem+json": components["schemas"]["Problem"];
+                };
+            };
+            /** @description The body is not `application/json` */
+            415: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
                     [name: string]: unknown;

@@ -1,9 +1,10 @@
 import { lstat, readdir, readFile, stat } from 'node:fs/promises';
 import { join } from 'node:path';
-import { displayPrefix, findKeys, type KeywardClient, KeywardError, type VerifyCode } from '@keyward/sdk';
+import { displayPrefix, findKeys, type KeywardClient } from '@keyward/sdk';
 import type { Command } from 'commander';
 import type { Container } from '../container.js';
 import type { ApiKey } from '../domain.js';
+import { MAX_LOCATION_LENGTH, MAX_SCANNED_KEYS } from '../leaks/routes.js';
 import { EXIT, operator, out, printJson, type RemoteOptions, remoteCommand, remoteOf, UsageError, warn, withContainer } from './common.js';
 
 // `keyward scan PATH…`: finds Keyward keys in files (their checksum right, so no look-alike is reported) and,
@@ -16,8 +17,6 @@ export const MAX_SCANNED_BYTES = 5 * 1024 * 1024;
 const SKIPPED_FOLDERS = new Set(['.git', 'node_modules']);
 /** A file with a NUL byte in its first bytes is binary (Git's rule). */
 const BINARY_SNIFF_BYTES = 8000;
-/** Keys per `POST /v1/leaks/report`. */
-const REPORT_BATCH = 100;
 
 /**
  * What a key found is, as far as the scan could tell: `active` (it works now), `deactivated` or `expired` (it can be
@@ -39,30 +38,17 @@ interface Finding {
 interface KeyState {
   keyId: string | null;
   status: FoundStatus;
+  /** Revoked by this scan. */
+  revoked?: boolean;
 }
 
 /** Asks a server or the database what keys are, and revokes them. */
 interface Checker {
-  check(keys: readonly string[]): Promise<Map<string, KeyState>>;
-  /** Revokes each key, given where it was first seen. */
-  revoke(found: ReadonlyMap<string, Finding>): Promise<void>;
-}
-
-/** A key's status from a verification with no scope, cost or rate-limit use: only its state can refuse it. */
-function statusOfCode(code: VerifyCode): FoundStatus {
-  switch (code) {
-    case 'NOT_FOUND':
-    case 'INVALID_FORMAT':
-      return 'not_found';
-    case 'REVOKED':
-      return 'revoked';
-    case 'DISABLED':
-      return 'deactivated';
-    case 'EXPIRED':
-      return 'expired';
-    default:
-      return 'active';
-  }
+  /**
+   * What each key is, given where it was first seen; with `revoke`, each live one is revoked too, audited as
+   * `key.leaked` with that place.
+   */
+  check(found: ReadonlyMap<string, Finding>, revoke: boolean): Promise<Map<string, KeyState>>;
 }
 
 function statusOfRecord(key: ApiKey | undefined, now: number): FoundStatus {
@@ -73,23 +59,29 @@ function statusOfRecord(key: ApiKey | undefined, now: number): FoundStatus {
   return 'active';
 }
 
+/** Where a finding is, as its audit entry says it: `file:line`, its end kept when too long. */
+const locationOf = (f: Finding): string => `${f.file}:${f.line}`.slice(-MAX_LOCATION_LENGTH);
+
+/**
+ * Through a server: `POST /v1/leaks/scan`, a batch of keys at a time. Not `POST /v1/keys/verify` (each key not
+ * found counts as a failed verification, so a repository of fixture keys would lock the scan out) nor the
+ * public `POST /v1/leaks/report` (limited per address, and it audits no location).
+ */
 function remoteChecker(client: KeywardClient): Checker {
   return {
-    async check(keys) {
+    async check(found, revoke) {
       const states = new Map<string, KeyState>();
-      for (const key of keys) {
-        // Checks the key's state only: nothing spent, no usage row.
-        const result = await client.verifyKey({ key, cost: 0, ratelimit_cost: 0, record_usage: false });
-        states.set(key, { keyId: result.key_id ?? null, status: statusOfCode(result.code) });
+      const entries = [...found];
+      for (let i = 0; i < entries.length; i += MAX_SCANNED_KEYS) {
+        const batch = entries.slice(i, i + MAX_SCANNED_KEYS);
+        const findings = batch.map(([key, f]) => ({ key, location: locationOf(f) }));
+        const { results } = await client.scanLeakedKeys({ findings, revoke });
+        for (const result of results) {
+          const key = batch[result.index]?.[0];
+          if (key !== undefined) states.set(key, { keyId: result.key_id, status: result.status, revoked: result.revoked });
+        }
       }
       return states;
-    },
-    async revoke(found) {
-      const keys = [...found.keys()];
-      for (let i = 0; i < keys.length; i += REPORT_BATCH) {
-        const { response, error } = await client.raw.POST('/v1/leaks/report', { body: { keys: keys.slice(i, i + REPORT_BATCH) } });
-        if (!response.ok) throw KeywardError.fromResponse(response.status, error, response.headers);
-      }
     },
   };
 }
@@ -97,19 +89,21 @@ function remoteChecker(client: KeywardClient): Checker {
 /** The database of DATABASE_URL (the container `withContainer` opened). */
 function databaseChecker(container: Container): Checker {
   return {
-    async check(keys) {
+    async check(found, revoke) {
       const states = new Map<string, KeyState>();
       const now = Date.now();
-      for (const key of keys) {
+      for (const key of found.keys()) {
         const record = await container.leaks.lookUp(key);
         states.set(key, { keyId: record?.id ?? null, status: statusOfRecord(record, now) });
       }
-      return states;
-    },
-    async revoke(found) {
+      if (!revoke) return states;
       for (const [key, where] of found) {
+        const state = states.get(key);
+        if (!state || !LIVE.has(state.status)) continue;
         await container.leaks.revokeLeaked(operator, key, { source: 'scan', location: `${where.file}:${where.line}` });
+        state.revoked = true;
       }
+      return states;
     },
   };
 }
@@ -187,20 +181,14 @@ export function scanCommand(program: Command): void {
       if (opts.revoke && client === null && !onDatabase) {
         throw new UsageError('--revoke needs a server (KEYWARD_URL and KEYWARD_API_KEY) or a database (DATABASE_URL)');
       }
-      const distinct = [...new Set(findings.map((f) => f.key))];
+      // Each key, with the first place it was seen: where its audit entry says it leaked.
+      const first = new Map<string, Finding>();
+      for (const f of findings) if (!first.has(f.key)) first.set(f.key, f);
+      const distinct = [...first.keys()];
+      const revoke = opts.revoke === true;
       let states = new Map<string, KeyState>();
-      const revoked = new Set<string>();
-      const ask = async (checker: Checker): Promise<void> => {
-        states = await checker.check(distinct);
-        if (!opts.revoke) return;
-        // Each live key, with the first place it was seen: where its audit entry says it leaked.
-        const live = new Map<string, Finding>();
-        for (const f of findings) if (LIVE.has(states.get(f.key)?.status ?? 'unchecked') && !live.has(f.key)) live.set(f.key, f);
-        await checker.revoke(live);
-        for (const key of live.keys()) revoked.add(key);
-      };
-      if (distinct.length > 0 && client) await ask(remoteChecker(client));
-      else if (distinct.length > 0 && onDatabase) await withContainer((c) => ask(databaseChecker(c)));
+      if (distinct.length > 0 && client) states = await remoteChecker(client).check(first, revoke);
+      else if (distinct.length > 0 && onDatabase) states = await withContainer((c) => databaseChecker(c).check(first, revoke));
       const checked = client !== null || onDatabase;
 
       const stateOf = (key: string): KeyState => states.get(key) ?? { keyId: null, status: 'unchecked' };
@@ -214,7 +202,7 @@ export function scanCommand(program: Command): void {
           display_prefix: displayPrefix(f.key),
           key_id: keyId,
           status,
-          revoked: revoked.has(f.key),
+          revoked: states.get(f.key)?.revoked === true,
         };
       });
       if (opts.json) {

@@ -1,18 +1,22 @@
 import { Type } from '@fastify/type-provider-typebox';
 import { ProblemError } from '../errors.js';
+import { callerOf } from '../http/auth.js';
 import { toProblemError, unwrap } from '../http/problem.js';
 import { bodyProblems } from '../http/schemas.js';
-import type { App } from '../http/types.js';
+import { type App, SECURED } from '../http/types.js';
 import { unstorableTextIn } from '../text.js';
 import type { GithubMatch, LeakService } from './service.js';
 
-// Two public routes: no credential, since those reporting a leak hold no Keyward credential. GitHub's reports are
-// trusted for their signature; anyone else's only ever revoke, and never learn which keys were real.
+// Two public routes (`leakRoutes`): no credential, since those reporting a leak hold no Keyward credential.
+// GitHub's reports are trusted for their signature; anyone else's only ever revoke, and never learn which keys
+// were real. One authenticated route (`leakScanRoutes`, in the app's /v1 scope): `keyward scan` through a server,
+// which looks keys up in batches for a caller that may know about every key.
 
 /** The OpenAPI tag of these routes (the app lists it with the others). */
 export const LEAKS_TAG = {
   name: 'Leaks',
-  description: 'Leaked keys reported by GitHub secret scanning or by anyone holding one: each real key is revoked at once.',
+  description:
+    'Leaked keys reported by GitHub secret scanning or by anyone holding one, or found by `keyward scan`: each real key is revoked at once.',
 };
 const tags = [LEAKS_TAG.name];
 
@@ -79,6 +83,78 @@ const LeakReportBody = Type.Object(
     }),
   },
   { additionalProperties: false, examples: [{ keys: ['kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7'] }] },
+);
+
+/** Findings per `POST /v1/leaks/scan`. */
+export const MAX_SCANNED_KEYS = 500;
+/** The longest location a finding may give (`file:line`); `keyward scan` keeps the end of a longer one. */
+export const MAX_LOCATION_LENGTH = 1024;
+/** A full batch of the longest keys and locations fits: this route alone takes up to 1 MiB. */
+const SCAN_BODY_LIMIT = 1024 * 1024;
+
+const ScanBody = Type.Object(
+  {
+    findings: Type.Array(
+      Type.Object(
+        {
+          key: Type.String({ minLength: 1, maxLength: 256, description: 'A key found: never echoed back' }),
+          location: Type.Optional(
+            Type.String({
+              minLength: 1,
+              maxLength: MAX_LOCATION_LENGTH,
+              description: 'Where it was found, e.g. `src/config.ts:12`: the audit entry of its revocation says so',
+            }),
+          ),
+        },
+        { additionalProperties: false },
+      ),
+      { minItems: 1, maxItems: MAX_SCANNED_KEYS, description: 'The keys found, each with where it was found' },
+    ),
+    revoke: Type.Optional(
+      Type.Boolean({
+        default: false,
+        description: '`true`: revoke each live key (active, deactivated or expired), audited as `key.leaked` (source `scan`)',
+      }),
+    ),
+  },
+  {
+    additionalProperties: false,
+    examples: [{ findings: [{ key: 'kw_3xYkAb12Qm9rT4vW8zL2pN6sD1fH5jK7', location: 'src/config.ts:12' }], revoke: true }],
+  },
+);
+
+const ScanResponse = Type.Object(
+  {
+    results: Type.Array(
+      Type.Object({
+        index: Type.Integer({ minimum: 0, description: 'The finding’s position in `findings`, from 0: the key itself is never sent back' }),
+        key_id: Type.Union([Type.String(), Type.Null()], { description: 'The key’s id; `null` when it is no key of this Keyward' }),
+        status: Type.Union(
+          [
+            Type.Literal('active'),
+            Type.Literal('deactivated'),
+            Type.Literal('expired'),
+            Type.Literal('revoked'),
+            Type.Literal('not_found'),
+          ],
+          { description: 'The key’s state when it was looked up, before this request revoked it' },
+        ),
+        revoked: Type.Boolean({ description: 'Whether this request revoked it' }),
+      }),
+      { description: 'One per finding, in the order sent' },
+    ),
+  },
+  {
+    description: 'What each key found is',
+    examples: [
+      {
+        results: [
+          { index: 0, key_id: '0197a4d2-6c1e-7b3a-9f4e-2d8c5b1a7e90', status: 'active', revoked: true },
+          { index: 1, key_id: null, status: 'not_found', revoked: false },
+        ],
+      },
+    ],
+  },
 );
 
 const Received = Type.Object(
@@ -168,4 +244,30 @@ export async function leakRoutes(app: App, deps: { leaks: LeakService }): Promis
       },
     );
   });
+}
+
+/** `POST /v1/leaks/scan`: authenticated, so registered in the app's /v1 scope (the other leak routes are public). */
+export function leakScanRoutes(app: App, deps: { leaks: LeakService }): void {
+  const { leaks } = deps;
+
+  app.post(
+    '/v1/leaks/scan',
+    {
+      bodyLimit: SCAN_BODY_LIMIT,
+      schema: {
+        operationId: 'scanLeakedKeys',
+        tags,
+        summary: 'Look up keys found by a scan, and revoke them',
+        description: `What \`keyward scan\` asks through a server. Up to ${MAX_SCANNED_KEYS} keys found, each with where it was found, are looked up at once and answered by position: the key's id and state (\`active\`, \`deactivated\`, \`expired\`, \`revoked\`, \`not_found\`), never the key. With \`revoke: true\` each live one (active, deactivated or expired) is revoked and audited as \`key.leaked\` with source \`scan\` and its location, and the \`key.leaked\` webhook event is sent. An admin key, or a key holding \`keyward:keys:write\` that belongs to no user: others get 403. Unlike \`POST /v1/keys/verify\`, keys that are not found do not count against the caller's address. A location holding a key is refused with 400 \`SECRET_IN_FIELD\`.`,
+        security: SECURED,
+        body: ScanBody,
+        response: { 200: ScanResponse, ...bodyProblems(400, 401, 403) },
+      },
+    },
+    async (request) => {
+      const { findings, revoke } = request.body;
+      const results = unwrap(await leaks.scanKeys(callerOf(request), findings, revoke === true));
+      return { results: results.map(({ index, keyId, status, revoked }) => ({ index, key_id: keyId, status, revoked })) };
+    },
+  );
 }

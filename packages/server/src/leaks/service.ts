@@ -1,8 +1,8 @@
 import { verify } from 'node:crypto';
-import { classifyKey, hashApiKey } from '@keyward/sdk';
+import { classifyKey, findKeys, hashApiKey } from '@keyward/sdk';
 import { type AuditedFields, audit, diff } from '../audit/audit.js';
 import type { BruteForceGuard } from '../callers/brute-force-guard.js';
-import type { Caller } from '../callers/principal.js';
+import { type Caller, keyReach } from '../callers/principal.js';
 import { type ApiKey, isoOrNull } from '../domain.js';
 import { err, ok, type Result } from '../errors.js';
 import { actorData, keySummary } from '../events/catalogue.js';
@@ -10,6 +10,7 @@ import { emitEvent } from '../events/outbox.js';
 import { findKeyByHash, findKeyForUpdate, updateKey } from '../keys/repository.js';
 import type { Db } from '../store/database.js';
 import type { GithubKeys } from './github-keys.js';
+import { findKeysByHashes } from './repository.js';
 
 // Leaked keys, reported by GitHub's secret scanning, by anyone holding one, or found by `keyward scan`: each real
 // key is revoked at once and audited as `key.leaked`, saying where it was seen. The key service has no revocation
@@ -44,6 +45,39 @@ export interface GithubFeedback {
   token_hash: string;
   token_type: string;
   label: 'true_positive' | 'false_positive';
+}
+
+/** A key `keyward scan` found, and where (`file:line`): the audit entry of its revocation says so. */
+export interface ScanFinding {
+  key: string;
+  location?: string | undefined;
+}
+
+/**
+ * What a scanned key is: `active` (it works now), `deactivated` or `expired` (it can be brought back),
+ * `revoked` (for good), or `not_found` (no key of this Keyward).
+ */
+export type ScannedStatus = 'active' | 'deactivated' | 'expired' | 'revoked' | 'not_found';
+
+/** The statuses of a key that works or can be made to work again: the ones a scan revokes. */
+const LIVE_STATUSES: ReadonlySet<ScannedStatus> = new Set(['active', 'deactivated', 'expired']);
+
+/** One finding of a scan, by its position in the request: never the key. */
+export interface ScanResult {
+  index: number;
+  keyId: string | null;
+  /** The key's status when it was looked up (before a revocation by this request). */
+  status: ScannedStatus;
+  /** Whether this request revoked it. */
+  revoked: boolean;
+}
+
+export function scannedStatus(key: ApiKey | undefined, now: number): ScannedStatus {
+  if (!key) return 'not_found';
+  if (key.revokedAt !== null) return 'revoked';
+  if (!key.isActive) return 'deactivated';
+  if (key.expiresAt !== null && key.expiresAt <= now) return 'expired';
+  return 'active';
 }
 
 export interface LeakServiceDeps {
@@ -130,6 +164,48 @@ export function createLeakService({ db: { db, dialect }, announceChanged, github
   return {
     lookUp,
     revokeLeaked,
+
+    /**
+     * `keyward scan` through a server: what each found key is, in one look-up for the batch, and with `revoke`
+     * each live one revoked and audited as `key.leaked` (source `scan`, with its location; a key found twice is
+     * revoked once, at its first location). For a caller that reaches every key (an admin, or a key holding
+     * `keyward:keys:write` that belongs to no user): it answers about any key, so it must not be open to others.
+     * No brute-force count: the caller is trusted, and a repository of fixture keys must not lock it out. A
+     * location holding a key is refused (`SECRET_IN_FIELD`), since it would be stored in the audit entry.
+     */
+    async scanKeys(caller: Caller, findings: readonly ScanFinding[], revoke: boolean): Promise<Result<ScanResult[]>> {
+      if (keyReach(caller.principal, 'write')?.all !== true) {
+        return err('FORBIDDEN', 'scanning for leaked keys needs an admin key, or keyward:keys:write on a key of no user');
+      }
+      for (const [index, finding] of findings.entries()) {
+        if (finding.location !== undefined && findKeys(finding.location).length > 0) {
+          const field = `body.findings.${index}.location`;
+          const message = 'holds an API key: it would be stored in the audit entry';
+          return err('SECRET_IN_FIELD', `${field}: ${message}`, [{ field, message }]);
+        }
+      }
+      const hashes = findings.map((finding) => (classifyKey(finding.key) === 'invalid' ? null : hashApiKey(finding.key)));
+      const found = await findKeysByHashes(db, [...new Set(hashes.filter((hash): hash is string => hash !== null))]);
+      const at = now();
+      const results = findings.map((_, index): ScanResult => {
+        const hash = hashes[index];
+        const key = hash === null || hash === undefined ? undefined : found.get(hash);
+        return { index, keyId: key?.id ?? null, status: scannedStatus(key, at), revoked: false };
+      });
+      if (!revoke) return ok(results);
+      const revokedNow = new Set<string>();
+      for (const [index, result] of results.entries()) {
+        const finding = findings[index];
+        if (!finding || result.keyId === null || !LIVE_STATUSES.has(result.status)) continue;
+        if (!revokedNow.has(result.keyId)) {
+          const note: LeakNote = { source: 'scan', ...(finding.location ? { location: finding.location } : {}) };
+          if ((await revokeLeaked(caller, finding.key, note)) === undefined) continue;
+          revokedNow.add(result.keyId);
+        }
+        result.revoked = true;
+      }
+      return ok(results);
+    },
 
     /**
      * Checks a GitHub secret-scanning report's signature: ECDSA P-256 with SHA-256 over the body exactly as
