@@ -190,7 +190,7 @@ export interface paths {
         };
         /**
          * Read usage rows back
-         * @description The recorded requests and verifications (endpoint, method, status, IP, user agent, response time, outcome, tags), newest first, filtered by key, user, time range, outcome, status, endpoint and tag. `format=json` answers a page (up to 1000 rows; follow `next_cursor`, with the same filters, until it is null). A filter no index serves (an endpoint; a tag on SQLite; an exact status; an outcome or status beside a key or user) is checked on at most 100,000 rows a page, so a page may hold fewer rows than `limit`, even none, while `next_cursor` is set. `format=csv` or `jsonl` streams the whole selection as a download. In CSV, a text starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`, so spreadsheets do not run it as a formula. Rights as for usage counts: an admin sees every row (unknown keys’ too); a key holding `keyward:keys:read` or `keyward:keys:write` its keys’ (its user’s only, when it belongs to a user); a signed-in user their own keys’. Rows are written in batches, so the last second or so may not be there yet.
+         * @description The recorded requests and verifications (endpoint, method, status, IP, user agent, response time, outcome, tags), newest first, filtered by key, user, time range, outcome, status, endpoint and tag. `format=json` answers a page (up to 1000 rows; follow `next_cursor`, with the same filters, until it is null). A filter no index serves (an endpoint; a tag on SQLite; an exact status; an outcome or status beside a key or user) is checked on at most 100,000 rows a page, so a page may hold fewer rows than `limit`, even none, while `next_cursor` is set. `format=csv` or `jsonl` streams the whole selection as a download; a caller (a key, or a signed-in user) runs at most 2 downloads at once, and an instance 8: past that, 429 `RATE_LIMITED` with `Retry-After`. In CSV, a text starting with `=`, `+`, `-`, `@`, tab or carriage return gets a leading `'`, so spreadsheets do not run it as a formula. Rights as for usage counts: an admin sees every row (unknown keys’ too); a key holding `keyward:keys:read` or `keyward:keys:write` its keys’ (its user’s only, when it belongs to a user); a signed-in user their own keys’. Rows are written in batches, so the last second or so may not be there yet.
          */
         get: operations["listUsageEvents"];
         put?: never;
@@ -2086,7 +2086,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2217,7 +2217,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2250,7 +2250,7 @@ export interface operations {
                 to?: string;
                 /** @description Bucket size (UTC). Without `from`, the range is the last hour, day or 30 days respectively. A range may hold at most 10,000 buckets (400 `INVALID_REQUEST` otherwise: use a coarser granularity) */
                 granularity?: "minute" | "hour" | "day";
-                /** @description Break the counts down by `outcome` (the default: `outcomes` only), or besides it by `endpoint` (the request path), `status_class` (`2xx`, `4xx`, …), `tag` (a row with several tags counts for each) or `key` (the key id), in `groups`. Up to 50 groups, the largest over the range; `""` counts the rows with none. Endpoint, status class and tag are counted from the raw rows: over a long range they cost more than the outcome or the key */
+                /** @description Break the counts down by `outcome` (the default: `outcomes` only), or besides it by `endpoint` (the request path), `status_class` (`2xx`, `4xx`, …), `tag` (a row with several tags counts for each) or `key` (the key id), in `groups`. Up to 50 groups, the largest over the range; the rest count in `total` only; `""` counts the rows with none. Endpoint, status class and tag are counted from the newest 100,000 rows of the range at most; older rows count in `total` and `outcomes` only */
                 group_by?: "outcome" | "endpoint" | "status_class" | "tag" | "key";
             };
             header?: never;
@@ -2345,7 +2345,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2452,7 +2452,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2487,7 +2487,7 @@ export interface operations {
                 granularity?: "minute" | "hour" | "day";
                 /** @description Count only this key (as `GET /v1/api-keys/{id}` reads it: 404 unknown, 403 not yours) */
                 key_id?: string;
-                /** @description Break the counts down by `outcome` (the default: `outcomes` only), or besides it by `endpoint` (the request path), `status_class` (`2xx`, `4xx`, …), `tag` (a row with several tags counts for each) or `key` (the key id), in `groups`. Up to 50 groups, the largest over the range; `""` counts the rows with none. Endpoint, status class and tag are counted from the raw rows: over a long range they cost more than the outcome or the key */
+                /** @description Break the counts down by `outcome` (the default: `outcomes` only), or besides it by `endpoint` (the request path), `status_class` (`2xx`, `4xx`, …), `tag` (a row with several tags counts for each) or `key` (the key id), in `groups`. Up to 50 groups, the largest over the range; the rest count in `total` only; `""` counts the rows with none. Endpoint, status class and tag are counted from the newest 100,000 rows of the range at most; older rows count in `total` and `outcomes` only */
                 group_by?: "outcome" | "endpoint" | "status_class" | "tag" | "key";
             };
             header?: never;
@@ -2641,7 +2641,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2811,7 +2811,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -2957,7 +2957,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3086,7 +3086,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3201,7 +3201,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3330,7 +3330,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3526,7 +3526,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3629,7 +3629,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3745,7 +3745,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -3820,7 +3820,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4001,7 +4001,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4127,7 +4127,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4253,7 +4253,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4379,7 +4379,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4564,7 +4564,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4739,7 +4739,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4902,7 +4902,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -4981,7 +4981,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5076,7 +5076,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5207,7 +5207,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5295,7 +5295,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5370,7 +5370,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5500,7 +5500,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5574,7 +5574,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5701,7 +5701,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5877,7 +5877,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -5952,7 +5952,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6053,7 +6053,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6191,7 +6191,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6286,7 +6286,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6361,7 +6361,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6504,7 +6504,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6600,7 +6600,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6722,7 +6722,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6835,7 +6835,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -6942,7 +6942,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];
@@ -7094,7 +7094,7 @@ export interface operations {
                     "application/problem+json": components["schemas"]["Problem"];
                 };
             };
-            /** @description Too many failed attempts from this client: wait `Retry-After` seconds */
+            /** @description Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds */
             429: {
                 headers: {
                     "X-Request-Id": components["headers"]["X-Request-Id"];

@@ -54,7 +54,7 @@ const PROBLEM_DESCRIPTIONS: Record<string, string> = {
   413: 'The body is too large',
   415: 'The body is not `application/json`',
   422: 'The `Idempotency-Key` was used before with a different request',
-  429: 'Too many failed attempts from this client: wait `Retry-After` seconds',
+  429: 'Too many requests from this client (failed attempts, a rate limit, or too many running): wait `Retry-After` seconds',
   503: 'A dependency (the database, a JWT key set) cannot be reached: retry after `Retry-After` seconds',
 };
 

@@ -2,7 +2,7 @@ import { type Caller, isAdmin, keyReach } from '../callers/principal.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
 import type { Db } from '../store/database.js';
-import { createUsageEvents } from './events.js';
+import { createUsageEvents, type ExportLimits } from './events.js';
 import {
   countKeysUsageBySlot,
   countScopedUsageByBucket,
@@ -93,6 +93,10 @@ export interface UsageAnalyticsDeps {
   db: Db;
   keys: Pick<KeyService, 'get'>;
   now?: () => number;
+  /** Raw rows one count by endpoint, status class or tag reads at most; default `MAX_GROUP_SCAN_ROWS` (repository.ts; tests make it small). */
+  groupScanRows?: number;
+  /** Exports running at once, per caller and per instance; default `EXPORT_LIMITS` (events.ts). */
+  exportLimits?: ExportLimits;
 }
 
 export type UsageAnalytics = ReturnType<typeof createUsageAnalytics>;
@@ -117,7 +121,7 @@ function add(counts: UsageCounts, outcome: string, n: number): void {
   counts.outcomes[outcome] = (counts.outcomes[outcome] ?? 0) + n;
 }
 
-export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: UsageAnalyticsDeps) {
+export function createUsageAnalytics({ db: { db }, keys, now = Date.now, groupScanRows, exportLimits }: UsageAnalyticsDeps) {
   /**
    * The usage in `scope` over the asked range, every bucket present (so charts need no gap filling), by outcome
    * and, with `groupBy`, by that dimension too.
@@ -142,7 +146,9 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
     const by = query.groupBy === undefined || query.groupBy === 'outcome' ? undefined : query.groupBy;
     const [counted, grouped] = await Promise.all([
       countScopedUsageByBucket(db, { scope, from, to, bucketMs: size }),
-      by === undefined ? [] : countScopedUsageByGroup(db, { scope, from, to, bucketMs: size, by }),
+      by === undefined
+        ? []
+        : countScopedUsageByGroup(db, { scope, from, to, bucketMs: size, by, groups: MAX_GROUPS, scanRows: groupScanRows }),
     ]);
     for (const row of counted) {
       const bucket = byStart.get(row.bucket);
@@ -150,19 +156,11 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
       add(totals, row.outcome, row.count);
     }
     if (by === undefined) return ok({ granularity: query.granularity, from, to, buckets, totals });
-    // The largest groups over the range, named in every bucket; the rest count in `total` only.
-    const sums = new Map<string, number>();
-    for (const row of grouped) sums.set(row.group, (sums.get(row.group) ?? 0) + row.count);
-    const kept = new Set(
-      [...sums.entries()]
-        .sort((a, b) => b[1] - a[1] || (a[0] < b[0] ? -1 : 1))
-        .slice(0, MAX_GROUPS)
-        .map(([group]) => group),
-    );
+    // The largest groups over the range, named in every bucket (the database picks them); the rest count in
+    // `total` only.
     for (const bucket of buckets) bucket.groups = {};
     totals.groups = {};
     for (const row of grouped) {
-      if (!kept.has(row.group)) continue;
       const bucket = byStart.get(row.bucket);
       if (bucket?.groups) bucket.groups[row.group] = (bucket.groups[row.group] ?? 0) + row.count;
       totals.groups[row.group] = (totals.groups[row.group] ?? 0) + row.count;
@@ -170,7 +168,7 @@ export function createUsageAnalytics({ db: { db }, keys, now = Date.now }: Usage
     return ok({ granularity: query.granularity, groupBy: by, from, to, buckets, totals });
   }
 
-  const events = createUsageEvents({ db, keys });
+  const events = createUsageEvents({ db, keys, exportLimits });
 
   return {
     /**

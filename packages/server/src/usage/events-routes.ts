@@ -6,7 +6,13 @@ import { unwrap } from '../http/problem.js';
 import { bodyProblems, Id, iso, msOrNull, NextCursor, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
 import type { UsageAnalytics } from './analytics.js';
-import { DEFAULT_EVENTS_LIMIT, MAX_EVENTS_LIMIT, type UsageEvent as ReadEvent, type UsageEventQuery as ReadQuery } from './events.js';
+import {
+  DEFAULT_EVENTS_LIMIT,
+  EXPORT_LIMITS,
+  MAX_EVENTS_LIMIT,
+  type UsageEvent as ReadEvent,
+  type UsageEventQuery as ReadQuery,
+} from './events.js';
 import { MAX_SCAN_ROWS } from './events.repository.js';
 import { exportLines, type UsageRowView } from './export-format.js';
 import type { UsageIngest } from './ingest.js';
@@ -186,7 +192,7 @@ export function usageEventRoutes(app: App, deps: { usageIngest: UsageIngest; usa
         operationId: 'listUsageEvents',
         tags: ['Usage and analytics'],
         summary: 'Read usage rows back',
-        description: `The recorded requests and verifications (endpoint, method, status, IP, user agent, response time, outcome, tags), newest first, filtered by key, user, time range, outcome, status, endpoint and tag. \`format=json\` answers a page (up to ${MAX_EVENTS_LIMIT} rows; follow \`next_cursor\`, with the same filters, until it is null). A filter no index serves (an endpoint; a tag on SQLite; an exact status; an outcome or status beside a key or user) is checked on at most ${MAX_SCAN_ROWS.toLocaleString('en-US')} rows a page, so a page may hold fewer rows than \`limit\`, even none, while \`next_cursor\` is set. \`format=csv\` or \`jsonl\` streams the whole selection as a download. In CSV, a text starting with \`=\`, \`+\`, \`-\`, \`@\`, tab or carriage return gets a leading \`'\`, so spreadsheets do not run it as a formula. Rights as for usage counts: an admin sees every row (unknown keys’ too); a key holding \`keyward:keys:read\` or \`keyward:keys:write\` its keys’ (its user’s only, when it belongs to a user); a signed-in user their own keys’. Rows are written in batches, so the last second or so may not be there yet.`,
+        description: `The recorded requests and verifications (endpoint, method, status, IP, user agent, response time, outcome, tags), newest first, filtered by key, user, time range, outcome, status, endpoint and tag. \`format=json\` answers a page (up to ${MAX_EVENTS_LIMIT} rows; follow \`next_cursor\`, with the same filters, until it is null). A filter no index serves (an endpoint; a tag on SQLite; an exact status; an outcome or status beside a key or user) is checked on at most ${MAX_SCAN_ROWS.toLocaleString('en-US')} rows a page, so a page may hold fewer rows than \`limit\`, even none, while \`next_cursor\` is set. \`format=csv\` or \`jsonl\` streams the whole selection as a download; a caller (a key, or a signed-in user) runs at most ${EXPORT_LIMITS.perCaller} downloads at once, and an instance ${EXPORT_LIMITS.perInstance}: past that, 429 \`RATE_LIMITED\` with \`Retry-After\`. In CSV, a text starting with \`=\`, \`+\`, \`-\`, \`@\`, tab or carriage return gets a leading \`'\`, so spreadsheets do not run it as a formula. Rights as for usage counts: an admin sees every row (unknown keys’ too); a key holding \`keyward:keys:read\` or \`keyward:keys:write\` its keys’ (its user’s only, when it belongs to a user); a signed-in user their own keys’. Rows are written in batches, so the last second or so may not be there yet.`,
         security: SECURED,
         querystring: UsageEventsQuery,
         response: {
@@ -234,6 +240,9 @@ export function usageEventRoutes(app: App, deps: { usageIngest: UsageIngest; usa
       const chunks = unwrap(await deps.usageAnalytics.exportEvents(callerOf(request), query));
       // Pulled as the socket drains: a chunk of rows is read only when the one before has been written.
       const body = Readable.from(exportLines(format, views(chunks)));
+      // However the download ends, the export ends: even closed before its first chunk, when the generators above
+      // never started (and so never pass a `return()` on), it gives its slot back.
+      body.once('close', () => void chunks.return?.());
       return (
         reply
           .header('content-type', CONTENT_TYPES[format])

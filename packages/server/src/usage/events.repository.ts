@@ -346,6 +346,31 @@ export async function listUsageEvents(
 }
 
 /**
+ * Where a walk of about `budget` rows of `scope` over [from, to), newest first, ends: the oldest position it
+ * reaches, found by the index alone (no row is read), or null when the range holds fewer rows. The rows of
+ * `scope` at or after it then number at most `budget`, or `MIN_ARM_BUDGET` per key of a user's keys when that is
+ * more: each arm walks its share, and the walk ends at the newest position any arm stopped at. For counts that
+ * the per-minute counts cannot give (by endpoint, status class or tag).
+ */
+export async function scanFloor(
+  db: Executor,
+  scope: EventScope,
+  range: { from: number; to: number },
+  budget: number,
+  trace?: (statement: CompiledQuery) => void,
+): Promise<UsagePosition | null> {
+  if (!Number.isSafeInteger(budget) || budget < 1) throw new RangeError('a scan budget is a positive integer');
+  const arms = await planArms(db, { scope, ...range });
+  const perArm = Math.max(Math.min(MIN_ARM_BUDGET, budget), Math.floor(budget / Math.max(1, arms.length)));
+  let floor: UsagePosition | null = null;
+  for (const arm of arms) {
+    const end = await walkEnd(db, arm, undefined, perArm, trace);
+    if (end !== null && (floor === null || newer(end, floor))) floor = end;
+  }
+  return floor;
+}
+
+/**
  * Every row of `filter`, newest first, read `chunk` rows at a time (each chunk one {@link listUsageEvents} going on
  * from where the one before stopped): memory stays one chunk, and no query holds the database for long.
  */

@@ -1,4 +1,4 @@
-import { type Caller, isAdmin, keyReach } from '../callers/principal.js';
+import { type Caller, isAdmin, keyReach, type Principal } from '../callers/principal.js';
 import { VERIFY_CODES } from '../domain.js';
 import { err, type Failure, ok, type Result } from '../errors.js';
 import type { KeyService } from '../keys/service.js';
@@ -56,6 +56,20 @@ export const DEFAULT_EVENTS_LIMIT = 100;
 export const MAX_EVENTS_LIMIT = 1000;
 /** Rows read per query while exporting. */
 export const EXPORT_CHUNK_ROWS = 1000;
+
+/** How many exports may run at once: per caller (a key, or a signed-in user), and on the instance. */
+export interface ExportLimits {
+  perCaller: number;
+  perInstance: number;
+}
+
+/**
+ * An export holds the database for as long as its download takes; a few per caller, and a few more per instance,
+ * keep the rest of the instance's work going.
+ */
+export const EXPORT_LIMITS: ExportLimits = { perCaller: 2, perInstance: 8 };
+/** `Retry-After` of an export refused for too many running. */
+export const EXPORT_RETRY_AFTER_SECONDS = 5;
 
 export type UsageEvents = ReturnType<typeof createUsageEvents>;
 
@@ -119,6 +133,60 @@ function eventOf(row: UsageEventRow): UsageEvent {
   };
 }
 
+/** Who an export counts against: the key, or the signed-in user, or the local operator. */
+function exporterOf(principal: Principal): string {
+  switch (principal.kind) {
+    case 'key':
+      return `key:${principal.key.id}`;
+    case 'user':
+      return `user:${principal.user.id}`;
+    case 'system':
+      return `system:${principal.name}`;
+  }
+}
+
+/**
+ * `chunks`, calling `release` once when they end, fail or are given up (`return()`, as a closed download's stream
+ * does), whether or not a chunk was read: a generator given up before its first step never runs its `finally`.
+ */
+function releasing<T>(chunks: AsyncGenerator<T, void>, release: () => void): AsyncIterableIterator<T> {
+  let held = true;
+  const done = () => {
+    if (!held) return;
+    held = false;
+    release();
+  };
+  return {
+    [Symbol.asyncIterator]() {
+      return this;
+    },
+    async next() {
+      try {
+        const step = await chunks.next();
+        if (step.done === true) done();
+        return step;
+      } catch (error) {
+        done();
+        throw error;
+      }
+    },
+    async return() {
+      try {
+        return await chunks.return(undefined);
+      } finally {
+        done();
+      }
+    },
+    async throw(error: unknown) {
+      try {
+        return await chunks.throw(error);
+      } finally {
+        done();
+      }
+    },
+  };
+}
+
 /**
  * Reading usage rows back: a page at a time (`list`) or all of a selection (`export`). Whoever may read a key's
  * usage counts may read its rows: an admin every row (those of unknown keys too); a key with
@@ -130,12 +198,35 @@ export function createUsageEvents({
   db,
   keys,
   scanBudgets,
+  exportLimits = EXPORT_LIMITS,
 }: {
   db: Executor;
   keys: Pick<KeyService, 'get'>;
   /** Rows a page may walk for a filter no index serves (tests make it small); default `SCAN_BUDGETS` (events.repository.ts). */
   scanBudgets?: readonly number[];
+  /** Exports running at once; default {@link EXPORT_LIMITS}. */
+  exportLimits?: ExportLimits;
 }) {
+  // Exports running now, on this instance and per caller.
+  const running = new Map<string, number>();
+  let runningTotal = 0;
+
+  /** Takes a slot for an export by `exporter`; false when the caller, or the instance, runs as many as it may. */
+  function startExport(exporter: string): boolean {
+    const mine = running.get(exporter) ?? 0;
+    if (mine >= exportLimits.perCaller || runningTotal >= exportLimits.perInstance) return false;
+    running.set(exporter, mine + 1);
+    runningTotal += 1;
+    return true;
+  }
+
+  function endExport(exporter: string): void {
+    const mine = running.get(exporter) ?? 0;
+    if (mine <= 1) running.delete(exporter);
+    else running.set(exporter, mine - 1);
+    runningTotal -= 1;
+  }
+
   /** The rows `caller` may read that `query` selects; `null` scope: none (a key of another user than `user_id`). */
   async function selection(caller: Caller, query: UsageEventQuery): Promise<Result<UsageEventFilter | null>> {
     const reach = keyReach(caller.principal, 'read');
@@ -188,17 +279,38 @@ export function createUsageEvents({
     /**
      * Every row `query` selects (its `limit` and `cursor` aside), newest first, in chunks read as the consumer
      * pulls them: nothing is held but the chunk in hand. The rights and filters are checked before the first
-     * row is read, so a refusal is an answer, not a broken stream.
+     * row is read, so a refusal is an answer, not a broken stream. A caller runs at most
+     * `exportLimits.perCaller` exports at once, and the instance `perInstance`: past either, `RATE_LIMITED`
+     * with a time to retry. An export runs until its chunks end, fail, or are given up (`return()`).
      */
-    async export(caller: Caller, query: UsageEventQuery): Promise<Result<AsyncIterable<UsageEvent[]>>> {
-      const selected = await selection(caller, query);
-      if (!selected.ok) return selected;
+    async export(caller: Caller, query: UsageEventQuery): Promise<Result<AsyncIterableIterator<UsageEvent[]>>> {
+      const exporter = exporterOf(caller.principal);
+      if (!startExport(exporter)) {
+        return {
+          ...err(
+            'RATE_LIMITED',
+            `at most ${exportLimits.perCaller} exports per caller, and ${exportLimits.perInstance} per instance, run at once`,
+          ),
+          retryAfterSeconds: EXPORT_RETRY_AFTER_SECONDS,
+        };
+      }
+      let selected: Result<UsageEventFilter | null>;
+      try {
+        selected = await selection(caller, query);
+      } catch (error) {
+        endExport(exporter);
+        throw error;
+      }
+      if (!selected.ok) {
+        endExport(exporter);
+        return selected;
+      }
       const filter = selected.value;
-      async function* chunks(): AsyncGenerator<UsageEvent[]> {
+      async function* chunks(): AsyncGenerator<UsageEvent[], void> {
         if (filter === null) return;
         for await (const rows of streamUsageEvents(db, filter, EXPORT_CHUNK_ROWS, scanBudgets)) yield rows.map(eventOf);
       }
-      return ok(chunks());
+      return ok(releasing(chunks(), () => endExport(exporter)));
     },
   };
 }

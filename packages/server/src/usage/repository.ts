@@ -1,5 +1,6 @@
-import { CompiledQuery, type ExpressionBuilder, PostgresAdapter, type QueryResult, sql } from 'kysely';
+import { CompiledQuery, type ExpressionBuilder, PostgresAdapter, type QueryResult, type SelectQueryBuilder, sql } from 'kysely';
 import type { Database, Executor, NewApiKeyUsageRow } from '../store/schema.js';
+import { scanFloor, type UsagePosition } from './events.repository.js';
 
 // Column order of the raw rows' INSERT (Kysely keeps the key order of the placeholder row below).
 const USAGE_COLUMNS = [
@@ -215,6 +216,18 @@ function tally<A, B>(into: Map<A, Map<B, number>>, a: A, b: B, n: number): void 
     into.set(a, inner);
   }
   inner.set(b, (inner.get(b) ?? 0) + n);
+}
+
+/**
+ * Raw rows at or after `position` in time, then id: the newest rows, down to where a bounded scan stopped. The
+ * columns are named with their table, as a tag's rows are joined to json_each (which has an `id` too).
+ */
+function notBefore(position: UsagePosition) {
+  return (eb: ExpressionBuilder<Database, 'api_key_usage'>) =>
+    eb.and([
+      eb('api_key_usage.created_at', '>=', position.createdAt),
+      eb.or([eb('api_key_usage.created_at', '>', position.createdAt), eb('api_key_usage.id', '>=', position.id)]),
+    ]);
 }
 
 /** Raw rows in any of `ranges` of `created_at` (none when there are none). */
@@ -486,82 +499,122 @@ export interface UsageGroupCount {
 }
 
 /**
- * Counts the usage rows in `scope` over [from, to) per bucket and `by`. The key comes from the per-minute counts
- * (and the raw rows at the ends of the range), like the outcome; the path, status class and tags only the raw
- * rows hold, so those read every row of the range. A row with several tags counts once for each. Ordered by
+ * Most raw rows one count by endpoint, status class or tag reads (the newest of the range): a request's work is
+ * this, whatever the table holds. With 100,000 rows of as many paths, about 0.1 s on SQLite and 0.2 s on
+ * PostgreSQL (2 cores), where reading every row of 1,000,000 took over 3 s and 400 MB of heap.
+ */
+export const MAX_GROUP_SCAN_ROWS = 100_000;
+
+/**
+ * Counts the usage rows in `scope` over [from, to) per bucket and `by`, for the `groups` largest groups over the
+ * range only (most rows first, then by name); the database picks them, so no more than those leave it. Ordered by
  * bucket, then group.
+ *
+ * The key comes from the per-minute counts (and the raw rows at the ends of the range), as the outcome does. The
+ * path, status class and tags only the raw rows hold: those are read newest first, at most about `scanRows` of
+ * them ({@link scanFloor}), and older rows of the range are not counted by group. A row with several tags counts
+ * once for each. `trace` is told each statement run.
  */
 export async function countScopedUsageByGroup(
   db: Executor,
-  filter: { scope: UsageScope; from: number; to: number; bucketMs: number; by: UsageDimension },
+  filter: {
+    scope: UsageScope;
+    from: number;
+    to: number;
+    bucketMs: number;
+    by: UsageDimension;
+    groups: number;
+    scanRows?: number | undefined;
+  },
+  trace?: (statement: CompiledQuery) => void,
 ): Promise<UsageGroupCount[]> {
   if (filter.bucketMs % MINUTE_MS !== 0) throw new RangeError('usage buckets are whole minutes');
+  if (!Number.isSafeInteger(filter.groups) || filter.groups < 1) throw new RangeError('groups is a positive integer');
   const size = sql.lit(filter.bucketMs);
-  const bucketOf = sql<number>`(api_key_usage.created_at / ${size}) * ${size}`;
-  const raw = (ranges: ReadonlyArray<[number, number]>) =>
-    db.selectFrom('api_key_usage').where(rowsIn(filter.scope)).where(inRanges(ranges));
-  let rows: Array<{ bucket: number; group: string | number | null; count: number }>;
-  switch (filter.by) {
-    case 'key': {
-      const { minutes, raw: edges } = splitRange(filter.from, filter.to);
-      const [counted, ends] = await Promise.all([
+  const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
+  if (filter.by === 'key') {
+    const { minutes, raw: edges } = splitRange(filter.from, filter.to);
+    // Per key and bucket, from both sources: whole minutes from the counts, the ends from the raw rows.
+    const parts = db
+      .selectFrom('api_key_usage_minutes')
+      .select([sql<number>`(minute / ${size}) * ${size}`.as('bucket'), 'api_key_id as g', 'count as n'])
+      .where(minutesIn(filter.scope))
+      .where('minute', '>=', minutes[0])
+      .where('minute', '<', minutes[1])
+      .unionAll(
         db
-          .selectFrom('api_key_usage_minutes')
+          .selectFrom('api_key_usage')
           .select([
-            sql<number>`(minute / ${size}) * ${size}`.as('bucket'),
-            'api_key_id as group',
-            (eb) => eb.fn.sum<number>('count').as('count'),
+            sql<number>`(created_at / ${size}) * ${size}`.as('bucket'),
+            (eb) => eb.fn.coalesce('api_key_id', sql.lit('')).as('g'),
+            sql<number>`1`.as('n'),
           ])
-          .where(minutesIn(filter.scope))
-          .where('minute', '>=', minutes[0])
-          .where('minute', '<', minutes[1])
-          .groupBy([sql`(minute / ${size}) * ${size}`, 'api_key_id'])
-          .execute(),
-        edges.length === 0
-          ? []
-          : raw(edges)
-              .select([bucketOf.as('bucket'), 'api_key_id as group', (eb) => eb.fn.countAll<number>().as('count')])
-              .groupBy([bucketOf, 'api_key_id'])
-              .execute(),
-      ]);
-      rows = [...counted, ...ends];
-      break;
-    }
-    case 'endpoint':
-      rows = await raw([[filter.from, filter.to]])
-        .select([bucketOf.as('bucket'), 'endpoint as group', (eb) => eb.fn.countAll<number>().as('count')])
-        .groupBy([bucketOf, 'endpoint'])
-        .execute();
-      break;
-    case 'status_class': {
-      const statusClass = sql<number | null>`api_key_usage.status_code / 100`;
-      const counted = await raw([[filter.from, filter.to]])
-        .select([bucketOf.as('bucket'), statusClass.as('group'), (eb) => eb.fn.countAll<number>().as('count')])
-        .groupBy([bucketOf, statusClass])
-        .execute();
-      rows = counted.map((r) => ({ ...r, group: r.group === null ? null : `${Number(r.group)}xx` }));
-      break;
-    }
-    case 'tag': {
-      const postgres = db.getExecutor().adapter instanceof PostgresAdapter;
-      // One row per tag (jsonb_array_elements_text / json_each); a row with no tags keeps one, with a null tag.
-      const elements = postgres
-        ? sql<{ value: string }>`lateral jsonb_array_elements_text(api_key_usage.tags)`
-        : sql<{ value: string }>`json_each(api_key_usage.tags)`;
-      rows = await raw([[filter.from, filter.to]])
-        .leftJoin(elements.as('t'), (join) => join.onTrue())
-        .select([bucketOf.as('bucket'), sql<string | null>`t.value`.as('group'), (eb) => eb.fn.countAll<number>().as('count')])
-        .groupBy([bucketOf, sql`t.value`])
-        .execute();
-      break;
-    }
+          .where(rowsIn(filter.scope))
+          .where(inRanges(edges)),
+      );
+    const counted = db
+      .selectFrom(parts.as('p'))
+      .select(['p.bucket', 'p.g', (eb) => eb.fn.sum<number>('p.n').as('n')])
+      .groupBy(['p.bucket', 'p.g']);
+    return largestGroups(db, counted, filter.groups, trace);
   }
-  const byBucket = new Map<number, Map<string, number>>();
-  for (const row of rows) tally(byBucket, Number(row.bucket), row.group === null ? '' : String(row.group), Number(row.count));
-  const out: UsageGroupCount[] = [];
-  for (const bucket of [...byBucket.keys()].sort((a, b) => a - b)) {
-    const groups = byBucket.get(bucket) ?? new Map<string, number>();
-    for (const group of [...groups.keys()].sort()) out.push({ bucket, group, count: groups.get(group) ?? 0 });
-  }
-  return out;
+  const floor = await scanFloor(db, filter.scope, { from: filter.from, to: filter.to }, filter.scanRows ?? MAX_GROUP_SCAN_ROWS, trace);
+  const bucketOf = sql<number>`(api_key_usage.created_at / ${size}) * ${size}`;
+  const group =
+    filter.by === 'endpoint'
+      ? sql<string>`coalesce(api_key_usage.endpoint, '')`
+      : filter.by === 'status_class'
+        ? sql<string>`coalesce(cast(api_key_usage.status_code / 100 as text) || 'xx', '')`
+        : sql<string>`coalesce(t.value, '')`;
+  // One row per tag (jsonb_array_elements_text / json_each); a row with no tags keeps one, with a null tag.
+  const elements = postgres
+    ? sql<{ value: string }>`lateral jsonb_array_elements_text(api_key_usage.tags)`
+    : sql<{ value: string }>`json_each(api_key_usage.tags)`;
+  const rows = db
+    .selectFrom('api_key_usage')
+    .$if(filter.by === 'tag', (qb) => qb.leftJoin(elements.as('t'), (join) => join.onTrue()))
+    .where(rowsIn(filter.scope))
+    .where('api_key_usage.created_at', '>=', filter.from)
+    .where('api_key_usage.created_at', '<', filter.to)
+    .where(floor === null ? (eb) => eb.and([]) : notBefore(floor));
+  // A status class has a handful of values: counted per bucket at once, what is kept is small. A path or a tag
+  // may have as many values as rows: the rows are kept as they are (a count of 1 each), so the largest groups are
+  // found in one aggregation, not two (about half the time, with 100,000 paths, on both databases).
+  const counted =
+    filter.by === 'status_class'
+      ? rows.select([bucketOf.as('bucket'), group.as('g'), (eb) => eb.fn.countAll<number>().as('n')]).groupBy([bucketOf, group])
+      : rows.select([bucketOf.as('bucket'), group.as('g'), sql<number>`1`.as('n')]);
+  return largestGroups(db, counted, filter.groups, trace);
+}
+
+/**
+ * Of `counted` (counts per bucket and group: `bucket`, `g`, never null, and `n`; a bucket and group may come more
+ * than once), the counts of the `groups` largest groups over all buckets (most first, then by name), per bucket
+ * and group, ordered by bucket, then group. `counted` is read once (materialized); the largest groups are picked
+ * from it, and only their counts leave the database.
+ */
+async function largestGroups<DB, TB extends keyof DB>(
+  db: Executor,
+  counted: SelectQueryBuilder<DB, TB, { bucket: number; g: string; n: number }>,
+  groups: number,
+  trace?: (statement: CompiledQuery) => void,
+): Promise<UsageGroupCount[]> {
+  // Ties go by name, byte by byte, on both databases (PostgreSQL's default collation would order by locale).
+  const byName = db.getExecutor().adapter instanceof PostgresAdapter ? sql`g collate "C"` : sql`g`;
+  const compiled = db
+    .with(
+      (cte) => cte('counted').materialized(),
+      () => counted,
+    )
+    .with('top', (qc) => qc.selectFrom('counted').select('g').groupBy('g').orderBy(sql`sum(n)`, 'desc').orderBy(byName).limit(groups))
+    .selectFrom('counted')
+    .select(['bucket', 'g', (eb) => eb.fn.sum<number>('n').as('n')])
+    .where('g', 'in', (qc) => qc.selectFrom('top').select('g'))
+    .groupBy(['bucket', 'g'])
+    .compile();
+  trace?.(compiled);
+  const rows = (await db.executeQuery(compiled)).rows;
+  const out = rows.map((row) => ({ bucket: Number(row.bucket), group: String(row.g), count: Number(row.n) }));
+  // The default sort orders strings by UTF-16 code unit, as `<` does.
+  return out.sort((x, y) => x.bucket - y.bucket || (x.group < y.group ? -1 : x.group > y.group ? 1 : 0));
 }

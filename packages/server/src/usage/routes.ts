@@ -5,6 +5,7 @@ import { IdParams, iso, msOrNull, problems, ref } from '../http/schemas.js';
 import { type App, SECURED } from '../http/types.js';
 import { MAX_BUCKETS, MAX_GROUPS, type UsageAnalytics, type UsageCounts } from './analytics.js';
 import { UsageEventPage, UsageRow } from './events-routes.js';
+import { MAX_GROUP_SCAN_ROWS } from './repository.js';
 
 const Nullable = <T extends Parameters<typeof Type.Union>[0][number]>(t: T) => Type.Union([t, Type.Null()]);
 
@@ -17,7 +18,7 @@ const To = Type.Optional(
 export const GroupByParam = Type.Optional(
   Type.Union([Type.Literal('outcome'), Type.Literal('endpoint'), Type.Literal('status_class'), Type.Literal('tag'), Type.Literal('key')], {
     default: 'outcome',
-    description: `Break the counts down by \`outcome\` (the default: \`outcomes\` only), or besides it by \`endpoint\` (the request path), \`status_class\` (\`2xx\`, \`4xx\`, …), \`tag\` (a row with several tags counts for each) or \`key\` (the key id), in \`groups\`. Up to ${MAX_GROUPS} groups, the largest over the range; \`""\` counts the rows with none. Endpoint, status class and tag are counted from the raw rows: over a long range they cost more than the outcome or the key`,
+    description: `Break the counts down by \`outcome\` (the default: \`outcomes\` only), or besides it by \`endpoint\` (the request path), \`status_class\` (\`2xx\`, \`4xx\`, …), \`tag\` (a row with several tags counts for each) or \`key\` (the key id), in \`groups\`. Up to ${MAX_GROUPS} groups, the largest over the range; the rest count in \`total\` only; \`""\` counts the rows with none. Endpoint, status class and tag are counted from the newest ${MAX_GROUP_SCAN_ROWS.toLocaleString('en-US')} rows of the range at most; older rows count in \`total\` and \`outcomes\` only`,
   }),
 );
 
