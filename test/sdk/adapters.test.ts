@@ -7,7 +7,7 @@ import { type KeywardVariables, keywardHono } from '@keyward/sdk/hono';
 import express from 'express';
 import Fastify from 'fastify';
 import { Hono } from 'hono';
-import { afterEach, describe, expect, it } from 'vitest';
+import { afterEach, describe, expect, it, vi } from 'vitest';
 import { stubKeyward, validAnswer } from './stub-keyward.js';
 
 // The same cases run against the three adapters (as Hono runs one suite against every runtime): each app
@@ -401,5 +401,40 @@ describe('a request the client abandoned before the response', () => {
       await server.close();
       await auth.close();
     }
+  });
+});
+
+// A cached key costs the host no extra turn: the Express guard calls next() before it returns.
+describe('SDK middleware for express: a cached key', () => {
+  it('calls next() synchronously, with req.keyward set, once the key is cached', async () => {
+    const keyward = stubKeyward();
+    const key = generateKey('kw');
+    keyward.answers[key] = validAnswer({ scopes: ['companies:read'] });
+    const guard = keywardExpress({
+      baseUrl: 'http://keyward.test',
+      apiKey: generateKey('kw'),
+      fetch: keyward.fetch,
+      changes: false,
+      usage: false,
+    });
+    const handler = guard({ scopes: ['companies:read'] });
+    // What the guard reads of a request and writes to a response (no router: the rule is the guard's own).
+    const run = () => {
+      const req = { headers: { authorization: `Bearer ${key}` }, originalUrl: '/v1/companies', url: '/v1/companies', method: 'GET' };
+      const res = { once: () => res, set: () => res };
+      let passed = false;
+      handler(req as never, res as never, (error?: unknown) => {
+        if (error === undefined) passed = true;
+      });
+      return { req: req as { keyward?: unknown }, passed: () => passed };
+    };
+    const first = run();
+    expect(first.passed()).toBe(false); // asked Keyward: a later turn
+    await vi.waitFor(() => expect(first.passed()).toBe(true));
+    const hit = run();
+    expect(hit.passed()).toBe(true);
+    expect(hit.req.keyward).toMatchObject({ keyId: validAnswer().key_id });
+    expect(keyward.seen).toHaveLength(1);
+    await guard.close();
   });
 });

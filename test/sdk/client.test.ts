@@ -120,6 +120,60 @@ describe('KeywardClient: errors', () => {
     stub?.closeAllConnections();
   });
 
+  it("sends verifyKey and reportUsage as one Request to a custom fetch, with the client's headers and credential", async () => {
+    const seen: Request[] = [];
+    const client = new KeywardClient({
+      baseUrl: 'http://keyward.test/',
+      apiKey: 'kw_test',
+      headers: { 'x-extra': '1', 'Content-Type': 'application/json; charset=utf-8' },
+      fetch: async (request) => {
+        seen.push(request);
+        return request.url.endsWith('/verify')
+          ? Response.json({ valid: false, code: 'NOT_FOUND' })
+          : Response.json({ accepted: 1 }, { status: 202 });
+      },
+    });
+    expect(await client.verifyKey({ key: 'k', tags: ['route:/x'] })).toEqual({ valid: false, code: 'NOT_FOUND' });
+    expect(await client.reportUsage([{ key_id: null, outcome: 'NOT_FOUND' }])).toEqual({ accepted: 1 });
+    expect(seen.map((r) => `${r.method} ${r.url}`)).toEqual([
+      'POST http://keyward.test/v1/keys/verify',
+      'POST http://keyward.test/v1/usage/events',
+    ]);
+    for (const request of seen) {
+      expect(request.headers.get('authorization')).toBe('Bearer kw_test');
+      expect(request.headers.get('x-extra')).toBe('1');
+      expect(request.headers.get('content-type')).toBe('application/json; charset=utf-8');
+    }
+    expect(await seen[0]?.json()).toEqual({ key: 'k', tags: ['route:/x'] });
+    expect(await seen[1]?.json()).toEqual({ events: [{ key_id: null, outcome: 'NOT_FOUND' }] });
+  });
+
+  it('maps verifyKey and reportUsage failures as every other method: problem, Retry-After, status, timeout', async () => {
+    let answer: (res: import('node:http').ServerResponse) => void = () => {};
+    const base = await listen((_req, res) => answer(res));
+    const client = new KeywardClient({ baseUrl: base, apiKey: 'kw_test', timeoutMs: 200 });
+    answer = (res) =>
+      res
+        .writeHead(429, { 'content-type': 'application/problem+json', 'retry-after': '7' })
+        .end(JSON.stringify({ type: 'about:blank', title: 'Too many requests', status: 429, code: 'RATE_LIMITED' }));
+    expect(await client.verifyKey({ key: 'k' }).catch((e: unknown) => e)).toMatchObject({
+      status: 429,
+      code: 'RATE_LIMITED',
+      retryAfter: 7,
+    });
+    answer = (res) => res.writeHead(502, { 'content-type': 'text/plain' }).end('bad gateway');
+    const failed = await client.reportUsage([{ key_id: null, outcome: 'NOT_FOUND' }]).catch((e: unknown) => e);
+    expect(failed).toBeInstanceOf(KeywardError);
+    expect(failed).toMatchObject({ status: 502, code: 'HTTP_502', problem: { detail: 'bad gateway' } });
+    answer = () => {}; // never answers
+    expect(await client.verifyKey({ key: 'k' }).catch((e: unknown) => e)).toMatchObject({
+      status: 0,
+      code: 'NETWORK_ERROR',
+      problem: { detail: 'the request timed out' },
+    });
+    stub?.closeAllConnections();
+  });
+
   it('names a non-problem error body by its status', async () => {
     const base = await listen((_req, res) => {
       res.writeHead(502, { 'content-type': 'text/plain' }).end('bad gateway');

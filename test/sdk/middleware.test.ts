@@ -292,6 +292,22 @@ describe('SDK middleware core: cache', () => {
     expect(keyward.seen).toHaveLength(2);
   });
 
+  it('answers a cached key at once: a decision, not a promise (the adapter goes on in the same turn)', async () => {
+    const { auth, keyward } = setup();
+    const key = generateKey('kw');
+    keyward.answers[key] = validAnswer({ scopes: ['companies:read'] });
+    const first = auth.authorize(bearer(key), { scopes: ['companies:read'] });
+    expect(first).toBeInstanceOf(Promise);
+    await first;
+    const hit = auth.authorize(bearer(key), { scopes: ['companies:read'] });
+    expect(hit).not.toBeInstanceOf(Promise);
+    expect(hit).toMatchObject({ ok: true, identity: { keyId: validAnswer().key_id } });
+    // Refusals made locally come at once too; Keyward was asked once.
+    expect(auth.authorize(bearer(key), { scopes: ['companies:write'] })).toMatchObject({ ok: false, status: 403 });
+    expect(auth.authorize({ path })).toMatchObject({ ok: false, status: 401 });
+    expect(keyward.seen).toHaveLength(1);
+  });
+
   it('holds only the SHA-256 of a key, never the key', async () => {
     const set = vi.spyOn(LRUCache.prototype, 'set');
     const { auth, keyward } = setup();
@@ -424,6 +440,54 @@ describe('SDK middleware core: usage reports', () => {
     auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: 12.4 });
     await auth.flush();
     expect(keyward.usage.flat().map((e) => e.response_time_ms)).toEqual([86_400_000, 12]);
+  });
+
+  it('sends when each request started, in ISO 8601 (kept as a number until the batch goes out)', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] });
+    vi.setSystemTime(new Date('2026-03-01T10:00:00.500Z'));
+    const { auth, keyward } = setup();
+    const seen = { endpoint: '/v1/companies', method: 'GET', statusCode: 200 };
+    auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: 12.4 });
+    auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: 12.4 });
+    auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: 1_000 });
+    await auth.flush();
+    expect(keyward.usage.flat().map((e) => e.occurred_at)).toEqual([
+      '2026-03-01T10:00:00.487Z',
+      '2026-03-01T10:00:00.487Z',
+      '2026-03-01T09:59:59.500Z',
+    ]);
+    // A time that is none (a response time of NaN) is left to Keyward; it never stalls the batch.
+    auth.record({ keyId: 'k', code: 'VALID' }, { ...seen, responseTimeMs: Number.NaN });
+    await auth.flush();
+    expect(keyward.usage.flat().at(-1)).toMatchObject({ occurred_at: null });
+  });
+
+  it('tags each row with its own route and rule tags: lists composed once are never mixed up', async () => {
+    const { auth, keyward } = setup();
+    const row = (route: string | undefined, tags?: string[]) =>
+      auth.record(
+        { keyId: 'k', code: 'VALID' },
+        { endpoint: '/v1/x/1?q=2', method: 'GET', statusCode: 200, responseTimeMs: 1, route, tags },
+      );
+    row('/v1/a', ['team:crm']);
+    row('/v1/b', ['team:crm']);
+    row('/v1/a', ['team:ops']);
+    row('/v1/a');
+    row('/v1/a', ['a,b']);
+    row('/v1/a', ['a', 'b']);
+    row(undefined);
+    row('/v1/a', ['team:crm']);
+    await auth.flush();
+    expect(keyward.usage.flat().map((e) => e.tags)).toEqual([
+      ['route:/v1/a', 'team:crm'],
+      ['route:/v1/b', 'team:crm'],
+      ['route:/v1/a', 'team:ops'],
+      ['route:/v1/a'],
+      ['route:/v1/a', 'a,b'],
+      ['route:/v1/a', 'a', 'b'],
+      ['route:/v1/x/1'],
+      ['route:/v1/a', 'team:crm'],
+    ]);
   });
 });
 

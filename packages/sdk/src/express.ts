@@ -4,8 +4,10 @@ import {
   assertTags,
   createKeywardAuth,
   type Decision,
+  type GuardResult,
   type GuardState,
   guardRequest,
+  isPending,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
@@ -41,6 +43,11 @@ export type KeywardExpressGuard = ((rule?: AccessRule) => RequestHandler) & {
    */
   authenticate(): RequestHandler;
   close(): Promise<void>;
+};
+
+const isEmpty = (record: Record<string, string>): boolean => {
+  for (const _ in record) return false;
+  return true;
 };
 
 function send(res: Response, decision: Extract<Decision, { ok: false }>): void {
@@ -99,7 +106,10 @@ function pathnameOf(url: string): string {
 export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGuard {
   const auth = options.auth ?? createKeywardAuth(options);
   // What each request's guards found so far; a later guard updates it before the report.
-  const states = new WeakMap<Request, GuardState>();
+  // Kept on the request under this instance's own symbol: cheaper than a WeakMap entry per request, which the
+  // collector must trace apart (the request's properties go with it).
+  const stateKey = Symbol('keyward guard state');
+  const stateOf = (req: Request): GuardState | undefined => (req as unknown as Record<symbol, GuardState | undefined>)[stateKey];
   // Every guard this instance made, with its rule (`null`: authenticate()), so the router walk can see them.
   const guards = new WeakMap<object, AccessRule | null>();
   // A route's guards per method: a route's handlers do not change once the app serves.
@@ -231,19 +241,26 @@ export function keywardExpress(options: KeywardExpressOptions): KeywardExpressGu
         apiKey: Array.isArray(header) ? header.join(', ') : header,
         path: req.originalUrl,
       };
-      const known = states.get(req);
+      const known = stateOf(req);
       const started = performance.now();
       const find = known === undefined ? () => resolve(req, guard, rule) : undefined;
-      guardRequest(auth, presented, rule, known, find).then(({ decision, state }) => {
+      const settle = ({ decision, state }: GuardResult): void => {
         if (known === undefined) {
-          states.set(req, state);
+          (req as unknown as Record<symbol, GuardState | undefined>)[stateKey] = state;
           report(req, res, state, started);
         }
-        if (!decision.ok) return send(res, decision);
-        res.set(decision.headers);
+        if (!decision.ok) {
+          send(res, decision);
+          return;
+        }
+        if (!isEmpty(decision.headers)) res.set(decision.headers);
         req.keyward = decision.identity;
         next();
-      }, next);
+      };
+      const found = guardRequest(auth, presented, rule, known, find);
+      // A cached key goes on in this same turn: no promise, no later tick.
+      if (isPending(found)) found.then(settle, next);
+      else settle(found);
     };
     guards.set(guard, rule);
     return guard;

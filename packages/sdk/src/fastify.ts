@@ -3,6 +3,8 @@ import {
   type AccessRule,
   assertTags,
   createKeywardAuth,
+  type Decision,
+  isPending,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
@@ -18,6 +20,15 @@ declare module 'fastify' {
     /** This route's Keyward rule (scopes, admin, requireApiKey, cost), or `false` for a public route. */
     keyward?: AccessRule | false;
   }
+}
+
+/** What a request's key came to, kept for its usage report (with the reply and address, see below). */
+interface Seen {
+  outcome: RequestOutcome;
+  reply: FastifyReply;
+  ip: string;
+  route: string | undefined;
+  tags: string[] | undefined;
 }
 
 export interface KeywardFastifyOptions extends KeywardAuthOptions {
@@ -48,15 +59,15 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
     // What each request's key came to, for the usage report once the response is sent or the client went
     // away first (onResponse does not run then); taken out when reported, so a request is reported once.
     // (The reply and address are kept too: onRequestAbort is given the request alone, and a closed socket has
-    // no address.)
-    const seen = new WeakMap<
-      FastifyRequest,
-      { outcome: RequestOutcome; reply: FastifyReply; ip: string; route: string | undefined; tags: string[] | undefined }
-    >();
+    // no address.) Kept on the request under a symbol of this plugin, declared to Fastify so every request has
+    // the same shape: cheaper than a WeakMap entry per request.
+    const seenKey = Symbol('keyward request outcome');
+    app.decorateRequest(seenKey, null);
+    const slot = (request: FastifyRequest) => request as unknown as Record<symbol, Seen | null>;
     const report = (request: FastifyRequest, answered: boolean): void => {
-      const entry = seen.get(request);
-      if (entry === undefined) return;
-      seen.delete(request);
+      const entry = slot(request)[seenKey];
+      if (!entry) return;
+      slot(request)[seenKey] = null;
       auth.record(entry.outcome, {
         endpoint: request.url,
         route: entry.route,
@@ -69,21 +80,45 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
       });
     };
     app.decorateRequest('keyward', null);
-    app.addHook('onResponse', async (request) => report(request, true));
-    app.addHook('onRequestAbort', async (request) => report(request, false));
+    // Callback hooks, not async ones: no promise per request.
+    app.addHook('onResponse', (request, _reply, done) => {
+      report(request, true);
+      done();
+    });
+    app.addHook('onRequestAbort', (request, done) => {
+      report(request, false);
+      done();
+    });
     app.addHook('onClose', async () => auth.close());
     // A route's tags are checked as it is declared: a tag Keyward would refuse fails at start-up, not per request.
     app.addHook('onRoute', (route) => {
       const rule = (route.config as { keyward?: AccessRule | false } | undefined)?.keyward;
       if (rule) assertTags(rule.tags, `keywardFastify (${route.method} ${route.url})`);
     });
-    app.addHook('onRequest', async (request, reply) => {
-      const rule = request.routeOptions.config.keyward;
-      if (rule === false) return;
+    // A callback hook: a cached key is decided at once, and the request goes on in the same turn.
+    app.addHook('onRequest', (request, reply, done) => {
+      // Read once: Fastify builds a new object for each read.
+      const routeOptions = request.routeOptions;
+      const rule = routeOptions.config.keyward;
+      if (rule === false) return done();
       const header = request.headers['x-api-key'];
       // The route's pattern (`/v1/companies/:id`); none for a request no route matched (a 404).
-      const route = request.routeOptions.url;
-      const decision = await auth.authorize(
+      const route = routeOptions.url;
+      const apply = (decision: Decision): void => {
+        if (decision.outcome) slot(request)[seenKey] = { outcome: decision.outcome, reply, ip: request.ip, route, tags: rule?.tags };
+        for (const _ in decision.headers) {
+          reply.headers(decision.headers);
+          break;
+        }
+        if (decision.ok) {
+          request.keyward = decision.identity;
+          done();
+          return;
+        }
+        // Answered here: `done` is not called (Fastify's rule for a callback hook that replies).
+        reply.code(decision.status).type('application/problem+json').send(decision.problem);
+      };
+      const decided = auth.authorize(
         {
           authorization: request.headers.authorization,
           apiKey: Array.isArray(header) ? header.join(', ') : header,
@@ -92,13 +127,8 @@ export function keywardFastify(options: KeywardFastifyOptions): FastifyPluginAsy
         },
         rule ?? {},
       );
-      if (decision.outcome) seen.set(request, { outcome: decision.outcome, reply, ip: request.ip, route, tags: rule?.tags });
-      reply.headers(decision.headers);
-      if (decision.ok) {
-        request.keyward = decision.identity;
-        return;
-      }
-      return reply.code(decision.status).type('application/problem+json').send(decision.problem);
+      if (isPending(decided)) decided.then(apply, done);
+      else apply(decided);
     });
   };
   // What fastify-plugin does: the hook then applies to the routes of the instance that registered the plugin.

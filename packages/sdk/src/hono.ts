@@ -6,6 +6,7 @@ import {
   type Decision,
   type GuardState,
   guardRequest,
+  isPending,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
@@ -141,7 +142,9 @@ export function keywardHono(options: KeywardHonoOptions): KeywardHonoGuard {
       const known = states.get(c);
       const started = performance.now();
       const find = known === undefined ? () => resolve(c, guard, rule) : undefined;
-      const { decision, state } = await guardRequest(auth, presented, rule, known, find);
+      // A cached key is decided at once: no await, so no extra turn before the handler.
+      const found = guardRequest(auth, presented, rule, known, find);
+      const { decision, state } = isPending(found) ? await found : found;
       if (known !== undefined) {
         // A guard behind another: the first one sets the headers on the answer and reports it.
         if (!decision.ok) return problemResponse(decision);

@@ -63,10 +63,13 @@ export {
   assertTags,
   createKeywardAuth,
   type Decision,
+  type GuardResult,
+  isPending,
   type KeyChangesOptions,
   type KeywardAuth,
   type KeywardAuthOptions,
   type KeywardIdentity,
+  type MaybePromise,
   MIDDLEWARE_PROBLEMS,
   mergeRules,
   type PresentedCredentials,
@@ -86,4 +89,9 @@ export {
   secondsUntil,
   UNAUTHENTICATED_CODES,
 } from './shared.js';
-export { createUsageReporter, type UsageReporter, type UsageReportingOptions } from './usage-reporter.js';
+export {
+  createUsageReporter,
+  type RecordedUsageEvent,
+  type UsageReporter,
+  type UsageReportingOptions,
+} from './usage-reporter.js';

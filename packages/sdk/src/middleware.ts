@@ -1,10 +1,10 @@
 import { LRUCache } from 'lru-cache';
 import { type KeyChangeFeed, subscribeKeyChanges } from './changes.js';
-import { KeywardClient, type UsageEvent, type VerifyCode, type VerifyKeyInput, type VerifyKeyResult } from './client.js';
+import { KeywardClient, type VerifyCode, type VerifyKeyInput, type VerifyKeyResult } from './client.js';
 import { KeywardError, type Problem } from './errors.js';
 import { classifyKey, hashApiKey } from './key.js';
 import { credentialOf, hasScopes, rateLimitHeaders, secondsUntil, UNAUTHENTICATED_CODES } from './shared.js';
-import { createUsageReporter, type UsageReportingOptions } from './usage-reporter.js';
+import { createUsageReporter, type RecordedUsageEvent, type UsageReportingOptions } from './usage-reporter.js';
 
 // The framework-agnostic core of the Fastify, Express and Hono middleware: read the credential, verify it
 // through Keyward (with a local cache that Keyward's change feed keeps honest), decide. Each adapter only
@@ -136,6 +136,14 @@ export interface SeenResponse {
   tags?: readonly string[] | undefined;
 }
 
+/** A value, or a promise of it: the middleware answers a cached key at once, without a promise. */
+export type MaybePromise<T> = T | Promise<T>;
+
+/** Whether a {@link MaybePromise} is still to come (a promise or another thenable). */
+export function isPending<T>(value: MaybePromise<T>): value is Promise<T> {
+  return typeof (value as { then?: unknown } | null)?.then === 'function';
+}
+
 /** The outcome for one request: pass (with the identity, or `null` for anonymous), or a problem to answer. */
 export type Decision =
   | { ok: true; identity: KeywardIdentity | null; headers: Record<string, string>; outcome?: RequestOutcome; rule?: AccessRule }
@@ -170,16 +178,18 @@ export interface KeywardAuth {
   /**
    * Reads, verifies and checks the credential of one request against a route's rule, spending its cost in one
    * verification. With `resolve`, a verification uses the rule it finds instead (a cached key is checked
-   * against `rule` alone: it has nothing to spend).
+   * against `rule` alone: it has nothing to spend). A decision made without asking Keyward (a cached key, no
+   * key, a malformed one) comes at once, not as a promise: `await` it either way, or check with {@link isPending}.
    */
-  authorize(request: PresentedCredentials, rule?: AccessRule, resolve?: RouteResolver): Promise<Decision>;
+  authorize(request: PresentedCredentials, rule?: AccessRule, resolve?: RouteResolver): MaybePromise<Decision>;
   /**
    * Reads and verifies the credential of one request without spending anything (`cost` and `ratelimit_cost`
    * 0): refuses only what comes before scopes in Keyward's order (no key when one is required, malformed,
    * unknown, revoked, deactivated, expired). A key over its rate limit or quota passes with its identity.
-   * The adapters no longer use it (their first guard spends, once, with the route's rule).
+   * The adapters no longer use it (their first guard spends, once, with the route's rule). Comes at once when
+   * Keyward need not be asked, as `authorize`.
    */
-  authenticate(request: PresentedCredentials): Promise<Decision>;
+  authenticate(request: PresentedCredentials): MaybePromise<Decision>;
   /**
    * Checks an identity already decided by `authorize` (`null`: anonymous) against another rule, without
    * verifying again: for a route guard behind a global one, so a request is verified (and spends quota) once.
@@ -287,42 +297,62 @@ export interface GuardState {
  * what was spent (with `ratelimit_cost` 0: a request counts once against the rate limit) — which happens only
  * when `resolve` could not see it. The state to keep is returned.
  */
-export async function guardRequest(
+export function guardRequest(
   auth: KeywardAuth,
   presented: PresentedCredentials,
   rule: AccessRule | null,
   state: GuardState | undefined,
   resolve?: RouteResolver,
-): Promise<{ decision: Decision; state: GuardState }> {
+): MaybePromise<GuardResult> {
   const own = rule ?? {};
   if (state === undefined) {
-    const decision = await auth.authorize(presented, own, resolve);
-    const identity = decision.ok ? decision.identity : null;
-    const headers = decision.ok ? decision.headers : {};
-    const spent = decision.ok && decision.rule ? costOf(decision.rule) : Number.POSITIVE_INFINITY;
-    const tags = [...(decision.rule?.tags ?? own.tags ?? [])];
-    return { decision, state: { outcome: decision.outcome, identity, spent, headers, tags } };
+    // A cached key is answered at once: the adapter then goes on synchronously, without a promise's turn.
+    const decided = auth.authorize(presented, own, resolve);
+    return isPending(decided) ? decided.then((decision) => firstGuard(decision, own)) : firstGuard(decided, own);
   }
   for (const tag of own.tags ?? []) if (!state.tags.includes(tag)) state.tags.push(tag);
-  let decision: Decision;
   // A guard that sets no cost takes the one already spent (as the merge does).
   const extra = rule?.cost === undefined ? 0 : rule.cost - state.spent;
-  if (state.identity === null || extra <= 0) {
-    decision = auth.permit(state.identity, own, presented.path);
-  } else {
-    decision = await auth.authorize(presented, { ...own, cost: extra, rateLimitCost: 0 });
+  if (state.identity === null || extra <= 0) return laterGuard(auth.permit(state.identity, own, presented.path), state);
+  return Promise.resolve(auth.authorize(presented, { ...own, cost: extra, rateLimitCost: 0 })).then((decision) => {
     if (decision.ok) state.spent += extra;
-  }
+    return laterGuard(decision, state);
+  });
+}
+
+/** What one guard found: its decision (with every header the request's guards gathered) and the state to keep. */
+export interface GuardResult {
+  decision: Decision;
+  state: GuardState;
+}
+
+function firstGuard(decision: Decision, own: AccessRule): GuardResult {
+  const identity = decision.ok ? decision.identity : null;
+  const headers = decision.ok ? decision.headers : {};
+  const spent = decision.ok && decision.rule ? costOf(decision.rule) : Number.POSITIVE_INFINITY;
+  const tags = [...(decision.rule?.tags ?? own.tags ?? [])];
+  return { decision, state: { outcome: decision.outcome, identity, spent, headers, tags } };
+}
+
+function laterGuard(decision: Decision, state: GuardState): GuardResult {
   if (decision.outcome) state.outcome = decision.outcome;
   if (decision.ok) state.identity = decision.identity;
-  state.headers = { ...state.headers, ...decision.headers };
+  // A local check brings no header: nothing to merge (the common case, a cached key behind authenticate()).
+  if (!isEmpty(decision.headers)) state.headers = { ...state.headers, ...decision.headers };
   return { decision: { ...decision, headers: state.headers }, state };
 }
+
+const isEmpty = (record: Record<string, string>): boolean => {
+  for (const _ in record) return false;
+  return true;
+};
 
 const DEFAULT_CACHE = { maxEntries: 1_000, ttlMs: 5_000, liveTtlMs: 300_000 };
 const DEFAULT_STALE_WINDOW_MS = 60_000;
 /** The longest response time Keyward takes in a usage report (24 h): one longer would void its whole batch. */
 const MAX_RESPONSE_TIME_MS = 86_400_000;
+/** Tag lists the middleware keeps composed (per route and rule tags) before it starts over. */
+const MAX_MEMO_TAG_LISTS = 1_000;
 /** Longer strings are never keys (SPEC §2): refused before they are even hashed. */
 const MAX_KEY_LENGTH = 256;
 
@@ -503,12 +533,37 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     (rule.requireApiKey ?? requireApiKey) || rule.admin === true || (rule.scopes?.length ?? 0) > 0;
 
   /** The tags of a row or verification: the route's, the rule's, the global ones; at most Keyward's 10. */
-  function tagsFor(route: string, ruleTags: readonly string[] | undefined): string[] {
+  function composeTags(route: string, ruleTags: readonly string[] | undefined): string[] {
     const routeTag = Array.from(`route:${route.split('?')[0] ?? route}`)
       .slice(0, MAX_TAG_LENGTH)
       .join('');
     const tags = new Set([routeTag, ...(ruleTags ?? []), ...globalTags].filter(validTag));
     return [...tags].slice(0, MAX_TAGS);
+  }
+  // Every request of a route carries the same tags: composed once per route and rule tags. A route is a
+  // pattern, or a path when the adapter knows none, so the memo is bounded (emptied when full). The lists are
+  // shared between rows: only ever serialised.
+  const tagMemo = new Map<string, Map<string, string[]>>();
+  let tagMemoSize = 0;
+  function tagsFor(route: string, ruleTags: readonly string[] | undefined): string[] {
+    // JSON names a list of tags unambiguously; no tags (the common case) needs no name at all.
+    const name = ruleTags === undefined || ruleTags.length === 0 ? '' : JSON.stringify(ruleTags);
+    let byRule = tagMemo.get(route);
+    const known = byRule?.get(name);
+    if (known !== undefined) return known;
+    const tags = composeTags(route, ruleTags);
+    if (tagMemoSize >= MAX_MEMO_TAG_LISTS) {
+      tagMemo.clear();
+      tagMemoSize = 0;
+      byRule = undefined;
+    }
+    if (byRule === undefined) {
+      byRule = new Map();
+      tagMemo.set(route, byRule);
+    }
+    byRule.set(name, tags);
+    tagMemoSize++;
+    return tags;
   }
 
   function check(identity: KeywardIdentity, rule: AccessRule, path: string, headers: Record<string, string>): Decision {
@@ -599,7 +654,9 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
     return { ok: true, identity: null, headers: {} };
   }
 
-  async function decide(request: PresentedCredentials, rule: AccessRule, checkOnly: boolean, resolve?: RouteResolver): Promise<Decision> {
+  // Not async: a decision made here without Keyward (a cache hit above all) returns at once, so an adapter
+  // goes on in the same turn; only `verify` returns a promise.
+  function decide(request: PresentedCredentials, rule: AccessRule, checkOnly: boolean, resolve?: RouteResolver): MaybePromise<Decision> {
     startFeed();
     const path = request.path;
     const key = credentialOf(request);
@@ -631,15 +688,28 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
 
   return {
     requireApiKey,
-    authorize: (request, rule = {}, resolve) => decide(request, rule, false, resolve),
-    authenticate: (request) => decide(request, {}, true),
+    // A throw becomes a rejection, as when `decide` was async.
+    authorize(request, rule = {}, resolve) {
+      try {
+        return decide(request, rule, false, resolve);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
+    authenticate(request) {
+      try {
+        return decide(request, {}, true);
+      } catch (error) {
+        return Promise.reject(error);
+      }
+    },
     permit,
     live,
     clearCache: () => store?.clear(),
     record(outcome, response) {
       if (reporter === null) return;
       const endpoint = response.endpoint.split('?')[0] ?? response.endpoint;
-      const event: UsageEvent = {
+      const event: RecordedUsageEvent = {
         key_id: outcome.keyId,
         outcome: outcome.code,
         // Clipped as Keyward stores them, so a report stays small.
@@ -650,7 +720,8 @@ export function createKeywardAuth(options: KeywardAuthOptions): KeywardAuth {
         user_agent: response.userAgent?.slice(0, 512) ?? null,
         // Keyward refuses a whole batch over one longer time (an SSE stream open for days): clamped to its limit.
         response_time_ms: Math.min(MAX_RESPONSE_TIME_MS, Math.max(0, Math.round(response.responseTimeMs))),
-        occurred_at: new Date(Date.now() - response.responseTimeMs).toISOString(),
+        // Epoch ms: the reporter writes it as ISO 8601 when the batch is sent, off the request's path.
+        occurred_at: Date.now() - response.responseTimeMs,
         tags: tagsFor(response.route ?? endpoint, response.tags),
       };
       reporter.record(event);

@@ -11,6 +11,9 @@ export interface UsageReportingOptions {
   maxBuffered?: number;
 }
 
+/** A usage event as recorded: `occurred_at` may be epoch ms, written as ISO 8601 when its batch is sent. */
+export type RecordedUsageEvent = Omit<UsageEvent, 'occurred_at'> & { occurred_at?: string | number | null | undefined };
+
 /**
  * Buffers usage events and sends them in batches, in the background. Best-effort by design: `record` is a
  * push that never waits, the buffer is bounded (what does not fit is dropped and counted), a batch that
@@ -18,7 +21,7 @@ export interface UsageReportingOptions {
  * refused (4xx) is dropped. Nothing here ever throws into a request.
  */
 export interface UsageReporter {
-  record(event: UsageEvent): void;
+  record(event: RecordedUsageEvent): void;
   /** Sends everything buffered now (one report at a time); resolves when done, never rejects. */
   flush(): Promise<void>;
   /** Events dropped so far (buffer full or refused by Keyward). */
@@ -31,6 +34,26 @@ export interface UsageReporter {
 
 export const MAX_REPORT_EVENTS = 500;
 
+// Events of one batch mostly share their millisecond (thousands of requests a second): the last time written
+// is kept, so most events need no Date of their own.
+let lastMs = Number.NaN;
+let lastIso = '';
+function isoOf(ms: number): string {
+  const whole = Math.trunc(ms);
+  if (whole !== lastMs) {
+    lastIso = new Date(whole).toISOString();
+    lastMs = whole;
+  }
+  return lastIso;
+}
+
+/** The event as Keyward takes it: its time in ISO 8601 (none for a time that is not one: Keyward's own then). */
+function asSent(event: RecordedUsageEvent): UsageEvent {
+  const at = event.occurred_at;
+  if (typeof at !== 'number') return event as UsageEvent;
+  return { ...event, occurred_at: Number.isFinite(at) ? isoOf(at) : null };
+}
+
 export function createUsageReporter(
   client: Pick<KeywardClient, 'reportUsage'>,
   options: UsageReportingOptions & { onError?: ((error: KeywardError) => void) | undefined } = {},
@@ -38,7 +61,7 @@ export function createUsageReporter(
   const intervalMs = options.flushIntervalMs ?? 5_000;
   const batchSize = Math.max(1, Math.min(MAX_REPORT_EVENTS, options.batchSize ?? MAX_REPORT_EVENTS));
   const maxBuffered = Math.max(batchSize, options.maxBuffered ?? 10_000);
-  let buffer: UsageEvent[] = [];
+  let buffer: RecordedUsageEvent[] = [];
   let lost = 0;
   let timer: ReturnType<typeof setTimeout> | null = null;
 
@@ -60,7 +83,7 @@ export function createUsageReporter(
       const batch = buffer.slice(0, batchSize);
       buffer = buffer.slice(batch.length);
       try {
-        await client.reportUsage(batch);
+        await client.reportUsage(batch.map(asSent));
       } catch (error) {
         const failure = error instanceof KeywardError ? error : KeywardError.network(error);
         options.onError?.(failure);
