@@ -96,12 +96,13 @@ describe('keys table usage sparklines', () => {
     await screen.findByRole('img', { name: '5 verifications in the last 24 hours' });
 
     await user.type(screen.getByRole('searchbox', { name: 'Search keys' }), ' search ');
-    await waitFor(() => expect(screen.queryByRole('row', { name: /billing/ })).not.toBeInTheDocument());
+    // A loaded machine may take longer than waitFor's default second for the debounce and the page.
+    await waitFor(() => expect(screen.queryByRole('row', { name: /billing/ })).not.toBeInTheDocument(), { timeout: 5_000 });
     expect(screen.getByRole('row', { name: /search/ })).toBeInTheDocument();
     // Debounced and trimmed: one request for the search, not one per keystroke.
     const searches = client.listKeys.mock.calls.filter(([query]) => (query as { q?: string }).q !== undefined);
     expect(searches).toEqual([[expect.objectContaining({ q: 'search' })]]);
-    await waitFor(() => expect(client.getKeysActivity).toHaveBeenLastCalledWith(['k2']));
+    await waitFor(() => expect(client.getKeysActivity).toHaveBeenLastCalledWith(['k2']), { timeout: 5_000 });
   });
 
   it('shows a placeholder while loading and a dash when the request fails', async () => {
