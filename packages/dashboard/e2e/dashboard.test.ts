@@ -311,15 +311,15 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
       })),
     );
     // The four requests and the direct verification made when the key was rolled; rows are written in batches.
-    await expect.poll(async () => (await api.listUsageEvents({ key_id: keyId })).data.length).toBe(5);
+    await expect.poll(async () => (await api.listUsageEvents({ key_id: keyId })).data.length, { timeout: 10_000 }).toBe(5);
     await page.reload();
     const recent = page.getByRole('table', { name: 'Recent requests' });
-    await expect.poll(() => recent.locator('tbody tr').count()).toBe(5);
+    await expect.poll(() => recent.locator('tbody tr').count(), { timeout: 10_000 }).toBe(5);
     await page.getByRole('table', { name: 'Top endpoints' }).getByText('/v1/invoices', { exact: true }).waitFor();
 
     await page.getByRole('combobox', { name: 'Status' }).click();
     await page.getByRole('option', { name: '5xx server error' }).click();
-    await expect.poll(() => recent.locator('tbody tr').count()).toBe(1);
+    await expect.poll(() => recent.locator('tbody tr').count(), { timeout: 10_000 }).toBe(1);
     expect(await recent.locator('tbody tr').first().textContent()).toContain('/v1/invoices/inv_42');
 
     const [download] = await Promise.all([page.waitForEvent('download'), page.getByRole('button', { name: 'Download CSV' }).click()]);
@@ -333,7 +333,7 @@ describe.skipIf(!HAVE_CHROMIUM)('dashboard in headless Chromium', () => {
 
     await page.getByRole('combobox', { name: 'Status' }).click();
     await page.getByRole('option', { name: 'Any status' }).click();
-    await expect.poll(() => recent.locator('tbody tr').count()).toBe(5);
+    await expect.poll(() => recent.locator('tbody tr').count(), { timeout: 10_000 }).toBe(5);
     await page
       .getByRole('heading', { name: 'Usage', exact: true })
       // The usage chart at the top, below the fixed header.
