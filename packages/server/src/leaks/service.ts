@@ -136,9 +136,13 @@ export function createLeakService({ db: { db, dialect }, announceChanged, github
    */
   async function revokeLeaked(caller: Caller, token: string, note: LeakNote): Promise<ApiKey | undefined> {
     const found = await lookUp(token);
-    if (!found) return undefined;
+    return found && revokeLeakedKey(caller, found.id, note);
+  }
+
+  /** {@link revokeLeaked} for a key already found (by id): a batch that looked its keys up once revokes them. */
+  async function revokeLeakedKey(caller: Caller, id: string, note: LeakNote): Promise<ApiKey | undefined> {
     const revoked = await db.transaction().execute(async (trx): Promise<ApiKey | undefined> => {
-      const current = await findKeyForUpdate(trx, found.id, dialect);
+      const current = await findKeyForUpdate(trx, id, dialect);
       if (!current) return undefined;
       const at = now();
       const changes = current.revokedAt === null ? { isActive: false, revokedAt: at } : {};
@@ -199,7 +203,7 @@ export function createLeakService({ db: { db, dialect }, announceChanged, github
         if (!finding || result.keyId === null || !LIVE_STATUSES.has(result.status)) continue;
         if (!revokedNow.has(result.keyId)) {
           const note: LeakNote = { source: 'scan', ...(finding.location ? { location: finding.location } : {}) };
-          if ((await revokeLeaked(caller, finding.key, note)) === undefined) continue;
+          if ((await revokeLeakedKey(caller, result.keyId, note)) === undefined) continue;
           revokedNow.add(result.keyId);
         }
         result.revoked = true;

@@ -1,6 +1,6 @@
 import type { UsageEventsQuery, UsageRow } from '@keyward/sdk';
-import { ActionIcon, Alert, Badge, Button, Card, Group, Loader, Select, Stack, Table, Text, Title, Tooltip } from '@mantine/core';
-import { IconDownload, IconListSearch, IconRefresh } from '@tabler/icons-react';
+import { Alert, Badge, Button, Card, Group, Loader, Select, Stack, Table, Text, Title } from '@mantine/core';
+import { IconDownload, IconListSearch } from '@tabler/icons-react';
 import { keepPreviousData, useInfiniteQuery } from '@tanstack/react-query';
 import { useId, useState } from 'react';
 import { errorMessage, isStatus } from '../../api/errors';
@@ -9,6 +9,7 @@ import { fileSlug, saveFile } from '../../components/download';
 import { EmptyState } from '../../components/EmptyState';
 import { formatMs, formatNumber } from '../../components/format';
 import { mantineColor, OUTCOME_COLORS, OUTCOMES, outcomeLabel } from '../../components/outcomes';
+import { RefreshButton } from '../../components/RefreshButton';
 import { ScopeList } from '../../components/ScopeList';
 import { TimeText } from '../../components/TimeText';
 
@@ -193,17 +194,11 @@ export function RecentRequests({ keyId, keyName }: { keyId: string; keyName: str
             onChange={(value) => setStatus(value ?? ANY)}
             allowDeselect={false}
           />
-          <Tooltip label="Refresh">
-            <ActionIcon
-              variant="default"
-              size={30}
-              aria-label="Refresh"
-              onClick={() => requests.refetch()}
-              loading={requests.isRefetching && !requests.isFetchingNextPage}
-            >
-              <IconRefresh size={16} aria-hidden />
-            </ActionIcon>
-          </Tooltip>
+          <RefreshButton
+            label="Refresh"
+            onClick={() => requests.refetch()}
+            loading={requests.isRefetching && !requests.isFetchingNextPage}
+          />
           <Button size="xs" variant="default" leftSection={<IconDownload size={14} aria-hidden />} onClick={download} loading={downloading}>
             Download CSV
           </Button>

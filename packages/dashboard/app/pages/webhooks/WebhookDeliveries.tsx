@@ -1,6 +1,6 @@
-import { ActionIcon, Button, Card, Group, Loader, Select, Stack, Table, Text, Title, Tooltip } from '@mantine/core';
+import { ActionIcon, Button, Card, Group, Loader, Select, Stack, Table, Text, Title } from '@mantine/core';
 import { notifications } from '@mantine/notifications';
-import { IconChevronDown, IconChevronRight, IconRefresh, IconSend } from '@tabler/icons-react';
+import { IconChevronDown, IconChevronRight, IconSend } from '@tabler/icons-react';
 import { useMutation, useQueryClient } from '@tanstack/react-query';
 import { Fragment, useEffect, useId, useState } from 'react';
 import { errorMessage } from '../../api/errors';
@@ -9,6 +9,7 @@ import { useSession } from '../../api/session';
 import { EmptyState } from '../../components/EmptyState';
 import { formatMs } from '../../components/format';
 import { mantineColor } from '../../components/outcomes';
+import { RefreshButton } from '../../components/RefreshButton';
 import { TimeText } from '../../components/TimeText';
 import { Pager, useCursorPager } from '../keys/Pager';
 import { DELIVERY_STATUS_LABEL, DELIVERY_STATUSES, DeliveryStatusBadge } from './webhookFormat';
@@ -243,17 +244,7 @@ export function WebhookDeliveries({ webhookId }: { webhookId: string }) {
             onChange={(value) => setStatus(value ?? ANY)}
             allowDeselect={false}
           />
-          <Tooltip label="Refresh">
-            <ActionIcon
-              variant="default"
-              size={30}
-              aria-label="Refresh deliveries"
-              onClick={() => deliveries.refetch()}
-              loading={deliveries.isRefetching}
-            >
-              <IconRefresh size={16} aria-hidden />
-            </ActionIcon>
-          </Tooltip>
+          <RefreshButton label="Refresh deliveries" onClick={() => deliveries.refetch()} loading={deliveries.isRefetching} />
         </Group>
       </Group>
       {deliveries.isError ? (
